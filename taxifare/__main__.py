@@ -1,0 +1,3 @@
+from taxifare.cli import main
+
+main()

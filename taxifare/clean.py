@@ -1,0 +1,183 @@
+"""Parse raw text rides and drop the rows that cannot be real, counting each drop by the first rule it breaks.
+
+Rules, in the order they are applied:
+missing_value, unparseable_number, bad_datetime, outside_date_window, duplicate, zero_coordinates,
+passenger_count_out_of_range, fare_out_of_range, outside_nyc.
+Lines with the wrong number of fields never reach this module; the source counts them as malformed_line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from taxifare.source import RAW_COLUMNS
+
+NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
+COORDINATE_COLUMNS = ("pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude")
+
+REJECT_RULES = (
+    "malformed_line",
+    "missing_value",
+    "unparseable_number",
+    "bad_datetime",
+    "outside_date_window",
+    "duplicate",
+    "zero_coordinates",
+    "passenger_count_out_of_range",
+    "fare_out_of_range",
+    "outside_nyc",
+)
+
+LATITUDE_RANGE = (40.5, 40.9)
+LONGITUDE_RANGE = (-74.3, -73.7)
+PASSENGER_RANGE = (1, 7)
+FARE_RANGE = (0.0, 400.0)  # exclusive at both ends
+
+# A plain decimal or scientific number; "nan" and "inf" are not accepted as ride values.
+_NUMBER_PATTERN = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+# The BigQuery export form first; the others are unambiguous and common in hand-made files.
+_DATETIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S UTC",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S%z",
+)
+
+
+class SeenRows:
+    """Hashes of every kept row so far, to drop exact duplicates across the whole input.
+
+    Costs 8 bytes per distinct row (a sorted uint64 array), plus a transient copy when it grows.
+    Two different rows share a 64-bit hash with probability about n**2 / 2**65 over n rows.
+    """
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    @property
+    def nbytes(self) -> int:
+        return self._sorted.nbytes
+
+    def first_occurrences(self, hashes: np.ndarray) -> np.ndarray:
+        """Mask of rows seen for the first time (earlier rows of the same call count), and remember them."""
+        first_in_chunk = np.zeros(len(hashes), dtype=bool)
+        first_in_chunk[np.unique(hashes, return_index=True)[1]] = True
+        positions = np.searchsorted(self._sorted, hashes)
+        known = np.zeros(len(hashes), dtype=bool)
+        inside = positions < len(self._sorted)
+        known[inside] = self._sorted[positions[inside]] == hashes[inside]
+        fresh = first_in_chunk & ~known
+        new_hashes = np.sort(hashes[fresh])
+        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new_hashes), new_hashes)
+        return fresh
+
+
+@dataclass
+class CleanChunk:
+    rides: pd.DataFrame
+    rejects: dict[str, int]
+
+
+def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 values (NaN where unusable) and a mask of present-but-unparseable cells."""
+    is_number = pc.match_substring_regex(column, _NUMBER_PATTERN)
+    present = pc.is_valid(column).to_numpy(zero_copy_only=False)
+    numbers = pc.cast(pc.if_else(is_number, column, pa.scalar(None, pa.string())), pa.float64())
+    values = numbers.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return values, present & np.isnan(values)
+
+
+def _parse_datetimes(column: pa.ChunkedArray) -> np.ndarray:
+    """Seconds since the epoch (int64, UTC) as datetime64[s]; NaT where unparseable."""
+    parsed = pc.strptime(column, format=_DATETIME_FORMATS[0], unit="s", error_is_null=True)
+    for fmt in _DATETIME_FORMATS[1:]:
+        if parsed.null_count == column.null_count:
+            break
+        fallback = pc.strptime(column, format=fmt, unit="s", error_is_null=True)
+        parsed = pc.coalesce(parsed, fallback)
+    parsed = pc.cast(parsed, pa.timestamp("s"))
+    return parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
+
+
+def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Typed rides and, per parse rule, the mask of rows that break it (in rule order, overlaps allowed)."""
+    columns = {}
+    missing = np.zeros(table.num_rows, dtype=bool)
+    unparseable = np.zeros(table.num_rows, dtype=bool)
+    for name in NUMERIC_COLUMNS:
+        column = table.column(name)
+        values, bad = _parse_numbers(column)
+        columns[name] = values
+        missing |= pc.is_null(column).to_numpy(zero_copy_only=False)
+        unparseable |= bad
+    pickup_text = table.column("pickup_datetime")
+    pickup = _parse_datetimes(pickup_text)
+    missing |= pc.is_null(pickup_text).to_numpy(zero_copy_only=False)
+    columns["pickup_datetime"] = pickup
+    rides = pd.DataFrame({name: columns[name] for name in RAW_COLUMNS})
+    return rides, {
+        "missing_value": missing,
+        "unparseable_number": unparseable,
+        "bad_datetime": np.isnat(pickup),
+    }
+
+
+def _outside(values: pd.Series, low: float, high: float) -> np.ndarray:
+    return ~((values >= low) & (values <= high)).to_numpy()
+
+
+def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, seen: SeenRows) -> CleanChunk:
+    """The chunk's valid rides (pickup_datetime as UTC datetime64) and how many rows each rule dropped."""
+    rides, parse_failures = parse_rides(table)
+    rejects = dict.fromkeys(REJECT_RULES, 0)
+    keep = np.ones(len(rides), dtype=bool)
+
+    def drop(rule: str, mask: np.ndarray) -> None:
+        nonlocal keep
+        hit = keep & mask
+        rejects[rule] += int(hit.sum())
+        keep &= ~hit
+
+    for rule, mask in parse_failures.items():
+        drop(rule, mask)
+    pickup = rides["pickup_datetime"].to_numpy()
+    window_low = np.datetime64(min_date.replace(tzinfo=None), "s")
+    window_high = np.datetime64(max_date.replace(tzinfo=None), "s")
+    drop("outside_date_window", ~((pickup >= window_low) & (pickup < window_high)))
+
+    rides, keep = rides[keep], keep[keep]
+    drop("duplicate", ~seen.first_occurrences(_row_hashes(rides)))
+    coords = rides[list(COORDINATE_COLUMNS)]
+    drop("zero_coordinates", (coords == 0).all(axis=1).to_numpy())
+    passengers = rides["passenger_count"]
+    drop(
+        "passenger_count_out_of_range",
+        _outside(passengers, *PASSENGER_RANGE) | (passengers != np.round(passengers)).to_numpy(),
+    )
+    fare = rides["fare_amount"]
+    drop("fare_out_of_range", ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])).to_numpy())
+    drop(
+        "outside_nyc",
+        _outside(rides["pickup_latitude"], *LATITUDE_RANGE)
+        | _outside(rides["dropoff_latitude"], *LATITUDE_RANGE)
+        | _outside(rides["pickup_longitude"], *LONGITUDE_RANGE)
+        | _outside(rides["dropoff_longitude"], *LONGITUDE_RANGE),
+    )
+    return CleanChunk(rides=rides[keep].reset_index(drop=True), rejects=rejects)
+
+
+def _row_hashes(rides: pd.DataFrame) -> np.ndarray:
+    # -0.0 and 0.0 are the same value and must hash alike.
+    normalized = rides.assign(**{name: rides[name] + 0.0 for name in NUMERIC_COLUMNS})
+    return pd.util.hash_pandas_object(normalized, index=False).to_numpy()

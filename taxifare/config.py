@@ -1,0 +1,192 @@
+"""One immutable settings object, built once from flags, environment, `.env` and defaults.
+
+Precedence: command-line flag > process environment > `.env` file > default.
+No other module reads `os.environ`; everything that needs configuration receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from dateutil import parser as date_parser
+
+from taxifare.errors import InputError
+
+# BigQuery naming rules: project ids are 6-30 lowercase letters, digits and hyphens (some legacy
+# ids carry a "domain:" prefix); dataset and table names are letters, digits and underscores.
+_PROJECT_RE = re.compile(r"^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_DATA_SIZE_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+MAX_CHUNK_SIZE = 10_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    min_date: dt.datetime
+    max_date: dt.datetime
+    data_size: str
+    chunk_size: int
+    local_data_path: Path
+    local_registry_path: Path
+    gcp_project: str | None
+    gcp_project_data: str
+    bq_dataset: str
+    bigquery_emulator_host: str | None
+    bq_deadline: float
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    patience: int
+    seed: int
+
+    @property
+    def window_tag(self) -> str:
+        return f"{_date_tag(self.min_date)}_{_date_tag(self.max_date)}_{self.data_size}"
+
+    @property
+    def raw_cache_path(self) -> Path:
+        return self.local_data_path / "raw" / f"query_{self.window_tag}.csv"
+
+    @property
+    def processed_path(self) -> Path:
+        return self.local_data_path / "processed" / f"processed_{self.window_tag}.csv"
+
+    @property
+    def bq_table(self) -> str:
+        return f"{self.gcp_project_data}.{self.bq_dataset}.raw_{self.data_size}"
+
+
+def _date_tag(value: dt.datetime) -> str:
+    return f"{value:%Y-%m-%d}" if value.time() == dt.time(0) else f"{value:%Y-%m-%dT%H%M%S}"
+
+
+def parse_date(name: str, text: str) -> dt.datetime:
+    """A date or datetime in any common notation, as an aware UTC datetime (naive means UTC)."""
+    try:
+        value = date_parser.isoparse(text)
+    except ValueError:
+        try:
+            value = date_parser.parse(text)
+        except (ValueError, OverflowError):
+            raise InputError(f"{name}: could not read {text!r} as a date; expected e.g. 2009-01-01") from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _int_in(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise InputError(f"{name}: expected a whole number, received {text!r}") from None
+        if not low <= value <= high:
+            raise InputError(f"{name}: expected a number from {low} to {high}, received {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(name: str, text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise InputError(f"{name}: expected a number, received {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise InputError(f"{name}: expected a positive finite number, received {text!r}")
+    return value
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str, str], str]:
+    def parse(name: str, text: str) -> str:
+        text = str(text).strip()
+        if not pattern.fullmatch(text):
+            raise InputError(f"{name}: {text!r} is not {what}")
+        return text
+
+    return parse
+
+
+def _path(name: str, text: str) -> Path:
+    return Path(str(text)).expanduser()
+
+
+def _text(name: str, text: str) -> str:
+    return str(text).strip()
+
+
+# setting -> (environment variable, default, parser)
+_FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
+    "min_date": ("MIN_DATE", "2009-01-01", parse_date),
+    "max_date": ("MAX_DATE", "2015-01-01", parse_date),
+    "data_size": ("DATA_SIZE", "demo", _matching(_DATA_SIZE_RE, "a plain name of letters, digits and underscores")),
+    "chunk_size": ("CHUNK_SIZE", "100000", _int_in(1, MAX_CHUNK_SIZE)),
+    "local_data_path": ("LOCAL_DATA_PATH", "~/.taxifare/data", _path),
+    "local_registry_path": ("LOCAL_REGISTRY_PATH", "~/.taxifare/registry", _path),
+    "gcp_project": ("GCP_PROJECT", None, _matching(_PROJECT_RE, "a valid Google Cloud project id")),
+    "gcp_project_data": (
+        "GCP_PROJECT_DATA",
+        "wagon-public-datasets",
+        _matching(_PROJECT_RE, "a valid Google Cloud project id"),
+    ),
+    "bq_dataset": ("BQ_DATASET", "taxifare", _matching(_DATASET_RE, "a valid BigQuery dataset name")),
+    "bigquery_emulator_host": ("BIGQUERY_EMULATOR_HOST", None, _text),
+    "bq_deadline": ("BQ_DEADLINE", "120", _positive_float),
+    "learning_rate": ("LEARNING_RATE", "0.0005", _positive_float),
+    "batch_size": ("BATCH_SIZE", "256", _int_in(1, 1_000_000)),
+    "epochs": ("EPOCHS", "1", _int_in(1, 10_000)),
+    "patience": ("PATIENCE", "5", _int_in(0, 10_000)),
+    "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),
+}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines, `#` comments, `export ` prefixes and surrounding quotes allowed."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep:
+            raise InputError(f"{path}:{number}: expected KEY=VALUE, received {line[:60]!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = Path(".env"),
+) -> Settings:
+    """Merge the sources by precedence and validate every value."""
+    flags = {key: value for key, value in (flags or {}).items() if value is not None}
+    environ = os.environ if environ is None else environ
+    dotenv = read_dotenv(dotenv_path) if dotenv_path else {}
+    values = {}
+    for field, (env_name, default, parse) in _FIELDS.items():
+        if field in flags:
+            raw, origin = flags[field], "--" + field.replace("_", "-")
+        elif environ.get(env_name, "") != "":
+            raw, origin = environ[env_name], env_name
+        elif dotenv.get(env_name, "") != "":
+            raw, origin = dotenv[env_name], f"{env_name} (.env)"
+        else:
+            raw, origin = default, env_name
+        values[field] = None if raw is None else parse(origin, raw)
+    settings = Settings(**values)
+    if settings.min_date >= settings.max_date:
+        raise InputError(
+            f"min_date {settings.min_date:%Y-%m-%d %H:%M:%S} must be before max_date {settings.max_date:%Y-%m-%d %H:%M:%S}"
+        )
+    return settings

@@ -1,0 +1,160 @@
+"""Stateless, row-wise, vectorized features: a cleaned ride table in, a float32/int8 feature table out.
+
+Nothing here depends on other rows or on the chunk a row arrives in, so the processed file is the same
+whatever the chunk size, and prediction applies exactly the transformation training saw.
+Bump PREPROCESSOR_VERSION whenever a feature's definition, order or scaling changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PREPROCESSOR_VERSION = 2
+
+EARTH_RADIUS_KM = 6371.0
+DISTANCE_SCALE_KM = 100.0
+EPOCH_2009 = np.datetime64("2009-01-01T00:00:00", "s")
+DAYS_SCALE = 2090.0
+LOCAL_TIMEZONE = "America/New_York"
+
+GEOHASH_PRECISION = 5
+DISTRICTS = (
+    "dr5ru dr5rs dr5rv dr72h dr72j dr5re dr5rk dr5rz dr5ry dr5rt "
+    "dr5rg dr5x1 dr5x0 dr72m dr5rm dr5rx dr5x2 dr5rw dr5rh dr5x8"
+).split()
+_BASE32 = "0123456789bcdefghjkmnpqrstuvwxyz"
+
+# Airports and Midtown: fares jump for airport trips (JFK flat fare, Newark surcharge).
+LANDMARKS = {
+    "jfk": (40.6413, -73.7781),
+    "lga": (40.7769, -73.8740),
+    "ewr": (40.6895, -74.1745),
+    "midtown": (40.7549, -73.9840),
+}
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+ONE_HOT_PREFIXES = ("dow_", "month_", "pickup_geohash_", "dropoff_geohash_")
+
+
+def _feature_names() -> list[str]:
+    names = ["passenger_count_scaled", "hour_sin", "hour_cos"]
+    names += [f"dow_{day}" for day in WEEKDAYS]
+    names += [f"month_{month}" for month in MONTHS]
+    names += ["days_since_2009", "haversine_distance", "manhattan_distance"]
+    names += [f"pickup_geohash_{district}" for district in DISTRICTS]
+    names += [f"dropoff_geohash_{district}" for district in DISTRICTS]
+    names += [f"{end}_distance_{place}" for place in LANDMARKS for end in ("pickup", "dropoff")]
+    return names
+
+
+FEATURE_NAMES: tuple[str, ...] = tuple(_feature_names())
+TARGET = "fare_amount"
+
+
+def is_one_hot(name: str) -> bool:
+    return name.startswith(ONE_HOT_PREFIXES)
+
+
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def manhattan_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """North-south plus east-west leg lengths, the east-west leg measured at the mean latitude."""
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
+    north_south = np.abs(lat2 - lat1)
+    east_west = np.abs(lon2 - lon1) * np.cos((lat1 + lat2) / 2)
+    return EARTH_RADIUS_KM * (north_south + east_west)
+
+
+def geohash_cells(lat, lon, precision: int = GEOHASH_PRECISION) -> np.ndarray:
+    """Geohash cells as integers (5 bits per character), by bit interleaving instead of bisection loops.
+
+    Bit i of the cell, counted from the most significant, is a longitude bit when i is even and a
+    latitude bit when odd; each coordinate's bits are its position in the range, as a binary fraction.
+    """
+    total_bits = 5 * precision
+    lon_bits, lat_bits = (total_bits + 1) // 2, total_bits // 2
+    lat_index = _grid_index(lat, -90.0, 90.0, lat_bits)
+    lon_index = _grid_index(lon, -180.0, 180.0, lon_bits)
+    cells = np.zeros(len(lat_index), dtype=np.int64)
+    for position in range(total_bits):
+        if position % 2 == 0:
+            bit = (lon_index >> (lon_bits - 1 - position // 2)) & 1
+        else:
+            bit = (lat_index >> (lat_bits - 1 - position // 2)) & 1
+        cells = (cells << 1) | bit
+    return cells
+
+
+def _grid_index(values, low: float, high: float, bits: int) -> np.ndarray:
+    scaled = np.floor((np.asarray(values, dtype=np.float64) - low) / (high - low) * (1 << bits))
+    return np.clip(scaled, 0, (1 << bits) - 1).astype(np.int64)
+
+
+def geohash_to_cell(text: str) -> int:
+    cell = 0
+    for char in text:
+        cell = (cell << 5) | _BASE32.index(char)
+    return cell
+
+
+_DISTRICT_CELLS = np.array([geohash_to_cell(district) for district in DISTRICTS], dtype=np.int64)
+
+
+def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
+    """Rows of 0/1 (int8); a code outside 0..size-1 gives an all-zero row."""
+    return (codes[:, None] == np.arange(size)[None, :]).astype(np.int8)
+
+
+def _district_one_hot(lat, lon) -> np.ndarray:
+    return (geohash_cells(lat, lon)[:, None] == _DISTRICT_CELLS[None, :]).astype(np.int8)
+
+
+def _as_float32(values) -> np.ndarray:
+    # Adding 0.0 turns -0.0 into 0.0, so the CSV never shows "-0".
+    return np.asarray(values, dtype=np.float32) + np.float32(0.0)
+
+
+def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
+    """Feature table (columns FEATURE_NAMES, same index) for cleaned rides.
+
+    `rides` needs pickup_datetime (datetime64, UTC), the four coordinates and passenger_count.
+    """
+    pickup_utc = pd.DatetimeIndex(rides["pickup_datetime"])
+    if pickup_utc.tz is None:
+        pickup_utc = pickup_utc.tz_localize("UTC")
+    local = pickup_utc.tz_convert(LOCAL_TIMEZONE)
+    hour_angle = 2 * np.pi * local.hour.to_numpy() / 24
+    seconds_since_2009 = (pickup_utc.tz_localize(None).to_numpy() - EPOCH_2009) / np.timedelta64(1, "s")
+
+    plat, plon = rides["pickup_latitude"].to_numpy(np.float64), rides["pickup_longitude"].to_numpy(np.float64)
+    dlat, dlon = rides["dropoff_latitude"].to_numpy(np.float64), rides["dropoff_longitude"].to_numpy(np.float64)
+
+    columns = [
+        _as_float32((rides["passenger_count"].to_numpy(np.float64) - 1) / 7)[:, None],
+        _as_float32(np.sin(hour_angle))[:, None],
+        _as_float32(np.cos(hour_angle))[:, None],
+        _one_hot(local.dayofweek.to_numpy(), 7),
+        _one_hot(local.month.to_numpy() - 1, 12),
+        _as_float32(seconds_since_2009 / 86400 / DAYS_SCALE)[:, None],
+        _as_float32(haversine_km(plat, plon, dlat, dlon) / DISTANCE_SCALE_KM)[:, None],
+        _as_float32(manhattan_km(plat, plon, dlat, dlon) / DISTANCE_SCALE_KM)[:, None],
+        _district_one_hot(plat, plon),
+        _district_one_hot(dlat, dlon),
+    ]
+    for place_lat, place_lon in LANDMARKS.values():
+        columns.append(_as_float32(haversine_km(plat, plon, place_lat, place_lon) / DISTANCE_SCALE_KM)[:, None])
+        columns.append(_as_float32(haversine_km(dlat, dlon, place_lat, place_lon) / DISTANCE_SCALE_KM)[:, None])
+
+    frame = {}
+    names = iter(FEATURE_NAMES)
+    for block in columns:
+        for j in range(block.shape[1]):
+            frame[next(names)] = block[:, j]
+    return pd.DataFrame(frame, index=rides.index)

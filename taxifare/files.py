@@ -1,0 +1,58 @@
+"""File I/O that survives crashes: every complete-looking file was written in full, then renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from taxifare.errors import InputError, TaxifareError
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from `path`; a missing, unreadable or non-object file is a clear InputError."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: unreadable {what} ({error})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: unreadable {what} (expected a JSON object)")
+    return value
+
+
+def describe_os_error(error: OSError, path: Path | None = None) -> TaxifareError:
+    """One readable line for a failed write: no space, file too large, read-only, permission."""
+    where = path or error.filename or "file"
+    reason = error.strerror or str(error)
+    return TaxifareError(f"could not write {where}: {reason}")

@@ -1,0 +1,152 @@
+"""The preprocessing pipeline: source -> clean -> features -> sink, one chunk at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
+from taxifare.config import Settings
+from taxifare.errors import InputError
+from taxifare.features import PREPROCESSOR_VERSION, ride_features
+from taxifare.files import describe_os_error
+from taxifare.progress import Progress, log_summary, peak_rss_mb
+from taxifare.sink import ProcessedWriter, manifest_path, new_manifest, read_manifest
+from taxifare.source import CsvRideSource
+
+log = logging.getLogger("taxifare")
+
+# Manifest entries that must match for an interrupted output to be continued rather than redone.
+_RESUME_KEYS = ("preprocessor_version", "source", "min_date", "max_date", "data_size", "chunk_size")
+
+
+@dataclass
+class PreprocessResult:
+    output: Path
+    manifest: dict
+    reused: bool
+    resumed_from_chunk: int | None
+    seconds: float
+
+
+def open_source(settings: Settings, input_path: Path | None) -> CsvRideSource:
+    if input_path is not None:
+        return CsvRideSource(input_path, settings.chunk_size)
+    if settings.raw_cache_path.is_file():
+        return CsvRideSource(settings.raw_cache_path, settings.chunk_size)
+    raise InputError(
+        f"no raw data for {settings.window_tag}: {settings.raw_cache_path} does not exist and the BigQuery "
+        "source is not available in this version; pass --input PATH, or run `taxifare demo-data` for DATA_SIZE=demo"
+    )
+
+
+def _resumable(previous: dict | None, fresh: dict, output: Path) -> bool:
+    if previous is None or previous.get("complete"):
+        return False
+    if any(previous.get(key) != fresh[key] for key in _RESUME_KEYS):
+        return False
+    return output.is_file() and output.stat().st_size >= previous.get("bytes", 0)
+
+
+def _existing_manifest(output: Path) -> dict | None:
+    if not manifest_path(output).is_file():
+        return None
+    try:
+        return read_manifest(output)
+    except InputError:
+        return None
+
+
+def preprocess(settings: Settings, input_path: Path | None = None, force: bool = False) -> PreprocessResult:
+    started = time.monotonic()
+    output = settings.processed_path
+    source = open_source(settings, input_path)
+    fresh = new_manifest(
+        source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
+    )
+    previous = _existing_manifest(output)
+    if previous and previous.get("complete") and not force and output.is_file():
+        if all(previous.get(key) == fresh[key] for key in _RESUME_KEYS if key != "chunk_size"):
+            log.info("%s is complete; reusing it (pass --force to redo it)", output)
+            return PreprocessResult(output, previous, True, None, time.monotonic() - started)
+
+    resume = _resumable(previous, fresh, output) and not force
+    writer = ProcessedWriter(output, previous if resume else fresh)
+    try:
+        if resume:
+            writer.reopen()
+            log.info("resuming %s after chunk %d", output, previous["chunks_written"])
+        else:
+            writer.start()
+        _run_chunks(settings, source, writer, skip_chunks=writer.manifest["chunks_written"])
+    except OSError as error:
+        raise describe_os_error(error) from error
+    finally:
+        writer.close()
+    result = PreprocessResult(
+        output, writer.manifest, False, previous["chunks_written"] if resume else None, time.monotonic() - started
+    )
+    _log_result(result)
+    return result
+
+
+def _run_chunks(settings: Settings, source: CsvRideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
+    seen = SeenRows()
+    progress = Progress("preprocess", total=source.estimated_rows())
+    malformed_before = 0
+    for index, raw in enumerate(source.chunks()):
+        cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
+        malformed = source.malformed_rows - malformed_before
+        malformed_before = source.malformed_rows
+        if index < skip_chunks:
+            # Already in the output: replayed only to rebuild the duplicate index.
+            progress.advance(raw.num_rows + malformed)
+            continue
+        cleaned.rejects["malformed_line"] += malformed
+        features = ride_features(cleaned.rides)
+        writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects)
+        progress.advance(raw.num_rows + malformed, note=f"kept {writer.manifest['rows_kept']:,}")
+    trailing_malformed = source.malformed_rows - malformed_before
+    if trailing_malformed:
+        writer.manifest["rejected"]["malformed_line"] += trailing_malformed
+        writer.manifest["rows_read"] += trailing_malformed
+    progress.close()
+    writer.finish(
+        {
+            "duplicate_index_bytes": seen.nbytes,
+            "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+
+
+def _log_result(result: PreprocessResult) -> None:
+    manifest = result.manifest
+    rows_read = manifest["rows_read"]
+    rejected = sum(manifest["rejected"].values())
+    rows = [
+        ("source", _describe_source(manifest["source"])),
+        ("output", str(result.output)),
+        ("rows read", f"{rows_read:,}"),
+        ("rows kept", f"{manifest['rows_kept']:,}"),
+        ("rows rejected", f"{rejected:,}"),
+    ]
+    rows += [(f"  {rule}", f"{manifest['rejected'][rule]:,}") for rule in REJECT_RULES if manifest["rejected"][rule]]
+    if result.resumed_from_chunk is not None:
+        rows.append(("resumed", f"after chunk {result.resumed_from_chunk}"))
+    rows += [
+        ("chunks", f"{manifest['chunks_written']}"),
+        ("wall time", f"{result.seconds:.1f} s"),
+        ("throughput", f"{rows_read / max(result.seconds, 1e-9):,.0f} rows/s"),
+        ("peak memory", f"{peak_rss_mb():,.0f} MB"),
+        ("preprocessor", f"version {PREPROCESSOR_VERSION}"),
+    ]
+    log_summary("preprocess complete", rows)
+
+
+def _describe_source(source: dict) -> str:
+    if source.get("kind") == "csv":
+        return f"CSV {source['path']}"
+    return ", ".join(f"{key}={value}" for key, value in source.items())

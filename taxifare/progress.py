@@ -1,0 +1,99 @@
+"""Progress and summaries: a live bar on a terminal, plain timestamped log lines otherwise (cron, CI)."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from typing import TextIO
+
+import psutil
+
+log = logging.getLogger("taxifare")
+
+LOG_EVERY_SECONDS = 10.0
+_BAR_WIDTH = 24
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":
+        peak_kib //= 1024
+    current = psutil.Process().memory_info().rss
+    return max(peak_kib * 1024, current) / 2**20
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class Progress:
+    """Counts work done; `note` is a short free text shown beside the rate (e.g. current holdout MAE)."""
+
+    def __init__(self, label: str, total: int | None = None, unit: str = "rows", stream: TextIO | None = None):
+        self.label = label
+        self.total = total
+        self.unit = unit
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty()
+        self.done = 0
+        self.note = ""
+        self.started = time.monotonic()
+        self._last_shown = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def advance(self, count: int, note: str = "") -> None:
+        self.done += count
+        self.note = note or self.note
+        now = time.monotonic()
+        if self.interactive and now - self._last_shown >= 0.1:
+            self._draw()
+            self._last_shown = now
+        elif not self.interactive and now - self._last_shown >= LOG_EVERY_SECONDS:
+            log.info("%s", self._status_text())
+            self._last_shown = now
+
+    def close(self) -> None:
+        if self.interactive:
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _status_text(self) -> str:
+        parts = [f"{self.label}: {self.done:,} {self.unit}"]
+        if self.total:
+            parts[0] += f" of ~{self.total:,} ({min(self.done / self.total, 1):.0%})"
+        parts.append(f"{self.rate:,.0f} {self.unit}/s")
+        if self.total and self.rate > 0 and self.done < self.total:
+            parts.append(f"ETA {format_duration((self.total - self.done) / self.rate)}")
+        if self.note:
+            parts.append(self.note)
+        return ", ".join(parts)
+
+    def _draw(self) -> None:
+        bar = ""
+        if self.total:
+            filled = int(_BAR_WIDTH * min(self.done / self.total, 1))
+            bar = "[" + "#" * filled + "-" * (_BAR_WIDTH - filled) + "] "
+        self.stream.write(f"\r\033[K{bar}{self._status_text()}")
+        self.stream.flush()
+
+
+def log_summary(title: str, rows: list[tuple[str, object]]) -> None:
+    """A block of aligned `name: value` lines, one log record each, so cron logs stay greppable."""
+    width = max(len(name) for name, _ in rows)
+    log.info("%s", title)
+    for name, value in rows:
+        log.info("  %s %s", f"{name}:".ljust(width + 1), value)

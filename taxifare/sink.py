@@ -1,0 +1,123 @@
+"""The processed CSV and its JSON manifest.
+
+Write order, so that a crash at any point can be resumed: the chunk's rows are appended to the CSV and
+flushed to disk first; only then is the manifest, which records the CSV's valid length and how much
+input it covers, replaced atomically. On resume, anything past the manifest's `bytes` is cut off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from taxifare.clean import REJECT_RULES
+from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, is_one_hot
+from taxifare.files import atomic_write_json, read_json
+
+MANIFEST_FORMAT = "taxifare-processed"
+
+
+def manifest_path(processed_path: Path) -> Path:
+    return processed_path.with_suffix(".json")
+
+
+def csv_header() -> bytes:
+    return (",".join((*FEATURE_NAMES, TARGET)) + "\n").encode()
+
+
+def encode_rows(features: pd.DataFrame, target: np.ndarray) -> bytes:
+    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header."""
+    arrays = [pa.array(features[name].to_numpy()) for name in FEATURE_NAMES]
+    arrays.append(pa.array(np.asarray(target, dtype=np.float32)))
+    table = pa.Table.from_arrays(arrays, names=[*FEATURE_NAMES, TARGET])
+    buffer = io.BytesIO()
+    pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
+    return buffer.getvalue()
+
+
+def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, data_size: str, chunk_size: int) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "preprocessor_version": PREPROCESSOR_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "one_hot_features": [name for name in FEATURE_NAMES if is_one_hot(name)],
+        "target": TARGET,
+        "source": source,
+        "min_date": min_date.isoformat(),
+        "max_date": max_date.isoformat(),
+        "data_size": data_size,
+        "chunk_size": chunk_size,
+        "rows_read": 0,
+        "rows_kept": 0,
+        "rejected": dict.fromkeys(REJECT_RULES, 0),
+        "chunks_written": 0,
+        "bytes": len(csv_header()),
+        "complete": False,
+    }
+
+
+def read_manifest(processed_path: Path) -> dict:
+    return read_json(manifest_path(processed_path), "processed-file manifest")
+
+
+class ProcessedWriter:
+    """Appends feature chunks to the processed CSV and keeps its manifest in step."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = Path(path)
+        self.manifest = manifest
+        self._file = None
+
+    def start(self) -> None:
+        """Begin a new file: the header alone, and a manifest marked incomplete."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        manifest_path(self.path).unlink(missing_ok=True)
+        self._file = self.path.open("wb")
+        self._file.write(csv_header())
+        self._sync()
+        self._save_manifest()
+
+    def reopen(self) -> None:
+        """Continue a file after an interruption: drop whatever followed the last recorded chunk."""
+        self._file = self.path.open("r+b")
+        self._file.truncate(self.manifest["bytes"])
+        self._file.seek(self.manifest["bytes"])
+        self._sync()
+
+    def append(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int]) -> None:
+        data = encode_rows(features, target)
+        self._file.write(data)
+        self._sync()
+        manifest = self.manifest
+        manifest["bytes"] += len(data)
+        manifest["rows_read"] += rows_read
+        manifest["rows_kept"] += len(features)
+        for rule, count in rejects.items():
+            manifest["rejected"][rule] += count
+        manifest["chunks_written"] += 1
+        self._save_manifest()
+
+    def finish(self, extra: dict | None = None) -> None:
+        self.close()
+        self.manifest.update(extra or {})
+        self.manifest["complete"] = True
+        self._save_manifest()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def _save_manifest(self) -> None:
+        atomic_write_json(manifest_path(self.path), self.manifest)

@@ -1,0 +1,133 @@
+"""Raw ride sources: a local CSV (the raw cache or any `--input` file), read in exact-size chunks.
+
+Every source yields pyarrow tables with the seven RAW_COLUMNS as strings, so that cleaning parses one
+representation whatever the origin (a local CSV, or a BigQuery page turned into the cache's text).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from taxifare.errors import InputError
+
+RAW_COLUMNS = (
+    "fare_amount",
+    "pickup_datetime",
+    "pickup_longitude",
+    "pickup_latitude",
+    "dropoff_longitude",
+    "dropoff_latitude",
+    "passenger_count",
+)
+RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
+
+# The longest line a raw CSV may hold is one block.
+BLOCK_SIZE = 16 << 20
+_SAMPLE_BYTES = 1 << 20
+
+
+def read_header(path: Path) -> list[str]:
+    """Column names of a CSV file, checked for the raw columns; raises InputError with the reason."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with path.open("rb") as file:
+        first_line = file.readline(BLOCK_SIZE)
+    if not first_line.strip():
+        raise InputError(f"{path}: the file is empty; expected a CSV header with {', '.join(RAW_COLUMNS)}")
+    try:
+        text = first_line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: the header is not UTF-8 text; expected a CSV file") from None
+    names = [name.strip() for name in next(csv.reader(io.StringIO(text)))]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: column named more than once: {', '.join(repeated)}")
+    missing = [name for name in RAW_COLUMNS if name not in names]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header has {', '.join(names)[:200]}"
+        )
+    return names
+
+
+def estimate_row_count(path: Path) -> int:
+    """Rows in a CSV, estimated from the line length in its first megabyte (for an ETA only)."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        sample = file.read(_SAMPLE_BYTES)
+    lines = max(sample.count(b"\n"), 1)
+    return max(int(size / (len(sample) / lines)) - 1, 0)
+
+
+class CsvRideSource:
+    """Raw rides from a CSV file, in chunks of exactly `chunk_size` rows (the last may be shorter).
+
+    Lines with the wrong number of fields are skipped and counted in `malformed_rows`.
+    """
+
+    def __init__(self, path: Path, chunk_size: int):
+        self.path = Path(path)
+        self.chunk_size = chunk_size
+        self.columns = read_header(self.path)
+        self.malformed_rows = 0
+
+    def describe(self) -> dict:
+        return {"kind": "csv", "path": str(self.path)}
+
+    def estimated_rows(self) -> int:
+        return estimate_row_count(self.path)
+
+    def chunks(self) -> Iterator[pa.Table]:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for batch in self._batches():
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= self.chunk_size:
+                table = pa.Table.from_batches(pending, schema=RAW_SCHEMA)
+                yield table.slice(0, self.chunk_size)
+                rest = table.slice(self.chunk_size)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+        if pending_rows:
+            yield pa.Table.from_batches(pending, schema=RAW_SCHEMA)
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        reader = self._open_reader()
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as error:
+                raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
+            yield batch.select(list(RAW_COLUMNS))
+
+    def _open_reader(self) -> pa_csv.CSVStreamingReader:
+        def skip_malformed(row: pa_csv.InvalidRow) -> str:
+            self.malformed_rows += 1
+            return "skip"
+
+        try:
+            return pa_csv.open_csv(
+                self.path,
+                read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE, column_names=self.columns, skip_rows=1),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
+                convert_options=pa_csv.ConvertOptions(
+                    include_columns=list(RAW_COLUMNS),
+                    column_types=RAW_SCHEMA,
+                    strings_can_be_null=True,
+                    check_utf8=False,
+                ),
+            )
+        except pa.ArrowInvalid as error:
+            raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
