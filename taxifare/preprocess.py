@@ -13,14 +13,17 @@ from taxifare.config import Settings
 from taxifare.errors import InputError
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error
+from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
 from taxifare.sink import ProcessedWriter, manifest_path, new_manifest, read_manifest
 from taxifare.source import CsvRideSource
 
 log = logging.getLogger("taxifare")
 
-# Manifest entries that must match for an interrupted output to be continued rather than redone.
-_RESUME_KEYS = ("preprocessor_version", "source", "min_date", "max_date", "data_size", "chunk_size")
+# Manifest entries that must match for a complete output to be reused.
+_SAME_JOB_KEYS = ("preprocessor_version", "input", "min_date", "max_date", "data_size")
+# ... and for an interrupted one to be continued rather than redone.
+_RESUME_KEYS = (*_SAME_JOB_KEYS, "source", "chunk_size")
 
 
 @dataclass
@@ -43,10 +46,20 @@ def open_source(settings: Settings, input_path: Path | None) -> CsvRideSource:
     )
 
 
-def _resumable(previous: dict | None, fresh: dict, output: Path) -> bool:
-    if previous is None or previous.get("complete"):
+def _matches(previous: dict, fresh: dict, keys: tuple[str, ...]) -> bool:
+    return all(previous.get(key) == fresh[key] for key in keys)
+
+
+def _reusable(previous: dict | None, fresh: dict, output: Path) -> bool:
+    return bool(previous and previous.get("complete") and _matches(previous, fresh, _SAME_JOB_KEYS)) and (
+        output.is_file() and output.stat().st_size == previous.get("bytes")
+    )
+
+
+def _resumable(previous: dict | None, fresh: dict, output: Path, source) -> bool:
+    if not source.resumable or previous is None or previous.get("complete"):
         return False
-    if any(previous.get(key) != fresh[key] for key in _RESUME_KEYS):
+    if not _matches(previous, fresh, _RESUME_KEYS):
         return False
     return output.is_file() and output.stat().st_size >= previous.get("bytes", 0)
 
@@ -61,19 +74,25 @@ def _existing_manifest(output: Path) -> dict | None:
 
 
 def preprocess(settings: Settings, input_path: Path | None = None, force: bool = False) -> PreprocessResult:
+    output = settings.processed_path
+    with OutputLock(output, "processed file"):
+        return _preprocess_locked(settings, input_path, force)
+
+
+def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool) -> PreprocessResult:
     started = time.monotonic()
     output = settings.processed_path
     source = open_source(settings, input_path)
     fresh = new_manifest(
         source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
     )
+    fresh["input"] = str(input_path.resolve()) if input_path else None
     previous = _existing_manifest(output)
-    if previous and previous.get("complete") and not force and output.is_file():
-        if all(previous.get(key) == fresh[key] for key in _RESUME_KEYS if key != "chunk_size"):
-            log.info("%s is complete; reusing it (pass --force to redo it)", output)
-            return PreprocessResult(output, previous, True, None, time.monotonic() - started)
+    if _reusable(previous, fresh, output) and not force:
+        log.info("%s is complete; reusing it (pass --force to redo it)", output)
+        return PreprocessResult(output, previous, True, None, time.monotonic() - started)
 
-    resume = _resumable(previous, fresh, output) and not force
+    resume = _resumable(previous, fresh, output, source) and not force
     writer = ProcessedWriter(output, previous if resume else fresh)
     try:
         if resume:

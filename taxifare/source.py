@@ -69,7 +69,10 @@ class CsvRideSource:
     """Raw rides from a CSV file, in chunks of exactly `chunk_size` rows (the last may be shorter).
 
     Lines with the wrong number of fields are skipped and counted in `malformed_rows`.
+    A file reads the same every time, so an interrupted run over it can be resumed.
     """
+
+    resumable = True
 
     def __init__(self, path: Path, chunk_size: int):
         self.path = Path(path)

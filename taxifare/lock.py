@@ -1,0 +1,97 @@
+"""One writer per output: an advisory lock file that names its owner.
+
+The lock is an `flock` on `<output>.lock`, so the kernel releases it when its process dies, however it
+dies; the file's text (pid, host, start time, command) is only there to tell the user who holds it and
+to note when a dead process's lock is taken over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import psutil
+
+from taxifare.errors import TaxifareError
+
+log = logging.getLogger("taxifare")
+
+
+class LockedError(TaxifareError):
+    exit_code = 1
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(target.name + ".lock")
+
+
+def _owner_text() -> str:
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(os.path.basename(arg) if i == 0 else arg for i, arg in enumerate(sys.argv))[:300],
+        }
+    )
+
+
+def _read_owner(file) -> dict:
+    file.seek(0)
+    try:
+        owner = json.loads(file.read() or "{}")
+    except ValueError:
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+class OutputLock:
+    """`with OutputLock(path, "processed file"):` holds the lock for `path` or raises LockedError."""
+
+    def __init__(self, target: Path, what: str):
+        self.path = lock_path(Path(target))
+        self.what = what
+        self._file = None
+
+    def __enter__(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(file)
+            file.close()
+            raise LockedError(
+                f"the {self.what} is in use by process {owner.get('pid', '?')} on {owner.get('host', '?')} "
+                f"(started {owner.get('started', '?')}: {owner.get('command', '?')}); "
+                f"wait for it to finish or stop it (lock: {self.path})"
+            ) from None
+        previous = _read_owner(file)
+        if previous.get("pid") and not _is_alive(previous):
+            log.warning("taking over the lock left by process %s, which is no longer running", previous["pid"])
+        file.seek(0)
+        file.truncate()
+        file.write(_owner_text())
+        file.flush()
+        self._file = file
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # The file stays: removing it would let a third process lock a new inode while a second
+        # still waits on the old one.
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.close()
+        self._file = None
+
+
+def _is_alive(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True
+    return psutil.pid_exists(int(owner["pid"]))
