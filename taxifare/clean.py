@@ -106,8 +106,15 @@ def _parse_datetimes(column: pa.ChunkedArray) -> np.ndarray:
             break
         fallback = pc.strptime(column, format=fmt, unit="s", error_is_null=True)
         parsed = pc.coalesce(parsed, fallback)
-    parsed = pc.cast(parsed, pa.timestamp("s"))
+    parsed = pc.if_else(_calendar_valid(column), pc.cast(parsed, pa.timestamp("s")), None)
     return parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
+
+
+def _calendar_valid(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Whether the leading date and time exist: strptime rolls 2013-02-30 over to March 2nd instead of failing."""
+    stamp = pc.replace_substring(pc.utf8_slice_codeunits(column, 0, 19), "T", " ")
+    parsed = pc.strptime(stamp, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    return pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d %H:%M:%S"), stamp), False)
 
 
 def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

@@ -1,0 +1,107 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
+from taxifare.source import CsvRideSource
+from tests.conftest import write_csv
+
+UTC = dt.timezone.utc
+WINDOW = (dt.datetime(2009, 1, 1, tzinfo=UTC), dt.datetime(2015, 1, 1, tzinfo=UTC))
+GOOD = "7.5,2013-07-06 17:18:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1"
+
+
+def clean_lines(tmp_path, lines, window=WINDOW, chunk_size=1000):
+    path = write_csv(tmp_path / "rides.csv", [f"k{i},{line}" for i, line in enumerate(lines)])
+    source = CsvRideSource(path, chunk_size)
+    seen = SeenRows()
+    kept, rejects = [], dict.fromkeys(REJECT_RULES, 0)
+    for table in source.chunks():
+        chunk = clean_rides(table, *window, seen)
+        kept.append(chunk.rides)
+        for rule, count in chunk.rejects.items():
+            rejects[rule] += count
+    rejects["malformed_line"] += source.malformed_rows
+    return kept, rejects
+
+
+def only(rejects):
+    return {rule: count for rule, count in rejects.items() if count}
+
+
+@pytest.mark.parametrize(
+    "line, rule",
+    [
+        (",2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "missing_value"),
+        ("NaN,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "missing_value"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,", "missing_value"),
+        ("seven,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "unparseable_number"),
+        ("inf,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "unparseable_number"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,one", "unparseable_number"),
+        ("7.5,2013-13-45 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,not a date,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,2013-07-06 17:18:00 EST,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,2008-12-31 23:59:59 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
+        ("7.5,2015-01-01 00:00:00 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
+        ("7.5,1969-07-20 20:17:00 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
+        ("7.5,2101-01-01 00:00:00 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
+        ("7.5,2013-07-06 17:18:00 UTC,0,0,0,0,1", "zero_coordinates"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,0", "passenger_count_out_of_range"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,8", "passenger_count_out_of_range"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1.5", "passenger_count_out_of_range"),
+        ("0,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "fare_out_of_range"),
+        ("-5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "fare_out_of_range"),
+        ("400,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "fare_out_of_range"),
+        ("1e308,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "fare_out_of_range"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.95,-73.98,40.76,1", "outside_nyc"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.49,1", "outside_nyc"),
+        ("7.5,2013-07-06 17:18:00 UTC,-74.31,40.78,-73.98,40.76,1", "outside_nyc"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.69,40.76,1", "outside_nyc"),
+        ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,0,0,1", "outside_nyc"),
+    ],
+)
+def test_each_rule_rejects_and_counts(tmp_path, line, rule):
+    kept, rejects = clean_lines(tmp_path, [GOOD, line])
+    assert only(rejects) == {rule: 1}
+    assert sum(len(frame) for frame in kept) == 1
+
+
+def test_rows_at_the_edges_of_the_ranges_are_kept(tmp_path):
+    lines = [
+        "399.99,2009-01-01 00:00:00 UTC,-74.3,40.5,-73.7,40.9,7",
+        "0.01,2014-12-31 23:59:59 UTC,-73.7,40.9,-74.3,40.5,1",
+        "5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1",
+    ]
+    kept, rejects = clean_lines(tmp_path, lines)
+    assert only(rejects) == {}
+    assert sum(len(frame) for frame in kept) == 3
+
+
+def test_duplicates_are_removed_across_chunks_and_keep_the_first(tmp_path):
+    other = GOOD.replace("7.5", "9.0")
+    kept, rejects = clean_lines(tmp_path, [GOOD, other, GOOD, other, GOOD], chunk_size=2)
+    assert rejects["duplicate"] == 3
+    fares = np.concatenate([frame["fare_amount"].to_numpy() for frame in kept])
+    assert fares.tolist() == [7.5, 9.0]
+
+
+def test_a_row_counts_once_under_its_first_rule(tmp_path):
+    # Zero coordinates, no passengers and a negative fare: only the first rule in order counts it.
+    kept, rejects = clean_lines(tmp_path, ["-3,2013-07-06 17:18:00 UTC,0,0,0,0,0"])
+    assert only(rejects) == {"zero_coordinates": 1}
+
+
+def test_malformed_lines_are_skipped_and_counted(tmp_path):
+    kept, rejects = clean_lines(tmp_path, [GOOD, "7.5,2013-07-06 17:18:00 UTC,-73.95", GOOD.replace("7.5", "8")])
+    assert only(rejects) == {"malformed_line": 1}
+
+
+def test_seen_rows_memory_is_eight_bytes_per_distinct_row():
+    seen = SeenRows()
+    hashes = np.arange(1000, dtype=np.uint64) * np.uint64(2654435761)
+    assert seen.first_occurrences(hashes).all()
+    assert not seen.first_occurrences(hashes[::-1]).any()
+    assert len(seen) == 1000 and seen.nbytes == 8000
+    fresh = seen.first_occurrences(np.array([5, 5, 7, 0], dtype=np.uint64))
+    assert fresh.tolist() == [True, False, True, False]

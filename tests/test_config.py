@@ -1,0 +1,68 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from taxifare.config import load_settings
+from taxifare.errors import InputError
+
+
+def test_defaults(tmp_path):
+    settings = load_settings(environ={}, dotenv_path=tmp_path / "absent.env")
+    assert settings.min_date == dt.datetime(2009, 1, 1, tzinfo=dt.timezone.utc)
+    assert settings.max_date == dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc)
+    assert settings.chunk_size == 100_000
+    assert settings.data_size == "demo"
+    assert settings.local_data_path == Path("~/.taxifare/data").expanduser()
+    assert settings.raw_cache_path.name == "query_2009-01-01_2015-01-01_demo.csv"
+    assert settings.processed_path.name == "processed_2009-01-01_2015-01-01_demo.csv"
+
+
+def test_precedence_flag_over_environment_over_dotenv_over_default(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# comment\nexport CHUNK_SIZE=11\nDATA_SIZE='from_dotenv'\nMIN_DATE=2010-01-01\nSEED=3\n")
+    environ = {"CHUNK_SIZE": "22", "DATA_SIZE": "from_env"}
+    settings = load_settings({"chunk_size": 33}, environ=environ, dotenv_path=dotenv)
+    assert settings.chunk_size == 33  # flag
+    assert settings.data_size == "from_env"  # environment
+    assert settings.min_date.year == 2010 and settings.seed == 3  # .env
+    assert settings.batch_size == 256  # default
+
+
+@pytest.mark.parametrize(
+    "environ, fragment",
+    [
+        ({"CHUNK_SIZE": "0"}, "CHUNK_SIZE: expected a number from 1"),
+        ({"CHUNK_SIZE": "-5"}, "CHUNK_SIZE"),
+        ({"CHUNK_SIZE": "99999999999"}, "CHUNK_SIZE"),
+        ({"CHUNK_SIZE": "ten"}, "expected a whole number"),
+        ({"DATA_SIZE": "../etc"}, "not a plain name"),
+        ({"DATA_SIZE": "a/b"}, "not a plain name"),
+        ({"DATA_SIZE": "x`y"}, "not a plain name"),
+        ({"BQ_DATASET": "taxi;drop"}, "BigQuery dataset"),
+        ({"GCP_PROJECT_DATA": "bad`project"}, "project id"),
+        ({"MIN_DATE": "yesterday-ish"}, "could not read"),
+        ({"MIN_DATE": "2015-01-01", "MAX_DATE": "2010-01-01"}, "must be before"),
+        ({"LEARNING_RATE": "nan"}, "positive finite"),
+    ],
+)
+def test_bad_values_are_clear_input_errors(tmp_path, environ, fragment):
+    with pytest.raises(InputError, match=None) as caught:
+        load_settings(environ=environ, dotenv_path=None)
+    assert fragment in str(caught.value)
+
+
+def test_dates_accept_times_and_offsets_and_mean_utc():
+    settings = load_settings(
+        environ={"MIN_DATE": "2013-07-06T12:00:00-04:00", "MAX_DATE": "July 8 2013"}, dotenv_path=None
+    )
+    assert settings.min_date == dt.datetime(2013, 7, 6, 16, tzinfo=dt.timezone.utc)
+    assert settings.max_date == dt.datetime(2013, 7, 8, tzinfo=dt.timezone.utc)
+    assert settings.raw_cache_path.name == "query_2013-07-06T160000_2013-07-08_demo.csv"
+
+
+def test_malformed_dotenv_line(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CHUNK_SIZE 5\n")
+    with pytest.raises(InputError, match=r"\.env:1: expected KEY=VALUE"):
+        load_settings(environ={}, dotenv_path=dotenv)

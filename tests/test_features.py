@@ -1,0 +1,137 @@
+"""Every feature column against a plain per-row computation written independently of the package."""
+
+import datetime as dt
+import math
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pygeohash
+import pytest
+
+from taxifare.clean import SeenRows, clean_rides
+from taxifare.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells, geohash_to_cell, ride_features
+from taxifare.source import CsvRideSource
+from tests.conftest import write_csv
+
+NEW_YORK = ZoneInfo("America/New_York")
+UTC = dt.timezone.utc
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+
+def expected_features(ride: dict) -> dict:
+    """One ride's features, computed the slow obvious way."""
+    pickup = ride["pickup_datetime"].to_pydatetime().replace(tzinfo=UTC)
+    local = pickup.astimezone(NEW_YORK)
+    plat, plon = ride["pickup_latitude"], ride["pickup_longitude"]
+    dlat, dlon = ride["dropoff_latitude"], ride["dropoff_longitude"]
+    out = {
+        "passenger_count_scaled": (ride["passenger_count"] - 1) / 7,
+        "hour_sin": math.sin(2 * math.pi * local.hour / 24),
+        "hour_cos": math.cos(2 * math.pi * local.hour / 24),
+        "days_since_2009": (pickup - dt.datetime(2009, 1, 1, tzinfo=UTC)).total_seconds() / 86400 / 2090,
+        "haversine_distance": great_circle_km(plat, plon, dlat, dlon) / 100,
+        "manhattan_distance": rectilinear_km(plat, plon, dlat, dlon) / 100,
+    }
+    for i, day in enumerate(WEEKDAYS):
+        out[f"dow_{day}"] = int(local.weekday() == i)
+    for i, month in enumerate(MONTHS):
+        out[f"month_{month}"] = int(local.month == i + 1)
+    pickup_cell = pygeohash.encode(plat, plon, precision=5)
+    dropoff_cell = pygeohash.encode(dlat, dlon, precision=5)
+    for district in DISTRICTS:
+        out[f"pickup_geohash_{district}"] = int(pickup_cell == district)
+        out[f"dropoff_geohash_{district}"] = int(dropoff_cell == district)
+    for place, (lat, lon) in LANDMARKS.items():
+        out[f"pickup_distance_{place}"] = great_circle_km(plat, plon, lat, lon) / 100
+        out[f"dropoff_distance_{place}"] = great_circle_km(dlat, dlon, lat, lon) / 100
+    return out
+
+
+def great_circle_km(lat1, lon1, lat2, lon2):
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def rectilinear_km(lat1, lon1, lat2, lon2):
+    mean_lat = math.radians((lat1 + lat2) / 2)
+    return 6371.0 * (abs(math.radians(lat2 - lat1)) + abs(math.radians(lon2 - lon1)) * math.cos(mean_lat))
+
+
+def cleaned(path):
+    source = CsvRideSource(path, 100_000)
+    window = (dt.datetime(2009, 1, 1, tzinfo=UTC), dt.datetime(2016, 1, 1, tzinfo=UTC))
+    seen = SeenRows()
+    return pd.concat([clean_rides(table, *window, seen).rides for table in source.chunks()], ignore_index=True)
+
+
+def assert_features_match(rides: pd.DataFrame):
+    features = ride_features(rides)
+    assert list(features.columns) == list(FEATURE_NAMES)
+    assert len(FEATURE_NAMES) >= 65
+    for i, ride in enumerate(rides.to_dict("records")):
+        expected = expected_features(ride)
+        assert set(expected) == set(FEATURE_NAMES)
+        got = features.iloc[i]
+        for name in FEATURE_NAMES:
+            assert got[name] == pytest.approx(expected[name], rel=1e-5, abs=1e-6), (i, name)
+
+
+def test_features_on_real_rows(real_1k):
+    rides = cleaned(real_1k)
+    assert len(rides) > 900
+    assert_features_match(rides)
+
+
+def test_features_on_synthetic_rows_across_dst_and_new_year(tmp_path):
+    lines = [
+        # 06:30 UTC on the DST switch day is 01:30 EST; 07:30 UTC is 03:30 EDT.
+        "k1,10,2013-03-10 06:30:00 UTC,-73.99,40.75,-73.78,40.64,2",
+        "k2,10,2013-03-10 07:30:00 UTC,-73.87,40.77,-73.99,40.75,7",
+        # New Year's Eve in New York, already January 1st in UTC.
+        "k3,10,2014-01-01 03:00:00 UTC,-73.95,40.78,-73.95,40.78,1",
+        "k4,10,2009-01-01 00:00:00 UTC,-74.29,40.51,-73.71,40.89,3",
+    ]
+    rides = cleaned(write_csv(tmp_path / "rides.csv", lines))
+    assert len(rides) == 4
+    assert_features_match(rides)
+    features = ride_features(rides)
+    assert features.loc[2, "month_dec"] == 1 and features.loc[2, "dow_tue"] == 1
+    assert features.loc[3, "days_since_2009"] == 0 and features.loc[3, "dow_wed"] == 1  # 19:00 on Wed in NY
+
+
+def test_one_hot_columns_are_int8_and_values_float32(real_1k):
+    features = ride_features(cleaned(real_1k))
+    assert features["dow_mon"].dtype == np.int8 and features["pickup_geohash_dr5ru"].dtype == np.int8
+    assert features["haversine_distance"].dtype == np.float32
+    assert (features.filter(like="dow_").sum(axis=1) == 1).all()
+    assert (features.filter(like="month_").sum(axis=1) == 1).all()
+
+
+def test_geohash_cells_match_an_independent_implementation_on_thousands_of_real_points(real_10k):
+    raw = pd.read_csv(real_10k)
+    lat = np.concatenate([raw["pickup_latitude"], raw["dropoff_latitude"]])
+    lon = np.concatenate([raw["pickup_longitude"], raw["dropoff_longitude"]])
+    usable = (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & ~np.isnan(lat) & ~np.isnan(lon)
+    lat, lon = lat[usable], lon[usable]
+    assert len(lat) > 15_000
+    expected = [geohash_to_cell(pygeohash.encode(a, o, precision=5)) for a, o in zip(lat, lon)]
+    assert geohash_cells(lat, lon).tolist() == expected
+
+
+def test_geohash_cells_on_exact_cell_boundaries():
+    # 40.78125 and -73.95751953125 lie exactly on precision-5 cell edges.
+    lat = np.array([40.78125, 40.78125 - 1e-9, -90.0, 89.99999, 0.0])
+    lon = np.array([-73.95751953125, -73.95751953125 - 1e-9, -180.0, 179.99999, 0.0])
+    expected = [geohash_to_cell(pygeohash.encode(a, o, precision=5)) for a, o in zip(lat, lon)]
+    assert geohash_cells(lat, lon).tolist() == expected
+
+
+def test_features_do_not_depend_on_the_other_rows(real_1k):
+    rides = cleaned(real_1k)
+    whole = ride_features(rides)
+    parts = pd.concat([ride_features(rides.iloc[i : i + 7]) for i in range(0, len(rides), 7)])
+    pd.testing.assert_frame_equal(whole, parts)

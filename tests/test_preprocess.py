@@ -1,0 +1,166 @@
+import json
+
+import pandas as pd
+import pytest
+
+from taxifare.config import load_settings
+from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION
+from taxifare.preprocess import preprocess
+from taxifare.sink import manifest_path
+from tests.conftest import REFERENCE_ROW, RAW_HEADER, assert_clean_error, real_file, run_cli, write_csv
+
+
+def settings_for(tmp_path, **flags):
+    return load_settings({"local_data_path": str(tmp_path / "data"), **flags}, environ={}, dotenv_path=None)
+
+
+def run(tmp_path, path, **flags):
+    return preprocess(settings_for(tmp_path, **flags), input_path=path)
+
+
+def test_chunk_size_does_not_change_the_output(tmp_path):
+    raw = real_file("cab-fare-ashutoshgalinde_train.csv")  # holds 49k exact duplicates
+    small = run(tmp_path, raw, chunk_size=1_000, data_size="small")
+    large = run(tmp_path, raw, chunk_size=100_000, data_size="large")
+    assert small.output.read_bytes() == large.output.read_bytes()
+    assert small.manifest["rejected"] == large.manifest["rejected"]
+    assert small.manifest["rejected"]["duplicate"] > 40_000
+    assert small.manifest["chunks_written"] == 103 and large.manifest["chunks_written"] == 2
+
+
+def test_processed_file_and_manifest(tmp_path, real_1k):
+    result = run(tmp_path, real_1k)
+    processed = pd.read_csv(result.output)
+    assert list(processed.columns) == [*FEATURE_NAMES, "fare_amount"]
+    manifest = json.loads(manifest_path(result.output).read_text())
+    assert manifest["complete"] is True
+    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    assert manifest["preprocessor_version"] == PREPROCESSOR_VERSION
+    assert manifest["rows_read"] == 1000
+    assert manifest["rows_kept"] == len(processed)
+    assert manifest["rows_kept"] + sum(manifest["rejected"].values()) == 1000
+    assert manifest["rejected"]["zero_coordinates"] > 0
+    assert manifest["bytes"] == result.output.stat().st_size
+    assert manifest["source"] == {"kind": "csv", "path": str(real_1k)}
+    # One-hot columns are written as integers, the rest as float32 text.
+    line = result.output.read_text().splitlines()[1].split(",")
+    assert line[FEATURE_NAMES.index("dow_mon")] in {"0", "1"}
+
+
+def test_date_window_is_half_open_in_utc(tmp_path):
+    lines = [
+        "a,5,2012-12-31 23:59:59 UTC,-73.95,40.78,-73.98,40.76,1",
+        "b,6,2013-01-01 00:00:00 UTC,-73.95,40.78,-73.98,40.76,1",
+        "c,7,2013-06-30 23:59:59 UTC,-73.95,40.78,-73.98,40.76,1",
+        "d,8,2013-07-01 00:00:00 UTC,-73.95,40.78,-73.98,40.76,1",
+        "e,9,2013-01-01 03:00:00+05:00,-73.95,40.78,-73.98,40.76,1",  # 2012-12-31 22:00 UTC
+    ]
+    path = write_csv(tmp_path / "window.csv", lines)
+    result = run(tmp_path, path, min_date="2013-01-01", max_date="2013-07-01")
+    assert result.manifest["rows_kept"] == 2
+    assert result.manifest["rejected"]["outside_date_window"] == 3
+    assert pd.read_csv(result.output)["fare_amount"].tolist() == [6, 7]
+
+
+def test_complete_output_is_reused_unless_forced(tmp_path, real_1k):
+    first = run(tmp_path, real_1k)
+    modified = first.output.stat().st_mtime_ns
+    again = run(tmp_path, real_1k)
+    assert again.reused and again.output.stat().st_mtime_ns == modified
+    forced = preprocess(settings_for(tmp_path), input_path=real_1k, force=True)
+    assert not forced.reused and forced.output.read_bytes() == first.output.read_bytes()
+
+
+def test_extra_and_reordered_columns_windows_line_endings_and_a_truncated_last_line(tmp_path):
+    header = "passenger_count,note,dropoff_latitude,dropoff_longitude,pickup_latitude,pickup_longitude,pickup_datetime,fare_amount"
+    lines = [
+        '1,"hello, world",40.769802,-73.984365,40.783282,-73.950655,2013-07-06 17:18:00 UTC,7.5',
+        "2,x,40.76,-73.98,40.78,-73.95,2013-07-07 17:18:00 UTC,8.5",
+        "2,x,40.76,-73.98,40.78",
+    ]
+    path = tmp_path / "odd.csv"
+    path.write_bytes(("\r\n".join([header, *lines])).encode())  # no final newline either
+    result = run(tmp_path, path)
+    assert result.manifest["rows_kept"] == 2
+    assert result.manifest["rejected"]["malformed_line"] == 1
+    reference = run(tmp_path, write_csv(tmp_path / "ref.csv", [REFERENCE_ROW]), data_size="ref")
+    assert result.output.read_text().splitlines()[1] == reference.output.read_text().splitlines()[1]
+
+
+def test_text_in_numbers_and_bad_datetimes_are_counted_not_fatal(tmp_path):
+    lines = [
+        REFERENCE_ROW,
+        "k1,abc,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1",
+        "k2,7.5,2013-07-06 17:18:00 UTC,west,40.78,-73.98,40.76,1",
+        "k3,7.5,06/07/2013 17:18,-73.95,40.78,-73.98,40.76,1",
+        "k4,7.5,2013-02-30 10:00:00 UTC,-73.95,40.78,-73.98,40.76,1",
+    ]
+    result = run(tmp_path, write_csv(tmp_path / "bad.csv", lines))
+    assert result.manifest["rows_kept"] == 1
+    assert result.manifest["rejected"]["unparseable_number"] == 2
+    assert result.manifest["rejected"]["bad_datetime"] == 2
+
+
+def test_header_only_gives_an_empty_complete_output(tmp_path):
+    result = run(tmp_path, write_csv(tmp_path / "header.csv", []))
+    assert result.output.read_text().splitlines() == [",".join([*FEATURE_NAMES, "fare_amount"])]
+    assert result.manifest["complete"] and result.manifest["rows_read"] == 0
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        (None, ["no such file"]),
+        (b"", ["is empty"]),
+        (b"\n\n", ["is empty"]),
+        (b"fare_amount,pickup_datetime\n7,2013-07-06 17:18:00 UTC\n", ["missing column(s) pickup_longitude"]),
+        (RAW_HEADER.replace("key", "fare_amount").encode() + b"\n", ["named more than once: fare_amount"]),
+        (b"\x00\xff\xfe garbage \x81\x82\n\x00\x01", ["not UTF-8"]),
+    ],
+)
+def test_unusable_files_give_one_clear_line_and_exit_2(tmp_path, content, fragments):
+    path = tmp_path / "input.csv"
+    if content is not None:
+        path.write_bytes(content)
+    result = run_cli(tmp_path, "preprocess", "--input", str(path))
+    assert_clean_error(result, 2, str(path), *fragments)
+
+
+def test_cli_runs_preprocess_and_prints_the_output_path(tmp_path, real_1k):
+    result = run_cli(tmp_path, "preprocess", "--input", str(real_1k), "--chunk-size", "300", "--data-size", "1k")
+    assert result.returncode == 0, result.stderr
+    output = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_1k.csv"
+    assert result.stdout.strip() == str(output)
+    assert "rows kept" in result.stderr and "peak memory" in result.stderr
+    assert json.loads(manifest_path(output).read_text())["chunks_written"] == 4
+
+
+def test_cli_without_raw_data_says_what_to_do(tmp_path):
+    result = run_cli(tmp_path, "preprocess", "--data-size", "200k")
+    assert_clean_error(result, 2, "query_2009-01-01_2015-01-01_200k.csv", "--input")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--chunk-size", "0"], "--chunk-size: expected a number from 1"),
+        (["--data-size", "../x"], "not a plain name"),
+        (["--min-date", "2015-01-01", "--max-date", "2014-01-01"], "must be before"),
+        (["--min-date", "someday"], "could not read"),
+    ],
+)
+def test_cli_bad_flags(tmp_path, args, fragment):
+    assert_clean_error(run_cli(tmp_path, "preprocess", *args), 2, fragment)
+
+
+def test_demo_data_then_preprocess(tmp_path):
+    made = run_cli(tmp_path, "demo-data", "--rows", "5000")
+    assert made.returncode == 0, made.stderr
+    raw = pd.read_csv(made.stdout.strip())
+    assert raw["key"].str.startswith("synthetic-").all()
+    done = run_cli(tmp_path, "preprocess")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads(manifest_path(tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv").read_text())
+    for rule in ("duplicate", "zero_coordinates", "outside_nyc", "fare_out_of_range", "passenger_count_out_of_range"):
+        assert manifest["rejected"][rule] > 0, rule
+    assert 0.8 < manifest["rows_kept"] / manifest["rows_read"] < 0.95
