@@ -91,11 +91,17 @@ class CleanChunk:
 
 def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values (NaN where unusable) and a mask of present-but-unparseable cells."""
-    is_number = pc.match_substring_regex(column, _NUMBER_PATTERN)
+    try:
+        numbers = pc.cast(column, pa.float64())
+    except pa.ArrowInvalid:
+        # Some cell is not a number: keep the ones that are, cell by cell (slower, so only now).
+        is_number = pc.match_substring_regex(column, _NUMBER_PATTERN)
+        numbers = pc.cast(pc.if_else(is_number, column, pa.scalar(None, pa.string())), pa.float64())
+    values = numbers.to_numpy(zero_copy_only=False).astype(np.float64)  # a writable copy
     present = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    numbers = pc.cast(pc.if_else(is_number, column, pa.scalar(None, pa.string())), pa.float64())
-    values = numbers.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    return values, present & np.isnan(values)
+    unusable = ~np.isfinite(values)
+    values[unusable] = np.nan
+    return values, present & unusable
 
 
 def _parse_datetimes(column: pa.ChunkedArray) -> np.ndarray:
@@ -106,15 +112,25 @@ def _parse_datetimes(column: pa.ChunkedArray) -> np.ndarray:
             break
         fallback = pc.strptime(column, format=fmt, unit="s", error_is_null=True)
         parsed = pc.coalesce(parsed, fallback)
-    parsed = pc.if_else(_calendar_valid(column), pc.cast(parsed, pa.timestamp("s")), None)
-    return parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
+    seconds = pc.cast(parsed, pa.timestamp("s")).to_numpy(zero_copy_only=False).astype("datetime64[s]", copy=True)
+    seconds[~_calendar_valid(column)] = np.datetime64("NaT")
+    return seconds
 
 
-def _calendar_valid(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Whether the leading date and time exist: strptime rolls 2013-02-30 over to March 2nd instead of failing."""
-    stamp = pc.replace_substring(pc.utf8_slice_codeunits(column, 0, 19), "T", " ")
-    parsed = pc.strptime(stamp, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    return pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d %H:%M:%S"), stamp), False)
+def _calendar_valid(column: pa.ChunkedArray) -> np.ndarray:
+    """Whether each leading date exists: strptime rolls 2013-02-30 over to March 2nd instead of failing.
+
+    Only days 29-31 can roll over, so only those rows pay for the round-trip check.
+    """
+    valid = np.ones(len(column), dtype=bool)
+    day = pc.utf8_slice_codeunits(column, 8, 10)
+    suspects = pc.indices_nonzero(pc.fill_null(pc.greater(day, "28"), False))
+    if len(suspects):
+        date = pc.utf8_slice_codeunits(pc.take(column, suspects), 0, 10)
+        parsed = pc.strptime(date, format="%Y-%m-%d", unit="s", error_is_null=True)
+        same = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), date), False)
+        valid[suspects.to_numpy()] = same.to_numpy(zero_copy_only=False)
+    return valid
 
 
 def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

@@ -116,6 +116,7 @@ def _run_chunks(settings: Settings, source: CsvRideSource, writer: ProcessedWrit
     seen = SeenRows()
     progress = Progress("preprocess", total=source.estimated_rows())
     malformed_before = 0
+    kept = writer.manifest["rows_kept"]
     for index, raw in enumerate(source.chunks()):
         cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
         malformed = source.malformed_rows - malformed_before
@@ -127,17 +128,17 @@ def _run_chunks(settings: Settings, source: CsvRideSource, writer: ProcessedWrit
         cleaned.rejects["malformed_line"] += malformed
         features = ride_features(cleaned.rides)
         writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects)
-        progress.advance(raw.num_rows + malformed, note=f"kept {writer.manifest['rows_kept']:,}")
+        kept += len(features)
+        progress.advance(raw.num_rows + malformed, note=f"kept {kept:,}")
     trailing_malformed = source.malformed_rows - malformed_before
-    if trailing_malformed:
-        writer.manifest["rejected"]["malformed_line"] += trailing_malformed
-        writer.manifest["rows_read"] += trailing_malformed
     progress.close()
     writer.finish(
-        {
+        rows_read=trailing_malformed,
+        rejects={"malformed_line": trailing_malformed},
+        extra={
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        },
     )
 
 

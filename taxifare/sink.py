@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +69,18 @@ def read_manifest(processed_path: Path) -> dict:
 
 
 class ProcessedWriter:
-    """Appends feature chunks to the processed CSV and keeps its manifest in step."""
+    """Appends feature chunks to the processed CSV and keeps its manifest in step.
+
+    Encoding and writing a chunk runs on one background thread (pyarrow releases the GIL), so it
+    overlaps with parsing the next chunk; at most one chunk waits, which keeps memory bounded.
+    """
 
     def __init__(self, path: Path, manifest: dict):
         self.path = Path(path)
         self.manifest = manifest
         self._file = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processed-writer")
+        self._pending: Future | None = None
 
     def start(self) -> None:
         """Begin a new file: the header alone, and a manifest marked incomplete."""
@@ -92,25 +99,42 @@ class ProcessedWriter:
         self._sync()
 
     def append(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int]) -> None:
+        self.wait()
+        self._pending = self._worker.submit(self._write_chunk, features, target, rows_read, rejects)
+
+    def wait(self) -> None:
+        """Block until the chunk in flight is on disk and in the manifest; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write_chunk(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int]) -> None:
         data = encode_rows(features, target)
         self._file.write(data)
         self._sync()
-        manifest = self.manifest
-        manifest["bytes"] += len(data)
-        manifest["rows_read"] += rows_read
-        manifest["rows_kept"] += len(features)
-        for rule, count in rejects.items():
-            manifest["rejected"][rule] += count
-        manifest["chunks_written"] += 1
+        self.manifest["bytes"] += len(data)
+        self.manifest["rows_kept"] += len(features)
+        self.manifest["chunks_written"] += 1
+        self._count_read(rows_read, rejects)
         self._save_manifest()
 
-    def finish(self, extra: dict | None = None) -> None:
+    def _count_read(self, rows_read: int, rejects: dict[str, int]) -> None:
+        self.manifest["rows_read"] += rows_read
+        for rule, count in rejects.items():
+            self.manifest["rejected"][rule] += count
+
+    def finish(self, rows_read: int = 0, rejects: dict[str, int] | None = None, extra: dict | None = None) -> None:
+        """Mark the output complete, counting rows read (and rejected) after the last chunk."""
+        self.wait()
         self.close()
+        self._count_read(rows_read, rejects or {})
         self.manifest.update(extra or {})
         self.manifest["complete"] = True
         self._save_manifest()
 
     def close(self) -> None:
+        """Stop the writer thread (letting a chunk in flight finish) and close the file."""
+        self._worker.shutdown(wait=True)
         if self._file is not None:
             self._file.close()
             self._file = None
