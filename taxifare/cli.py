@@ -7,6 +7,7 @@ Heavy libraries (pandas, pyarrow, TensorFlow) are imported inside the commands t
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from taxifare.config import Settings, load_settings
-from taxifare.errors import InputError, TaxifareError
+from taxifare.errors import Interrupted, TaxifareError
 
 log = logging.getLogger("taxifare")
 
@@ -102,20 +103,26 @@ def _report_error(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _raise_interrupted(signal_number: int, frame) -> None:
+    raise Interrupted(signal_number, signal.Signals(signal_number).name)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     _configure_logging()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _raise_interrupted)
     try:
         app(args=argv, prog_name="taxifare")
+    except Interrupted as error:
+        _report_error(f"taxifare: {error}")
+        sys.exit(error.exit_code)
     except TaxifareError as error:
         if debug:
             raise
         _report_error(f"taxifare: error: {error}")
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        _report_error("taxifare: interrupted; rerun the same command to continue")
-        sys.exit(130)
     except Exception as error:  # the last line of defence: never a raw traceback without --debug
         if debug:
             raise

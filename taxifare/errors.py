@@ -11,3 +11,11 @@ class InputError(TaxifareError):
     """Bad usage or bad input (flags, environment, files); exit code 2."""
 
     exit_code = 2
+
+
+class Interrupted(TaxifareError):
+    """A stop signal (Ctrl-C, or SIGTERM from cron or a scheduler); exit code 128 + the signal number."""
+
+    def __init__(self, signal_number: int, name: str):
+        super().__init__(f"interrupted by {name}; rerun the same command to continue where it stopped")
+        self.exit_code = 128 + signal_number

@@ -43,7 +43,9 @@ def read_header(path: Path) -> list[str]:
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError(f"{path}: the header is not UTF-8 text; expected a CSV file") from None
+        text = "\0"
+    if any(char < " " and char not in "\t\r\n" for char in text):
+        raise InputError(f"{path}: not a text CSV file (the first line holds binary or non-UTF-8 bytes)")
     names = [name.strip() for name in next(csv.reader(io.StringIO(text)))]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

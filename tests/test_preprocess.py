@@ -115,7 +115,7 @@ def test_header_only_gives_an_empty_complete_output(tmp_path):
         (b"\n\n", ["is empty"]),
         (b"fare_amount,pickup_datetime\n7,2013-07-06 17:18:00 UTC\n", ["missing column(s) pickup_longitude"]),
         (RAW_HEADER.replace("key", "fare_amount").encode() + b"\n", ["named more than once: fare_amount"]),
-        (b"\x00\xff\xfe garbage \x81\x82\n\x00\x01", ["not UTF-8"]),
+        (b"\x00\xff\xfe garbage \x81\x82\n\x00\x01", ["not a text CSV file"]),
     ],
 )
 def test_unusable_files_give_one_clear_line_and_exit_2(tmp_path, content, fragments):
