@@ -8,10 +8,10 @@ input it covers, replaced atomically. On resume, anything past the manifest's `b
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -33,14 +33,12 @@ def csv_header() -> bytes:
     return (",".join((*FEATURE_NAMES, TARGET)) + "\n").encode()
 
 
-def encode_rows(features: pd.DataFrame, target: np.ndarray) -> bytes:
+def write_rows(features: pd.DataFrame, target: np.ndarray, file: BinaryIO) -> None:
     """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header."""
     arrays = [pa.array(features[name].to_numpy()) for name in FEATURE_NAMES]
     arrays.append(pa.array(np.asarray(target, dtype=np.float32)))
     table = pa.Table.from_arrays(arrays, names=[*FEATURE_NAMES, TARGET])
-    buffer = io.BytesIO()
-    pa_csv.write_csv(table, buffer, write_options=pa_csv.WriteOptions(include_header=False))
-    return buffer.getvalue()
+    pa_csv.write_csv(table, file, write_options=pa_csv.WriteOptions(include_header=False))
 
 
 def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, data_size: str, chunk_size: int) -> dict:
@@ -109,10 +107,9 @@ class ProcessedWriter:
             pending.result()
 
     def _write_chunk(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int]) -> None:
-        data = encode_rows(features, target)
-        self._file.write(data)
+        write_rows(features, target, self._file)
         self._sync()
-        self.manifest["bytes"] += len(data)
+        self.manifest["bytes"] = self._file.tell()
         self.manifest["rows_kept"] += len(features)
         self.manifest["chunks_written"] += 1
         self._count_read(rows_read, rejects)

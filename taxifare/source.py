@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -103,24 +103,27 @@ class CsvRideSource:
             yield pa.Table.from_batches(pending, schema=RAW_SCHEMA)
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        reader = self._open_reader()
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as error:
-                raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
-            yield batch.select(list(RAW_COLUMNS))
+        # A Python file object, not a path: given a path, Arrow reads ahead as fast as the disk
+        # allows, which buffers most of a large file in memory while the pipeline catches up.
+        with self.path.open("rb") as file:
+            reader = self._open_reader(file)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except pa.ArrowInvalid as error:
+                    raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
+                yield batch.select(list(RAW_COLUMNS))
 
-    def _open_reader(self) -> pa_csv.CSVStreamingReader:
+    def _open_reader(self, file: BinaryIO) -> pa_csv.CSVStreamingReader:
         def skip_malformed(row: pa_csv.InvalidRow) -> str:
             self.malformed_rows += 1
             return "skip"
 
         try:
             return pa_csv.open_csv(
-                self.path,
+                file,
                 read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE, column_names=self.columns, skip_rows=1),
                 parse_options=pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
                 convert_options=pa_csv.ConvertOptions(
