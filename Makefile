@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench soak clean
+.PHONY: install demo test bench bench-preprocess clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,9 @@ test: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## Benchmarks: speed and memory, measured by scripts (never by timed tests).
+bench: bench-preprocess
+
+bench-preprocess: install
+	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
