@@ -1,0 +1,145 @@
+"""Soak test: kill `taxifare preprocess` and `taxifare train` with SIGKILL at random moments, rerun, compare.
+
+    python benchmarks/soak.py [--rows 300000] [--preprocess-kills 20] [--train-kills 10]
+
+preprocess: one uninterrupted reference run, then a run that is killed at `--preprocess-kills` random
+moments (each rerun resumes), then completed; the final processed CSV is compared with the reference
+row by row (rows lost, rows duplicated, bytes identical).
+train: a run killed at `--train-kills` random moments, each rerun resuming from its checkpoint, then
+completed; checks that the registry holds exactly one new complete run, that `latest` loads, and that
+the rows trained equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_preprocess import scaled_raw_csv, seed_rows  # noqa: E402
+
+
+def taxifare(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "taxifare", *args], env=env, cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "taxifare", *args], env=env, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"taxifare {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done
+
+
+def kill_repeatedly(args: list[str], env: dict, cwd: Path, kills: int, expected_seconds: float, rng: random.Random):
+    """Start the command, SIGKILL it after a random share of its expected run time; `kills` times."""
+    stats = collections.Counter()
+    while stats["kills"] < kills:
+        process = taxifare(args, env, cwd)
+        time.sleep(rng.uniform(0.05, 1.0) * expected_seconds)
+        if process.poll() is not None:
+            _, stderr = process.communicate()
+            if process.returncode:
+                sys.exit(f"taxifare {' '.join(args)} failed on its own:\n{stderr[-3000:]}")
+            stats["finished_before_kill"] += 1
+            break
+        process.kill()
+        process.communicate()
+        stats["kills"] += 1
+    finish_run = finish(args, env, cwd)
+    stats["resumes"] += finish_run.stderr.count("resum")
+    return stats, finish_run
+
+
+def soak_preprocess(workdir: Path, raw: Path, kills: int, rng: random.Random) -> None:
+    args = ["preprocess", "--input", str(raw), "--chunk-size", "20000"]
+    reference_env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_PATH": str(workdir / "reference")}
+    started = time.monotonic()
+    reference = Path(finish(args, reference_env, workdir).stdout.strip())
+    expected_seconds = time.monotonic() - started
+
+    env = {**reference_env, "LOCAL_DATA_PATH": str(workdir / "killed")}
+    stats, done = kill_repeatedly(args, env, workdir, kills, expected_seconds, rng)
+    output = Path(done.stdout.strip())
+    want = collections.Counter(reference.read_bytes().splitlines())
+    got = collections.Counter(output.read_bytes().splitlines())
+    print(
+        f"preprocess: kills {stats['kills']}, resumed runs {stats['resumes']} (+1 final), "
+        f"outputs identical {output.read_bytes() == reference.read_bytes()}, "
+        f"rows lost {sum((want - got).values())}, rows duplicated {sum((got - want).values())}, "
+        f"complete {json.loads(output.with_suffix('.json').read_text())['complete']}"
+    )
+
+
+def soak_train(workdir: Path, raw: Path, kills: int, rng: random.Random) -> None:
+    env = {
+        **os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+        "LOCAL_DATA_PATH": str(workdir / "reference"), "LOCAL_REGISTRY_PATH": str(workdir / "registry-reference"),
+    }
+    args = ["train", "--chunk-size", "20000"]
+    finish(["preprocess", "--input", str(raw), "--chunk-size", "20000"], env, workdir)
+    started = time.monotonic()
+    finish(args, env, workdir)
+    expected_seconds = time.monotonic() - started
+    reference = latest_run_summary(env, workdir)
+
+    env = {**env, "LOCAL_REGISTRY_PATH": str(workdir / "registry-killed")}
+    stats, _ = kill_repeatedly(args, env, workdir, kills, expected_seconds, rng)
+    runs = [path for path in Path(env["LOCAL_REGISTRY_PATH"]).iterdir() if not path.name.startswith(".")]
+    resumed = latest_run_summary(env, workdir)
+    print(
+        f"train: kills {stats['kills']}, resumed runs {stats['resumes']} (+1 final), runs in registry {len(runs)}, "
+        f"latest loads {resumed['loads']}, rows trained {resumed['rows_trained']:,} "
+        f"(uninterrupted {reference['rows_trained']:,}), holdout MAE {resumed['mae']:.3f} "
+        f"(uninterrupted {reference['mae']:.3f})"
+    )
+
+
+def latest_run_summary(env: dict, cwd: Path) -> dict:
+    predicted = subprocess.run(
+        [sys.executable, "-m", "taxifare", "pred"], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    registry = Path(env["LOCAL_REGISTRY_PATH"])
+    runs = sorted(path for path in registry.iterdir() if (path / "metrics.json").is_file())
+    metrics = json.loads((runs[-1] / "metrics.json").read_text())
+    return {
+        "loads": predicted.returncode == 0,
+        "rows_trained": metrics["final"]["rows_trained"],
+        "mae": metrics["final"]["holdout_mae"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--preprocess-kills", type=int, default=20)
+    parser.add_argument("--train-kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="taxifare-soak-") as tmp:
+        workdir = Path(tmp)
+        raw = workdir / "raw.csv"
+        scaled_raw_csv(seed_rows(workdir), args.rows, raw, np.random.default_rng(args.seed))
+        if args.preprocess_kills:
+            soak_preprocess(workdir, raw, args.preprocess_kills, rng)
+        if args.train_kills:
+            soak_train(workdir, raw, args.train_kills, rng)
+
+
+if __name__ == "__main__":
+    main()
