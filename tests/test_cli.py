@@ -1,0 +1,67 @@
+import io
+import subprocess
+import sys
+
+from taxifare.progress import Progress
+from tests.conftest import RAW_HEADER, cli_env, run_cli
+
+IMPORTS_AFTER = """
+import sys
+from taxifare.cli import main
+try:
+    main({args!r})
+except SystemExit:
+    pass
+print(sorted(name for name in ("tensorflow", "keras", "pandas", "pyarrow", "google.cloud.bigquery") if name in sys.modules))
+"""
+
+
+def modules_imported_by(tmp_path, *args):
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS_AFTER.format(args=list(args))],
+        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_help_imports_no_heavy_library(tmp_path):
+    assert modules_imported_by(tmp_path, "--help") == "[]"
+    assert modules_imported_by(tmp_path, "preprocess", "--help") == "[]"
+
+
+def test_preprocess_never_imports_tensorflow(tmp_path):
+    (tmp_path / "raw.csv").write_text(RAW_HEADER + "\n")
+    assert modules_imported_by(tmp_path, "preprocess", "--input", str(tmp_path / "raw.csv")) == "['pandas', 'pyarrow']"
+
+
+def test_help_documents_every_option_and_its_environment_variable(tmp_path):
+    done = run_cli(tmp_path, "preprocess", "--help", env={**cli_env(tmp_path), "COLUMNS": "200"})
+    assert done.returncode == 0
+    for option, variable in [("--min-date", "MIN_DATE"), ("--max-date", "MAX_DATE"), ("--data-size", "DATA_SIZE"),
+                             ("--chunk-size", "CHUNK_SIZE")]:
+        assert option in done.stdout and variable in done.stdout
+    assert "--input" in done.stdout and "--force" in done.stdout
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal():
+    screen = FakeTerminal()
+    progress = Progress("preprocess", total=1000, stream=screen)
+    progress.advance(250, note="kept 200")
+    progress.close()
+    last = screen.getvalue().split("\r")[-1]
+    assert last.startswith("\033[K[######") and "250 rows of ~1,000 (25%)" in last
+    assert "rows/s" in last and "ETA" in last and "kept 200" in last
+
+
+def test_progress_logs_plain_lines_when_not_a_terminal(caplog):
+    plain = io.StringIO()
+    progress = Progress("train", total=None, unit="rows", stream=plain)
+    with caplog.at_level("INFO", logger="taxifare"):
+        progress.advance(10)
+    assert plain.getvalue() == ""
+    assert caplog.records and "train: 10 rows" in caplog.records[0].getMessage()
