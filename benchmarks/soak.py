@@ -43,67 +43,94 @@ def finish(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess
     return done
 
 
-def kill_repeatedly(args: list[str], env: dict, cwd: Path, kills: int, expected_seconds: float, rng: random.Random):
-    """Start the command, SIGKILL it after a random share of its expected run time; `kills` times."""
-    stats = collections.Counter()
+def kill_and_resume(
+    args: list[str], env_for_cycle, cwd: Path, kills: int, expected_seconds: float, rng: random.Random,
+    stats: collections.Counter,
+):
+    """Cycles on a fresh output: start, SIGKILL at a random moment, restart, kill again, then let it finish.
+
+    Yields (cycle environment, the final run) per cycle, counting kills and resumes in `stats`.
+    """
+    cycle = 0
     while stats["kills"] < kills:
-        process = taxifare(args, env, cwd)
-        time.sleep(rng.uniform(0.05, 1.0) * expected_seconds)
-        if process.poll() is not None:
-            _, stderr = process.communicate()
-            if process.returncode:
-                sys.exit(f"taxifare {' '.join(args)} failed on its own:\n{stderr[-3000:]}")
-            stats["finished_before_kill"] += 1
-            break
-        process.kill()
-        process.communicate()
-        stats["kills"] += 1
-    finish_run = finish(args, env, cwd)
-    stats["resumes"] += finish_run.stderr.count("resum")
-    return stats, finish_run
+        env = env_for_cycle(cycle)
+        for _ in range(min(KILLS_PER_CYCLE, kills - stats["kills"])):
+            process = taxifare(args, env, cwd)
+            time.sleep(rng.uniform(0.02, 1.0) * expected_seconds)
+            if process.poll() is not None:
+                _, stderr = process.communicate()
+                if process.returncode:
+                    sys.exit(f"taxifare {' '.join(args)} failed on its own:\n{stderr[-3000:]}")
+                stats["finished_before_kill"] += 1
+                break
+            process.kill()
+            process.communicate()
+            stats["kills"] += 1
+        final = finish(args, env, cwd)
+        stats["resumes"] += "resum" in final.stderr
+        yield env, final
+        cycle += 1
+
+
+KILLS_PER_CYCLE = 2
 
 
 def soak_preprocess(workdir: Path, raw: Path, kills: int, rng: random.Random) -> None:
     args = ["preprocess", "--input", str(raw), "--chunk-size", "20000"]
-    reference_env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_PATH": str(workdir / "reference")}
+    base_env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.monotonic()
-    reference = Path(finish(args, reference_env, workdir).stdout.strip())
+    reference = Path(finish(args, {**base_env, "LOCAL_DATA_PATH": str(workdir / "reference")}, workdir).stdout.strip())
     expected_seconds = time.monotonic() - started
-
-    env = {**reference_env, "LOCAL_DATA_PATH": str(workdir / "killed")}
-    stats, done = kill_repeatedly(args, env, workdir, kills, expected_seconds, rng)
-    output = Path(done.stdout.strip())
     want = collections.Counter(reference.read_bytes().splitlines())
-    got = collections.Counter(output.read_bytes().splitlines())
+
+    totals, stats = collections.Counter(), collections.Counter()
+    cycles = kill_and_resume(
+        args, lambda cycle: {**base_env, "LOCAL_DATA_PATH": str(workdir / f"killed-{cycle}")}, workdir, kills,
+        expected_seconds, rng, stats,
+    )
+    for _, final in cycles:
+        output = Path(final.stdout.strip())
+        got = collections.Counter(output.read_bytes().splitlines())
+        totals["identical"] += output.read_bytes() == reference.read_bytes()
+        totals["complete"] += json.loads(output.with_suffix(".json").read_text())["complete"]
+        totals["lost"] += sum((want - got).values())
+        totals["duplicated"] += sum((got - want).values())
+        totals["cycles"] += 1
     print(
-        f"preprocess: kills {stats['kills']}, resumed runs {stats['resumes']} (+1 final), "
-        f"outputs identical {output.read_bytes() == reference.read_bytes()}, "
-        f"rows lost {sum((want - got).values())}, rows duplicated {sum((got - want).values())}, "
-        f"complete {json.loads(output.with_suffix('.json').read_text())['complete']}"
+        f"preprocess: kills {stats['kills']} in {totals['cycles']} cycles, runs that resumed {stats['resumes']}, "
+        f"outputs identical {totals['identical']}/{totals['cycles']}, complete {totals['complete']}/{totals['cycles']}, "
+        f"rows lost {totals['lost']}, rows duplicated {totals['duplicated']}"
     )
 
 
 def soak_train(workdir: Path, raw: Path, kills: int, rng: random.Random) -> None:
-    env = {
-        **os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
-        "LOCAL_DATA_PATH": str(workdir / "reference"), "LOCAL_REGISTRY_PATH": str(workdir / "registry-reference"),
-    }
+    base_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "LOCAL_DATA_PATH": str(workdir / "reference")}
     args = ["train", "--chunk-size", "20000"]
-    finish(["preprocess", "--input", str(raw), "--chunk-size", "20000"], env, workdir)
+    finish(["preprocess", "--input", str(raw), "--chunk-size", "20000"], base_env, workdir)
+    reference_env = {**base_env, "LOCAL_REGISTRY_PATH": str(workdir / "registry-reference")}
     started = time.monotonic()
-    finish(args, env, workdir)
+    finish(args, reference_env, workdir)
     expected_seconds = time.monotonic() - started
-    reference = latest_run_summary(env, workdir)
+    reference = latest_run_summary(reference_env, workdir)
 
-    env = {**env, "LOCAL_REGISTRY_PATH": str(workdir / "registry-killed")}
-    stats, _ = kill_repeatedly(args, env, workdir, kills, expected_seconds, rng)
-    runs = [path for path in Path(env["LOCAL_REGISTRY_PATH"]).iterdir() if not path.name.startswith(".")]
-    resumed = latest_run_summary(env, workdir)
+    totals, stats = collections.Counter(), collections.Counter()
+    cycles = kill_and_resume(
+        args, lambda cycle: {**base_env, "LOCAL_REGISTRY_PATH": str(workdir / f"registry-{cycle}")}, workdir, kills,
+        expected_seconds, rng, stats,
+    )
+    for env, _ in cycles:
+        runs = [path for path in Path(env["LOCAL_REGISTRY_PATH"]).iterdir() if not path.name.startswith(".")]
+        resumed = latest_run_summary(env, workdir)
+        totals["cycles"] += 1
+        totals["one_run"] += len(runs) == 1
+        totals["loads"] += resumed["loads"]
+        totals["same_rows"] += resumed["rows_trained"] == reference["rows_trained"]
+        totals["same_mae"] += abs(resumed["mae"] - reference["mae"]) < 1e-6
     print(
-        f"train: kills {stats['kills']}, resumed runs {stats['resumes']} (+1 final), runs in registry {len(runs)}, "
-        f"latest loads {resumed['loads']}, rows trained {resumed['rows_trained']:,} "
-        f"(uninterrupted {reference['rows_trained']:,}), holdout MAE {resumed['mae']:.3f} "
-        f"(uninterrupted {reference['mae']:.3f})"
+        f"train: kills {stats['kills']} in {totals['cycles']} cycles, runs that resumed {stats['resumes']}, "
+        f"registries with exactly one run {totals['one_run']}/{totals['cycles']}, latest loads {totals['loads']}/{totals['cycles']}, "
+        f"rows trained as uninterrupted {totals['same_rows']}/{totals['cycles']} ({reference['rows_trained']:,}), "
+        f"holdout MAE as uninterrupted {totals['same_mae']}/{totals['cycles']} ({reference['mae']:.3f} $)"
     )
 
 
