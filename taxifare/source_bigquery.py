@@ -206,9 +206,10 @@ def explain_failure(error: Exception, settings: Settings) -> TaxifareError:
         cause = cause.cause
     table = settings.bq_table
     if isinstance(cause, auth_exceptions.DefaultCredentialsError):
-        return TaxifareError(
-            "no Google Cloud credentials for BigQuery: run `gcloud auth application-default login` and set "
-            "GCP_PROJECT, or use local data instead (--input PATH, or `taxifare demo-data` with DATA_SIZE=demo)"
+        return InputError(
+            f"no raw data in {settings.raw_cache_path} and no Google Cloud credentials to query BigQuery: run "
+            "`gcloud auth application-default login` and set GCP_PROJECT, or use local data instead "
+            "(--input PATH, or `taxifare demo-data` with DATA_SIZE=demo)"
         )
     if isinstance(cause, (auth_exceptions.RefreshError, api_exceptions.Unauthorized)):
         return TaxifareError(

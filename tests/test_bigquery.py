@@ -18,6 +18,7 @@ import pytest
 
 from taxifare.config import load_settings
 from taxifare.errors import InputError, TaxifareError
+from taxifare.lock import LockedError, OutputLock
 from taxifare.preprocess import preprocess
 from taxifare.sink import csv_header, read_manifest
 from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource
@@ -228,6 +229,19 @@ def test_pages_with_nulls_keep_their_types(fake_bigquery, tmp_path):
     assert pa.concat_tables(CsvRideSource(settings.raw_cache_path, 3).chunks()).equals(table)
 
 
+def test_the_temporary_cache_is_written_only_under_the_output_lock(served, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    with OutputLock(settings.processed_path, "processed file"), pytest.raises(LockedError):
+        preprocess(settings)
+    assert served.requests == [] and leftovers(settings) == []
+
+    killed_run = settings.raw_cache_path.with_name(f".{settings.raw_cache_path.name}.partial")
+    killed_run.parent.mkdir(parents=True)
+    killed_run.write_text("rows from a run killed outright")
+    preprocess(settings)
+    assert leftovers(settings) == [settings.raw_cache_path.name]
+
+
 @pytest.mark.parametrize(
     "flags",
     [{"bq_dataset": "taxi`fare"}, {"data_size": "1k;DROP TABLE x"}, {"gcp_project_data": "wagon-public`; --"}],
@@ -295,7 +309,8 @@ def test_cli_errors_are_one_line(fake_bigquery, tmp_path, args, error, expected)
 
 def test_missing_credentials_say_how_to_get_them(tmp_path):
     done = run_cli(tmp_path, "--gcp-project", "taxifare-tests")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert "no Google Cloud credentials for BigQuery: run `gcloud auth application-default login`" in done.stderr
+    assert "no raw data in " in done.stderr and "query_2009-01-01_2015-01-01_10k.csv" in done.stderr
+    assert "no Google Cloud credentials to query BigQuery: run `gcloud auth application-default login`" in done.stderr
     assert "--input PATH" in done.stderr
