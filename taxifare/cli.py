@@ -35,6 +35,16 @@ DataSize = Annotated[
     typer.Option(help="Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo]"),
 ]
 ChunkSize = Annotated[Optional[int], typer.Option(help="Rows per chunk. [env: CHUNK_SIZE; default 100000]")]
+GcpProject = Annotated[
+    Optional[str], typer.Option(help="Project that runs and pays for BigQuery jobs. [env: GCP_PROJECT]")
+]
+GcpProjectData = Annotated[
+    Optional[str],
+    typer.Option(help="Project holding the raw data. [env: GCP_PROJECT_DATA; default wagon-public-datasets]"),
+]
+BqDataset = Annotated[
+    Optional[str], typer.Option(help="BigQuery dataset of the raw tables. [env: BQ_DATASET; default taxifare]")
+]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 
 
@@ -53,15 +63,29 @@ def preprocess(
     max_date: MaxDate = None,
     data_size: DataSize = None,
     chunk_size: ChunkSize = None,
+    gcp_project: GcpProject = None,
+    gcp_project_data: GcpProjectData = None,
+    bq_dataset: BqDataset = None,
     input: Annotated[
         Optional[Path], typer.Option("--input", help="Raw CSV to read instead of the cached query for the window.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo the output even if it is complete.")] = False,
 ) -> None:
-    """Clean raw rides and turn them into model features, chunk by chunk, into one processed CSV."""
+    """Clean raw rides and turn them into model features, chunk by chunk, into one processed CSV.
+
+    The rides come from --input, else the raw cache of the window, else BigQuery (which fills the cache).
+    """
     from taxifare.preprocess import preprocess as run_preprocess
 
-    settings = settings_from(min_date=min_date, max_date=max_date, data_size=data_size, chunk_size=chunk_size)
+    settings = settings_from(
+        min_date=min_date,
+        max_date=max_date,
+        data_size=data_size,
+        chunk_size=chunk_size,
+        gcp_project=gcp_project,
+        gcp_project_data=gcp_project_data,
+        bq_dataset=bq_dataset,
+    )
     result = run_preprocess(settings, input_path=input, force=force)
     typer.echo(result.output)
 

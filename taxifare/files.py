@@ -18,20 +18,45 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class StagedFile:
+    """`with StagedFile(path) as staged:` write() to a temporary file beside `path`; commit() flushes it to
+    disk and renames it over `path`. Leaving the block without commit() deletes it, so `path` is only
+    ever absent, as it was, or complete.
+    """
+
+    def __init__(self, path: Path, temporary: Path | None = None):
+        self.path = Path(path)
+        self.temporary = temporary or self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = None
+        self._committed = False
+
+    def __enter__(self) -> "StagedFile":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.temporary.open("wb")
+        return self
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.temporary, self.path)
+        self._committed = True
+        fsync_directory(self.path.parent)
+
+    def __exit__(self, *exc_info) -> None:
+        if not self._committed:
+            self._file.close()
+            self.temporary.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    with StagedFile(path) as staged:
+        staged.write(data)
+        staged.commit()
 
 
 def atomic_write_json(path: Path, value: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
 from taxifare.sink import ProcessedWriter, manifest_path, new_manifest, read_manifest
-from taxifare.source import CsvRideSource
+from taxifare.source import CsvRideSource, RideSource
 
 log = logging.getLogger("taxifare")
 
@@ -35,15 +36,15 @@ class PreprocessResult:
     seconds: float
 
 
-def open_source(settings: Settings, input_path: Path | None) -> CsvRideSource:
+def open_source(settings: Settings, input_path: Path | None) -> RideSource:
+    """The `--input` file, else the raw cache of the window, else a BigQuery query that fills the cache."""
     if input_path is not None:
         return CsvRideSource(input_path, settings.chunk_size)
     if settings.raw_cache_path.is_file():
         return CsvRideSource(settings.raw_cache_path, settings.chunk_size)
-    raise InputError(
-        f"no raw data for {settings.window_tag}: {settings.raw_cache_path} does not exist and the BigQuery "
-        "source is not available in this version; pass --input PATH, or run `taxifare demo-data` for DATA_SIZE=demo"
-    )
+    from taxifare.source_bigquery import BigQueryRideSource
+
+    return BigQueryRideSource(settings)
 
 
 def _matches(previous: dict, fresh: dict, keys: tuple[str, ...]) -> bool:
@@ -56,7 +57,7 @@ def _reusable(previous: dict | None, fresh: dict, output: Path) -> bool:
     )
 
 
-def _resumable(previous: dict | None, fresh: dict, output: Path, source) -> bool:
+def _resumable(previous: dict | None, fresh: dict, output: Path, source: RideSource) -> bool:
     if not source.resumable or previous is None or previous.get("complete"):
         return False
     if not _matches(previous, fresh, _RESUME_KEYS):
@@ -112,24 +113,27 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool)
     return result
 
 
-def _run_chunks(settings: Settings, source: CsvRideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
+def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
     seen = SeenRows()
     progress = Progress("preprocess", total=source.estimated_rows())
     malformed_before = 0
     kept = writer.manifest["rows_kept"]
-    for index, raw in enumerate(source.chunks()):
-        cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
-        malformed = source.malformed_rows - malformed_before
-        malformed_before = source.malformed_rows
-        if index < skip_chunks:
-            # Already in the output: replayed only to rebuild the duplicate index.
-            progress.advance(raw.num_rows + malformed)
-            continue
-        cleaned.rejects["malformed_line"] += malformed
-        features = ride_features(cleaned.rides)
-        writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects)
-        kept += len(features)
-        progress.advance(raw.num_rows + malformed, note=f"kept {kept:,}")
+    with closing(source.chunks()) as chunks:
+        for index, raw in enumerate(chunks):
+            cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
+            malformed = source.malformed_rows - malformed_before
+            malformed_before = source.malformed_rows
+            if progress.total is None:
+                progress.total = source.estimated_rows()
+            if index < skip_chunks:
+                # Already in the output: replayed only to rebuild the duplicate index.
+                progress.advance(raw.num_rows + malformed)
+                continue
+            cleaned.rejects["malformed_line"] += malformed
+            features = ride_features(cleaned.rides)
+            writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects)
+            kept += len(features)
+            progress.advance(raw.num_rows + malformed, note=f"kept {kept:,}")
     trailing_malformed = source.malformed_rows - malformed_before
     progress.close()
     writer.finish(
@@ -138,6 +142,7 @@ def _run_chunks(settings: Settings, source: CsvRideSource, writer: ProcessedWrit
         extra={
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "source_details": source.run_details(),
         },
     )
 
@@ -147,7 +152,7 @@ def _log_result(result: PreprocessResult) -> None:
     rows_read = manifest["rows_read"]
     rejected = sum(manifest["rejected"].values())
     rows = [
-        ("source", _describe_source(manifest["source"])),
+        ("source", _describe_source(manifest["source"], manifest.get("source_details", {}))),
         ("output", str(result.output)),
         ("rows read", f"{rows_read:,}"),
         ("rows kept", f"{manifest['rows_kept']:,}"),
@@ -166,7 +171,11 @@ def _log_result(result: PreprocessResult) -> None:
     log_summary("preprocess complete", rows)
 
 
-def _describe_source(source: dict) -> str:
+def _describe_source(source: dict, details: dict) -> str:
     if source.get("kind") == "csv":
         return f"CSV {source['path']}"
+    if source.get("kind") == "bigquery":
+        processed = details.get("bytes_processed")
+        scanned = f", {processed / 1e6:,.1f} MB processed" if processed is not None else ""
+        return f"BigQuery {source['table']} (job {details.get('job_id')}{scanned}), cached as {source['cache']}"
     return ", ".join(f"{key}={value}" for key, value in source.items())

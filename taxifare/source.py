@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator, Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -30,6 +30,41 @@ RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
 # The longest line a raw CSV may hold is one block.
 BLOCK_SIZE = 16 << 20
 _SAMPLE_BYTES = 1 << 20
+
+
+class RideSource(Protocol):
+    """What the pipeline needs from a source of raw rides."""
+
+    resumable: bool  # reads the same rows in the same order every time
+    malformed_rows: int  # rows skipped so far because they could not be split into fields
+
+    def describe(self) -> dict:
+        """Stable identity of the input, recorded in the manifest."""
+
+    def estimated_rows(self) -> int | None:
+        """A row count for the progress ETA; None while unknown."""
+
+    def chunks(self) -> Iterator[pa.Table]:
+        """RAW_SCHEMA tables of exactly the chunk size, the last one possibly shorter."""
+
+    def run_details(self) -> dict:
+        """Facts learnt while reading (e.g. a query job id), recorded in the manifest at the end."""
+
+
+def exact_size_chunks(batches: Iterable[pa.RecordBatch], chunk_size: int) -> Iterator[pa.Table]:
+    """Regroup RAW_SCHEMA batches of any sizes into tables of exactly `chunk_size` rows (the last may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= chunk_size:
+            table = pa.Table.from_batches(pending, schema=RAW_SCHEMA)
+            yield table.slice(0, chunk_size)
+            rest = table.slice(chunk_size)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending, schema=RAW_SCHEMA)
 
 
 def read_header(path: Path) -> list[str]:
@@ -89,18 +124,10 @@ class CsvRideSource:
         return estimate_row_count(self.path)
 
     def chunks(self) -> Iterator[pa.Table]:
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        for batch in self._batches():
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            while pending_rows >= self.chunk_size:
-                table = pa.Table.from_batches(pending, schema=RAW_SCHEMA)
-                yield table.slice(0, self.chunk_size)
-                rest = table.slice(self.chunk_size)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-        if pending_rows:
-            yield pa.Table.from_batches(pending, schema=RAW_SCHEMA)
+        return exact_size_chunks(self._batches(), self.chunk_size)
+
+    def run_details(self) -> dict:
+        return {}
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         # A Python file object, not a path: given a path, Arrow reads ahead as fast as the disk

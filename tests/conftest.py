@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_bigquery import FakeBigQuery
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "nyc-taxi"
 RAW_HEADER = "key,fare_amount,pickup_datetime,pickup_longitude,pickup_latitude,dropoff_longitude,dropoff_latitude,passenger_count"
@@ -38,10 +40,17 @@ def write_csv(path: Path, lines: list[str], header: str = RAW_HEADER, newline: s
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A clean environment for the CLI: the repo on the path, data and registry in tmp, no stray config."""
+    """A clean environment for the CLI: the repo on the path, data and registry in tmp, no stray config.
+
+    No Google credentials can be found (an empty gcloud folder, no metadata-server probe), so nothing
+    ever reaches the real BigQuery.
+    """
     env = {key: value for key, value in os.environ.items() if key not in _CONFIG_VARIABLES}
     env.update(
         PYTHONPATH=str(REPO),
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        NO_GCE_CHECK="true",
         LOCAL_DATA_PATH=str(tmp_path / "data"),
         LOCAL_REGISTRY_PATH=str(tmp_path / "registry"),
         TF_CPP_MIN_LOG_LEVEL="2",
@@ -53,7 +62,7 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 _CONFIG_VARIABLES = {
     "MIN_DATE", "MAX_DATE", "DATA_SIZE", "CHUNK_SIZE", "LOCAL_DATA_PATH", "LOCAL_REGISTRY_PATH", "GCP_PROJECT",
     "GCP_PROJECT_DATA", "BQ_DATASET", "BIGQUERY_EMULATOR_HOST", "BQ_DEADLINE", "LEARNING_RATE", "BATCH_SIZE",
-    "EPOCHS", "PATIENCE", "SEED",
+    "EPOCHS", "PATIENCE", "SEED", "GOOGLE_APPLICATION_CREDENTIALS",
 }
 
 
@@ -78,3 +87,11 @@ def assert_clean_error(result, exit_code: int, *fragments: str) -> None:
     assert len(errors) == 1, result.stderr[-2000:]
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture
+def fake_bigquery():
+    """A fake BigQuery REST server on 127.0.0.1 with no tables yet; see tests/fake_bigquery.py."""
+    server = FakeBigQuery().start()
+    yield server
+    server.stop()

@@ -1,0 +1,301 @@
+"""The BigQuery source, end to end: the real google-cloud-bigquery client against tests/fake_bigquery.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from taxifare.config import load_settings
+from taxifare.errors import InputError, TaxifareError
+from taxifare.lock import LockedError, OutputLock
+from taxifare.preprocess import preprocess
+from taxifare.sink import csv_header, read_manifest
+from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource
+from taxifare.source_bigquery import BigQueryRideSource
+from tests.conftest import cli_env, real_file, run_cli
+from tests.fake_bigquery import typed_rides
+
+TABLE = "wagon-public-datasets.taxifare.raw_10k"
+PAGE = 1000
+
+
+@pytest.fixture(scope="module")
+def real_rides() -> pd.DataFrame:
+    return typed_rides(pd.read_csv(real_file("lewagon-train_10k_ouic.csv"), dtype=str))
+
+
+@pytest.fixture
+def served(fake_bigquery, real_rides):
+    fake_bigquery.tables[TABLE] = real_rides
+    return fake_bigquery
+
+
+def settings_for(emulator: str, tmp_path: Path, **flags):
+    defaults = {
+        "min_date": "2009-01-01",
+        "max_date": "2015-01-01",
+        "data_size": "10k",
+        "chunk_size": PAGE,
+        "local_data_path": tmp_path / "data",
+        "gcp_project": "taxifare-tests",
+        "bigquery_emulator_host": emulator,
+        "bq_deadline": 2,
+    }
+    return load_settings({**defaults, **flags}, environ={}, dotenv_path=None)
+
+
+def rows_in_window(rides: pd.DataFrame, settings) -> pd.DataFrame:
+    pickup = rides["pickup_datetime"]
+    picked = rides[(pickup >= settings.min_date) & (pickup < settings.max_date)]
+    return picked.sort_values("pickup_datetime", kind="stable").reset_index(drop=True)
+
+
+def leftovers(settings) -> list[str]:
+    raw = settings.raw_cache_path.parent
+    return sorted(path.name for path in raw.iterdir()) if raw.is_dir() else []
+
+
+def test_pages_stream_into_chunks_and_the_cache_appears_at_the_end(served, real_rides, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    expected = rows_in_window(real_rides, settings)
+    source = BigQueryRideSource(settings)
+    chunks = source.chunks()
+
+    first = next(chunks)
+    assert first.schema == RAW_SCHEMA and first.num_rows == PAGE
+    assert served.pages_served == 1, "the first chunk must not wait for the whole result"
+    assert source.estimated_rows() == len(expected)
+    assert not settings.raw_cache_path.exists()
+    assert leftovers(settings) == [f".{settings.raw_cache_path.name}.partial"]
+
+    rest = list(chunks)
+    assert [chunk.num_rows for chunk in rest[:-1]] == [PAGE] * (len(rest) - 1)
+    assert sum(chunk.num_rows for chunk in [first, *rest]) == len(expected)
+    pages = [request for request in served.seen("results") if request.args.get("maxResults") != "0"]
+    assert len(pages) == len(rest) + 1 >= 5
+    assert all(request.args["maxResults"] == str(PAGE) for request in pages)
+    assert leftovers(settings) == [settings.raw_cache_path.name]
+
+    streamed = pa.concat_tables([first, *rest])
+    assert pa.concat_tables(CsvRideSource(settings.raw_cache_path, PAGE).chunks()).equals(streamed)
+    cached = pd.read_csv(settings.raw_cache_path)
+    assert list(cached.columns) == list(RAW_COLUMNS)
+    pickups = expected["pickup_datetime"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert cached["pickup_datetime"].tolist() == pickups.tolist()
+    for name in ("fare_amount", "pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"):
+        assert cached[name].tolist() == expected[name].tolist()
+    assert cached["passenger_count"].tolist() == expected["passenger_count"].tolist()
+
+
+def test_dates_travel_as_query_parameters(served, tmp_path):
+    settings = settings_for(served.url, tmp_path, min_date="2010-03-04 05:06:07", max_date="2013-01-01")
+    preprocess(settings)
+
+    [insert] = served.seen("insert")
+    assert insert.path == "/bigquery/v2/projects/taxifare-tests/jobs"
+    query = insert.body["configuration"]["query"]
+    parameters = {item["name"]: item for item in query["queryParameters"]}
+    assert {name: item["parameterType"]["type"] for name, item in parameters.items()} == {
+        "min_date": "TIMESTAMP",
+        "max_date": "TIMESTAMP",
+    }
+    assert pd.Timestamp(parameters["min_date"]["parameterValue"]["value"]) == pd.Timestamp("2010-03-04 05:06:07Z")
+    assert pd.Timestamp(parameters["max_date"]["parameterValue"]["value"]) == pd.Timestamp("2013-01-01 00:00:00Z")
+    sql = query["query"]
+    assert "pickup_datetime >= @min_date AND pickup_datetime < @max_date" in sql
+    assert "ORDER BY pickup_datetime" in sql and f"FROM `{TABLE}`" in sql
+    assert f"SELECT {', '.join(RAW_COLUMNS)}" in sql
+    assert not any(text in sql for text in ("2010", "2013", "05:06"))
+
+
+def test_cached_rerun_is_byte_identical(served, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    streamed = preprocess(settings)
+    streamed_bytes = streamed.output.read_bytes()
+    manifest = read_manifest(streamed.output)
+    assert manifest["complete"] and manifest["rows_kept"] > 0
+    assert manifest["source"] == {"kind": "bigquery", "table": TABLE, "cache": str(settings.raw_cache_path)}
+    details = manifest["source_details"]
+    assert details["job_id"] == served.seen("insert")[0].body["jobReference"]["jobId"]
+    assert details["bytes_processed"] > 0
+
+    cached = preprocess(settings, force=True)
+    assert len(served.seen("insert")) == 1, "the rerun must read the cache, not query again"
+    assert read_manifest(cached.output)["source"] == {"kind": "csv", "path": str(settings.raw_cache_path)}
+    assert cached.output.read_bytes() == streamed_bytes
+
+
+def test_dropped_connection_leaves_no_cache_and_the_rerun_completes(served, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    served.drop_after_pages = 3
+    started = time.monotonic()
+    with pytest.raises(TaxifareError, match=r"no answer from http://127.0.0.1:\d+ within BQ_DEADLINE=2 s"):
+        preprocess(settings)
+    assert time.monotonic() - started < 15
+    assert served.pages_served == 3
+    assert leftovers(settings) == []
+    assert not read_manifest(settings.processed_path)["complete"]
+
+    served.drop_after_pages = None
+    result = preprocess(settings)
+    assert result.manifest["complete"] and settings.raw_cache_path.is_file()
+
+
+# (status, reason, the server's message) -> (error class, what the one-line message must match)
+ERROR_ANSWERS = {
+    (400, "invalidQuery", "Syntax error: Unexpected keyword"): (
+        TaxifareError,
+        "BigQuery rejected the query on .*: 400 Syntax error: Unexpected keyword$",
+    ),
+    (403, "accessDenied", "Access Denied: Project taxifare-tests: User does not have bigquery.jobs.create"): (
+        TaxifareError,
+        r"BigQuery permission denied: 403 Access Denied: .* \(the job reads .* and runs in project taxifare-tests; "
+        "set GCP_PROJECT to a project where you may run BigQuery jobs",
+    ),
+    (404, "notFound", "Not found: Dataset wagon-public-datasets:taxifare"): (
+        InputError,
+        "BigQuery: 404 Not found: Dataset .*; check GCP_PROJECT_DATA, BQ_DATASET and DATA_SIZE",
+    ),
+    (503, "backendError", "Service is unavailable"): (
+        TaxifareError,
+        r"no answer from .* within BQ_DEADLINE=2 s \(503 Service is unavailable\); check the network",
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", ERROR_ANSWERS, ids=lambda answer: str(answer[0]))
+def test_error_answers_give_clear_messages(fake_bigquery, tmp_path, answer):
+    fake_bigquery.error = answer
+    settings = settings_for(fake_bigquery.url, tmp_path)
+    error, expected = ERROR_ANSWERS[answer]
+    with pytest.raises(error, match=expected) as raised:
+        preprocess(settings)
+    assert "\n" not in str(raised.value)
+    assert leftovers(settings) == []
+
+
+def test_unknown_table_is_not_found(fake_bigquery, tmp_path):
+    with pytest.raises(InputError, match=f"Table wagon-public-datasets:taxifare.raw_10k was not found.*table {TABLE}"):
+        preprocess(settings_for(fake_bigquery.url, tmp_path))
+
+
+def test_empty_result_gives_a_header_and_a_complete_manifest(served, tmp_path):
+    settings = settings_for(served.url, tmp_path, min_date="2016-01-01", max_date="2016-02-01")
+    result = preprocess(settings)
+    assert result.output.read_bytes() == csv_header()
+    assert result.manifest["complete"] and result.manifest["rows_read"] == 0
+    assert settings.raw_cache_path.read_text() == ",".join(RAW_COLUMNS) + "\n"
+
+    again = preprocess(settings, force=True)
+    assert again.output.read_bytes() == csv_header() and again.manifest["complete"]
+
+
+def test_pages_with_nulls_keep_their_types(fake_bigquery, tmp_path):
+    pickups = [f"2012-05-01 10:00:0{second} UTC" for second in range(6)]
+    rides = pd.DataFrame(
+        {
+            "fare_amount": [None, None, None, "7.5", "12.25", "1e-07"],
+            "pickup_datetime": pickups,
+            "pickup_longitude": ["-73.99"] * 6,
+            "pickup_latitude": ["40.75"] * 6,
+            "dropoff_longitude": [None, "-73.98", None, "-73.97", "-73.96", "-73.95"],
+            "dropoff_latitude": ["40.76"] * 6,
+            "passenger_count": [None, None, None, "1", None, "3"],
+        }
+    )
+    fake_bigquery.tables[TABLE] = typed_rides(rides)
+    settings = settings_for(fake_bigquery.url, tmp_path, chunk_size=3)
+    chunks = list(BigQueryRideSource(settings).chunks())
+
+    assert [chunk.schema for chunk in chunks] == [RAW_SCHEMA, RAW_SCHEMA]
+    table = pa.concat_tables(chunks)
+    assert table.column("passenger_count").to_pylist() == [None, None, None, "1", None, "3"]
+    assert table.column("fare_amount").to_pylist() == [None, None, None, "7.5", "12.25", "1e-7"]
+    assert table.column("pickup_datetime").to_pylist() == pickups
+    assert pa.concat_tables(CsvRideSource(settings.raw_cache_path, 3).chunks()).equals(table)
+
+
+def test_the_temporary_cache_is_written_only_under_the_output_lock(served, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    with OutputLock(settings.processed_path, "processed file"), pytest.raises(LockedError):
+        preprocess(settings)
+    assert served.requests == [] and leftovers(settings) == []
+
+    killed_run = settings.raw_cache_path.with_name(f".{settings.raw_cache_path.name}.partial")
+    killed_run.parent.mkdir(parents=True)
+    killed_run.write_text("rows from a run killed outright")
+    preprocess(settings)
+    assert leftovers(settings) == [settings.raw_cache_path.name]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"bq_dataset": "taxi`fare"}, {"data_size": "1k;DROP TABLE x"}, {"gcp_project_data": "wagon-public`; --"}],
+)
+def test_unsafe_names_are_refused_before_any_request(fake_bigquery, tmp_path, flags):
+    with pytest.raises(InputError, match="is not a valid|is not a plain name"):
+        settings_for(fake_bigquery.url, tmp_path, **flags)
+    settings = dataclasses.replace(settings_for(fake_bigquery.url, tmp_path), **flags)
+    with pytest.raises(InputError, match="is not a valid project.dataset.table name"):
+        preprocess(settings)
+    assert fake_bigquery.requests == []
+
+
+def test_unreachable_server_fails_within_the_deadline(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(TaxifareError, match=r"within BQ_DEADLINE=2 s \(\[Errno 111\] Connection refused\)"):
+        preprocess(settings_for(f"http://127.0.0.1:{port}", tmp_path))
+    assert time.monotonic() - started < 15
+
+
+def run_preprocess_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    command = ["preprocess", "--data-size", "10k", "--chunk-size", str(PAGE), *args]
+    return run_cli(tmp_path, *command, env=cli_env(tmp_path, BQ_DEADLINE="2", **env), timeout=60)
+
+
+def test_cli_streams_from_bigquery_and_says_so(served, tmp_path):
+    done = run_preprocess_cli(tmp_path, "--gcp-project", "taxifare-tests", BIGQUERY_EMULATOR_HOST=served.url)
+    assert done.returncode == 0, done.stderr
+    job_id = served.seen("insert")[0].body["jobReference"]["jobId"]
+    summary = rf"source: +BigQuery {re.escape(TABLE)} \(job {job_id}, 0.6 MB processed\), cached as "
+    assert re.search(summary, done.stderr)
+    output = Path(done.stdout.strip())
+    assert json.loads(output.with_suffix(".json").read_text())["complete"]
+
+
+@pytest.mark.parametrize(
+    "args, error, expected",
+    [
+        ((), (404, "notFound", "Not found: Dataset x:taxifare"), "taxifare: error: BigQuery: 404 Not found: Dataset"),
+        (("--bq-dataset", "taxi;fare"), None, "taxifare: error: --bq-dataset: 'taxi;fare' is not a valid BigQuery"),
+    ],
+)
+def test_cli_errors_are_one_line(fake_bigquery, tmp_path, args, error, expected):
+    fake_bigquery.error = error
+    done = run_preprocess_cli(tmp_path, *args, BIGQUERY_EMULATOR_HOST=fake_bigquery.url)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(expected), done.stderr
+    assert "Traceback" not in done.stderr
+    if error is None:
+        assert fake_bigquery.requests == []
+
+
+def test_missing_credentials_say_how_to_get_them(tmp_path):
+    done = run_preprocess_cli(tmp_path, "--gcp-project", "taxifare-tests")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "no raw data in " in done.stderr and "query_2009-01-01_2015-01-01_10k.csv" in done.stderr
+    assert "no Google Cloud credentials to query BigQuery: run `gcloud auth application-default login`" in done.stderr
+    assert "--input PATH" in done.stderr
