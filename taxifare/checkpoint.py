@@ -20,6 +20,8 @@ class Checkpoint:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.state_path = self.folder / "state.json"
+        # Scratch: the processed rows as raw float32, rewritten at every start (see chunks.prepare_rows).
+        self.row_file = self.folder / "rows.f32"
 
     def load(self) -> dict | None:
         """The saved state, or None when there is no usable checkpoint."""
