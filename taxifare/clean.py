@@ -183,20 +183,10 @@ def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, s
     drop("duplicate", ~seen.first_occurrences(_row_hashes(rides)))
     coords = rides[list(COORDINATE_COLUMNS)]
     drop("zero_coordinates", (coords == 0).all(axis=1).to_numpy())
-    passengers = rides["passenger_count"]
-    drop(
-        "passenger_count_out_of_range",
-        _outside(passengers, *PASSENGER_RANGE) | (passengers != np.round(passengers)).to_numpy(),
-    )
+    drop("passenger_count_out_of_range", bad_passenger_counts(rides))
     fare = rides["fare_amount"]
     drop("fare_out_of_range", ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])).to_numpy())
-    drop(
-        "outside_nyc",
-        _outside(rides["pickup_latitude"], *LATITUDE_RANGE)
-        | _outside(rides["dropoff_latitude"], *LATITUDE_RANGE)
-        | _outside(rides["pickup_longitude"], *LONGITUDE_RANGE)
-        | _outside(rides["dropoff_longitude"], *LONGITUDE_RANGE),
-    )
+    drop("outside_nyc", outside_nyc(rides))
     return CleanChunk(rides=rides[keep].reset_index(drop=True), rejects=rejects)
 
 
@@ -204,3 +194,37 @@ def _row_hashes(rides: pd.DataFrame) -> np.ndarray:
     # -0.0 and 0.0 are the same value and must hash alike.
     normalized = rides.assign(**{name: rides[name] + 0.0 for name in NUMERIC_COLUMNS})
     return pd.util.hash_pandas_object(normalized, index=False).to_numpy()
+
+
+def bad_passenger_counts(rides: pd.DataFrame) -> np.ndarray:
+    passengers = rides["passenger_count"]
+    return _outside(passengers, *PASSENGER_RANGE) | (passengers != np.round(passengers)).to_numpy()
+
+
+def outside_nyc(rides: pd.DataFrame) -> np.ndarray:
+    return (
+        _outside(rides["pickup_latitude"], *LATITUDE_RANGE)
+        | _outside(rides["dropoff_latitude"], *LATITUDE_RANGE)
+        | _outside(rides["pickup_longitude"], *LONGITUDE_RANGE)
+        | _outside(rides["dropoff_longitude"], *LONGITUDE_RANGE)
+    )
+
+
+# What makes a ride unfit for prediction, in the order reported: it cannot be read, or it lies outside
+# what the model was trained on (passenger counts and the NYC box).
+PREDICTION_RULES = (
+    "missing_value",
+    "unparseable_number",
+    "bad_datetime",
+    "passenger_count_out_of_range",
+    "outside_nyc",
+)
+
+
+def prediction_failures(rides: pd.DataFrame, parse_failures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per PREDICTION_RULES rule, the rows of parsed rides that break it (overlaps allowed)."""
+    return {
+        **parse_failures,
+        "passenger_count_out_of_range": bad_passenger_counts(rides),
+        "outside_nyc": outside_nyc(rides),
+    }

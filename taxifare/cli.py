@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from taxifare.config import Settings, load_settings
-from taxifare.errors import Interrupted, TaxifareError
+from taxifare.errors import InputError, Interrupted, TaxifareError
 
 log = logging.getLogger("taxifare")
 
@@ -109,6 +109,114 @@ def demo_data(
         write_demo_rides(path, rows=rows, seed=seed)
         log.info("wrote %s synthetic rides to %s", f"{rows:,}", path)
     typer.echo(path)
+
+
+ProcessedInput = Annotated[
+    Optional[Path], typer.Option("--input", help="Processed CSV to train on instead of the one for the window.")
+]
+
+
+@app.command()
+def train(
+    min_date: MinDate = None,
+    max_date: MaxDate = None,
+    data_size: DataSize = None,
+    chunk_size: ChunkSize = None,
+    input: ProcessedInput = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam learning rate. [env: LEARNING_RATE; default 0.0005]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per gradient step. [env: BATCH_SIZE; default 256]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs on each chunk. [env: EPOCHS; default 1]")] = None,
+    patience: Annotated[
+        Optional[int], typer.Option(help="Stop after this many chunks without a better holdout MAE. [env: PATIENCE; default 5]")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: weights, chunk order, shuffles. [env: SEED; default 42]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Discard an interrupted run's checkpoint and start afresh.")] = False,
+) -> None:
+    """Train the fare model on the processed CSV, chunk by chunk, and add the run to the local registry."""
+    from taxifare.train import train as run_train
+
+    settings = settings_from(
+        min_date=min_date,
+        max_date=max_date,
+        data_size=data_size,
+        chunk_size=chunk_size,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+    )
+    result = run_train(settings, input_path=input, force=force)
+    typer.echo(result.run.run_id)
+
+
+@app.command()
+def pred(
+    model: Annotated[Optional[str], typer.Option("--model", help="Run id to use (see `taxifare models`); default the latest.")] = None,
+    pickup_datetime: Annotated[Optional[str], typer.Option(help="Pickup time (UTC unless it names a zone). [default 2013-07-06 17:18:00]")] = None,
+    pickup_longitude: Annotated[Optional[float], typer.Option(help="[default -73.950655]")] = None,
+    pickup_latitude: Annotated[Optional[float], typer.Option(help="[default 40.783282]")] = None,
+    dropoff_longitude: Annotated[Optional[float], typer.Option(help="[default -73.984365]")] = None,
+    dropoff_latitude: Annotated[Optional[float], typer.Option(help="[default 40.769802]")] = None,
+    passenger_count: Annotated[Optional[int], typer.Option(help="[default 1]")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="CSV of rides (raw columns; others kept) to predict.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="CSV to write: the input rows plus predicted_fare.")] = None,
+    chunk_size: ChunkSize = None,
+) -> None:
+    """Predict fares with a trained run: one ride from flags (default the reference ride), or a CSV of rides."""
+    from taxifare import predict
+
+    settings = settings_from(chunk_size=chunk_size)
+    ride = {
+        "pickup_datetime": pickup_datetime,
+        "pickup_longitude": pickup_longitude,
+        "pickup_latitude": pickup_latitude,
+        "dropoff_longitude": dropoff_longitude,
+        "dropoff_latitude": dropoff_latitude,
+        "passenger_count": passenger_count,
+    }
+    given = {name: value for name, value in ride.items() if value is not None}
+    if input is None and output is None:
+        fare = predict.predict_ride(settings, {**predict.REFERENCE_RIDE, **given}, run_id=model)
+        typer.echo(f"{fare:.2f}")
+        return
+    if input is None or output is None:
+        raise InputError("--input and --output go together: pass both to predict a CSV of rides")
+    if given:
+        raise InputError(f"--input predicts a CSV; drop the single-ride flag(s) {', '.join('--' + n.replace('_', '-') for n in given)}")
+    result = predict.predict_csv(settings, input, output, run_id=model)
+    typer.echo(result.output)
+
+
+models_app = typer.Typer(help="List the trained runs in the local registry, or show one.", no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context) -> None:
+    """List the runs: id, finishing date, rows trained, final holdout MAE (latest last)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from taxifare.registry import Registry, format_runs
+
+    registry = Registry(settings_from().local_registry_path)
+    runs = registry.runs()
+    if not runs:
+        raise InputError(f"no trained model in {registry.root}; run `taxifare train` first")
+    typer.echo(format_runs(runs))
+
+
+@models_app.command("show")
+def models_show(run_id: Annotated[str, typer.Argument(help="A run id from `taxifare models`.")]) -> None:
+    """Print one run's params and metrics as JSON (after checking its model file)."""
+    import json
+
+    from taxifare.model import check_model_file
+    from taxifare.registry import Registry
+
+    run = Registry(settings_from().local_registry_path).get(run_id)
+    check_model_file(run.model_path)
+    typer.echo(json.dumps({"run_id": run.run_id, "params": run.params, "metrics": run.metrics}, indent=2))
 
 
 def _configure_logging() -> None:

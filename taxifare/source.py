@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Protocol
+from typing import BinaryIO, Iterable, Iterator, Protocol, Sequence
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -67,14 +67,14 @@ def exact_size_chunks(batches: Iterable[pa.RecordBatch], chunk_size: int) -> Ite
         yield pa.Table.from_batches(pending, schema=RAW_SCHEMA)
 
 
-def read_header(path: Path) -> list[str]:
-    """Column names of a CSV file, checked for the raw columns; raises InputError with the reason."""
+def read_header(path: Path, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
+    """Column names of a CSV file, checked for the `required` columns; raises InputError with the reason."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     with path.open("rb") as file:
         first_line = file.readline(BLOCK_SIZE)
     if not first_line.strip():
-        raise InputError(f"{path}: the file is empty; expected a CSV header with {', '.join(RAW_COLUMNS)}")
+        raise InputError(f"{path}: the file is empty; expected a CSV header with {', '.join(required)}")
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -85,7 +85,7 @@ def read_header(path: Path) -> list[str]:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise InputError(f"{path}: column named more than once: {', '.join(repeated)}")
-    missing = [name for name in RAW_COLUMNS if name not in names]
+    missing = [name for name in required if name not in names]
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(missing)}; the header has {', '.join(names)[:200]}"

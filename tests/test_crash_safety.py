@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from taxifare.lock import lock_path
+from taxifare.lock import OutputLock, lock_path
 from tests.conftest import assert_clean_error, cli_env, real_file, run_cli
 
 CHUNK = "2000"
@@ -117,16 +117,12 @@ def test_a_read_only_data_folder_is_a_clear_error(tmp_path, raw_input):
 
 
 def test_a_second_run_on_the_same_output_refuses_and_names_the_first(tmp_path, raw_input):
-    first = start(tmp_path, raw_input)
-    lock = lock_path(output_of(tmp_path))
-    try:
-        assert wait_for_bytes(output_of(tmp_path), 1, first)
+    # The test process is the first run: it holds the same kind of lock a running preprocess holds.
+    with OutputLock(output_of(tmp_path), "processed file"):
         second = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
-        assert_clean_error(second, 1, "in use by process", str(first.pid))
-        assert json.loads(lock.read_text())["pid"] == first.pid
-    finally:
-        first.kill()
-        first.communicate()
+        assert json.loads(lock_path(output_of(tmp_path)).read_text())["pid"] == os.getpid()
+    assert_clean_error(second, 1, "in use by process", str(os.getpid()), "wait for it to finish")
+    assert not output_of(tmp_path).exists()
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, raw_input, reference):

@@ -1,0 +1,184 @@
+"""Streamed training against a plain in-memory fit, and training memory at two data sizes.
+
+    python benchmarks/bench_train.py --throughput-rows 400000 --rss-rows 1000000 4000000
+
+Processed rows: the real sample in ../shared/data/nyc-taxi, preprocessed (synthetic demo rides when the
+folder is absent), its data lines repeated up to each size, with a manifest to match.
+  1. Throughput, both in this one process, same model, batch size (256) and training rows:
+     - streamed: `taxifare.train.train` at CHUNK_SIZE 100000, 1 epoch per chunk; row-epochs per second
+       of the chunk loop (background reads, fitting, holdout scoring, a checkpoint per chunk), and of the
+       whole call (plus the holdout pass, model build and registry publish);
+     - in memory: every training row loaded first (not timed), then one `model.fit(x, y, batch_size=256)`.
+  2. Peak RSS of `taxifare train` as a whole process (from its own summary), at each --rss-rows size.
+Targets: streamed >= 0.9x in-memory; peak RSS flat from 1M to 4M processed rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from taxifare.chunks import SPANS_PER_CHUNK, holdout_mask, open_processed, read_rows, span_rows  # noqa: E402
+from taxifare.config import load_settings  # noqa: E402
+from taxifare.demo import write_demo_rides  # noqa: E402
+from taxifare.model import build_model  # noqa: E402
+from taxifare.preprocess import preprocess  # noqa: E402
+from taxifare.sink import manifest_path, read_manifest  # noqa: E402
+from taxifare.train import train  # noqa: E402
+
+REAL_SAMPLE = REPO.parent / "shared" / "data" / "nyc-taxi" / "cab-fare-ashutoshgalinde_train.csv"
+
+
+def seed_processed(workdir: Path) -> Path:
+    """A processed CSV made by the real pipeline from the real sample (or demo rides)."""
+    settings = load_settings({"local_data_path": str(workdir / "seed"), "data_size": "seed"}, environ={}, dotenv_path=None)
+    if REAL_SAMPLE.is_file():
+        print(f"seed rows: real sample {REAL_SAMPLE.name}, preprocessed")
+        raw = REAL_SAMPLE
+    else:
+        print("seed rows: synthetic demo rides (real sample absent), preprocessed")
+        raw = workdir / "demo.csv"
+        write_demo_rides(raw, rows=100_000)
+    return preprocess(settings, input_path=raw).output
+
+
+def scaled_processed(seed: Path, rows: int, target: Path) -> Path:
+    """`rows` processed rows: the seed file's data lines repeated, and a complete manifest for them."""
+    with seed.open("rb") as file:
+        header, body = file.readline(), file.read()
+    lines = body.count(b"\n")
+    copies, rest = divmod(rows, lines)
+    tail = b"".join(body.splitlines(keepends=True)[:rest])
+    with target.open("wb") as file:
+        file.write(header)
+        for _ in range(copies):
+            file.write(body)
+        file.write(tail)
+    manifest = {**read_manifest(seed), "rows_kept": rows, "bytes": target.stat().st_size}
+    manifest_path(target).write_text(json.dumps(manifest))
+    return target
+
+
+def settings_for(workdir: Path, **flags):
+    base = {"local_data_path": str(workdir / "data"), "local_registry_path": str(workdir / "registry")}
+    return load_settings({**base, **flags}, environ={}, dotenv_path=None)
+
+
+def in_memory_throughput(processed: Path, settings) -> dict:
+    data = open_processed(processed, span_rows(settings.chunk_size))
+    rows = read_rows(data, data.spans)
+    rows = rows[~holdout_mask(rows, data.holdout_share)]
+    model = build_model(data.feature_count, settings.learning_rate, settings.seed)
+    started = time.perf_counter()
+    model.fit(rows[:, :-1], rows[:, -1], batch_size=settings.batch_size, epochs=1, verbose=0)
+    seconds = time.perf_counter() - started
+    return {"rows": len(rows), "seconds": seconds, "row_epochs_per_s": len(rows) / seconds}
+
+
+def streamed_throughput(processed: Path, settings) -> dict:
+    started = time.perf_counter()
+    run = train(settings, input_path=processed, force=True).run
+    wall = time.perf_counter() - started
+    final = run.metrics["final"]
+    return {
+        "rows": final["rows_trained"],
+        "loop_seconds": final["train_seconds"],
+        "wall_seconds": wall,
+        "fit_seconds": final["fit_seconds"],
+        "row_epochs_per_s": final["rows_trained"] / final["train_seconds"],
+        "row_epochs_per_s_fitting": final["rows_trained"] / final["fit_seconds"],
+        "row_epochs_per_s_whole_call": final["rows_trained"] / wall,
+        "holdout_mae": final["holdout_mae"],
+    }
+
+
+def measure_in_subprocess(kind: str, processed: Path, workdir: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", kind, "--processed", str(processed), "--workdir", str(workdir)],
+        capture_output=True, text=True, cwd=workdir, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    if done.returncode:
+        sys.exit(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def train_process_peak_rss(processed: Path, workdir: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_REGISTRY_PATH": str(workdir / "registry-rss")}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "taxifare", "train", "--input", str(processed), "--force"],
+        env=env, capture_output=True, text=True, cwd=workdir,
+    )
+    if done.returncode:
+        sys.exit(f"train failed:\n{done.stderr[-3000:]}")
+    peak = float(re.search(r"peak memory:\s+([\d,]+) MB", done.stderr).group(1).replace(",", ""))
+    return {"peak_rss_mb": peak, "wall_seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--throughput-rows", type=int, default=400_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rss-rows", type=int, nargs="*", default=[1_000_000, 4_000_000])
+    parser.add_argument("--measure", choices=["in-memory", "streamed"], help=argparse.SUPPRESS)
+    parser.add_argument("--processed", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure = in_memory_throughput if args.measure == "in-memory" else streamed_throughput
+        print(json.dumps(measure(args.processed, settings_for(args.workdir))))
+        return
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="taxifare-bench-train-") as tmp:
+        workdir = Path(tmp)
+        seed = seed_processed(workdir)
+        processed = scaled_processed(seed, args.throughput_rows, workdir / "processed_throughput.csv")
+        # Each measurement in a fresh process, alternated and repeated: a long-lived TensorFlow process
+        # and this machine both drift in speed; the best of each kind is compared.
+        memory, streamed = [], []
+        for _ in range(args.repeats):
+            memory.append(measure_in_subprocess("in-memory", processed, workdir))
+            streamed.append(measure_in_subprocess("streamed", processed, workdir))
+        best_memory = max(memory, key=lambda entry: entry["row_epochs_per_s"])
+        best_streamed = max(streamed, key=lambda entry: entry["row_epochs_per_s"])
+        results["throughput"] = {
+            "in_memory": memory,
+            "streamed": streamed,
+            "ratio": best_streamed["row_epochs_per_s"] / best_memory["row_epochs_per_s"],
+            "ratio_fitting": best_streamed["row_epochs_per_s_fitting"] / best_memory["row_epochs_per_s"],
+            "ratio_whole_call": best_streamed["row_epochs_per_s_whole_call"] / best_memory["row_epochs_per_s"],
+        }
+        processed.unlink()
+        results["rss"] = []
+        for rows in args.rss_rows:
+            processed = scaled_processed(seed, rows, workdir / f"processed_{rows}.csv")
+            results["rss"].append({"rows": rows, **train_process_peak_rss(processed, workdir)})
+            processed.unlink()
+            shutil.rmtree(workdir / "registry-rss", ignore_errors=True)
+
+    throughput = results["throughput"]
+    print(json.dumps(results, indent=2, default=lambda v: round(v, 3)))
+    print(f"\nbest of {args.repeats}: streamed/in-memory row-epochs per second: {throughput['ratio']:.2f} for the chunk "
+          f"loop (reads, fitting, holdout scoring), {throughput['ratio_fitting']:.2f} for its fitting alone, "
+          f"{throughput['ratio_whole_call']:.2f} for the whole train call; target >= 0.9")
+    for entry in results["rss"]:
+        print(f"taxifare train on {entry['rows']:>10,} processed rows: peak RSS {entry['peak_rss_mb']:,.0f} MB, "
+              f"{entry['wall_seconds']:.0f} s")
+    print(f"spans per chunk {SPANS_PER_CHUNK}; target: peak RSS flat from the smallest to the largest size")
+
+
+if __name__ == "__main__":
+    main()

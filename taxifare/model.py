@@ -1,0 +1,98 @@
+"""The fare model: built once from the feature count and compiled once, so Adam's state carries across chunks.
+
+Keras (and TensorFlow under it) is imported inside these functions only, so that `taxifare --help` and
+`preprocess` never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from taxifare.errors import InputError
+
+ARCHITECTURE = (
+    "Dense(100, relu, L2 0.005) -> BatchNormalization -> Dropout(0.1) -> "
+    "Dense(50, relu) -> BatchNormalization -> Dropout(0.1) -> Dense(1)"
+)
+PREDICT_BATCH_SIZE = 16384
+# Below this many rows a direct call beats `predict`, which compiles a function first.
+_EAGER_ROWS = 1024
+_KERAS_MEMBERS = ("config.json", "model.weights.h5")
+
+
+def import_keras():
+    # TensorFlow reads these when it is first imported; quiet its C++ start-up chatter.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def build_model(feature_count: int, learning_rate: float, seed: int):
+    keras = import_keras()
+    from keras import layers, regularizers
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((feature_count,)),
+            layers.Dense(100, activation="relu", kernel_regularizer=regularizers.L2(0.005)),
+            layers.BatchNormalization(),
+            layers.Dropout(0.1),
+            layers.Dense(50, activation="relu"),
+            layers.BatchNormalization(),
+            layers.Dropout(0.1),
+            layers.Dense(1),
+        ],
+        name="taxifare",
+    )
+    model.compile(loss="mse", optimizer=keras.optimizers.Adam(learning_rate), metrics=["mae"])
+    return model
+
+
+def check_model_file(path: Path) -> None:
+    """A cheap integrity check (zip checksums, expected members) that needs no TensorFlow."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            names = set(archive.namelist())
+    except FileNotFoundError:
+        raise InputError(f"{path}: model file missing") from None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: model file is corrupt ({error})") from None
+    missing = [name for name in _KERAS_MEMBERS if name not in names]
+    if damaged or missing:
+        raise InputError(f"{path}: model file is corrupt ({'bad checksum in ' + damaged if damaged else 'no ' + ', '.join(missing)})")
+
+
+def load_model(path: Path, compile: bool = False):
+    """A saved model, loaded in Keras safe mode (no arbitrary code); a damaged file is an InputError."""
+    check_model_file(path)
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: model file is unreadable ({reason[:200]})") from None
+
+
+def predict_fares(model, features: np.ndarray) -> np.ndarray:
+    if len(features) <= _EAGER_ROWS:
+        return np.asarray(model(features, training=False), dtype=np.float64).reshape(-1)
+    return model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0).astype(np.float64).reshape(-1)
+
+
+def seed_states(model) -> list[list[int]]:
+    """The dropout layers' random-generator states, which `model.save` does not keep."""
+    return [np.asarray(v.numpy()).tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def restore_seed_states(model, states: list[list[int]]) -> None:
+    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    for variable, state in zip(variables, states, strict=True):
+        variable.assign(np.asarray(state, dtype=variable.dtype))

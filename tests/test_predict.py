@@ -1,0 +1,154 @@
+"""Predictions: one ride, CSV in and CSV out with bad rows, and the registry commands' output and errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
+from taxifare.errors import InputError
+from taxifare.predict import REFERENCE_RIDE, kept_line_numbers, predict_csv, predict_ride
+from taxifare.train import train
+from tests.training_data import processed_demo, with_registry
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Settings whose registry holds one run, trained well enough to give sensible fares."""
+    folder = tmp_path_factory.mktemp("trained")
+    settings = processed_demo(folder, rides=6000)
+    settings = with_registry(settings, folder / "registry", chunk_size=3000, epochs=6, learning_rate=0.005, batch_size=128)
+    train(settings)
+    return settings
+
+
+def test_reference_ride_gets_a_plausible_fare(trained):
+    assert 4 < predict_ride(trained, REFERENCE_RIDE) < 40
+
+
+def test_csv_in_csv_out_keeps_columns_and_reports_bad_rows(trained, tmp_path, caplog):
+    good = "k1,7.5,2013-07-06 17:18:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1,hello"
+    lines = [
+        good,
+        "k2,5,2010-01-05 16:52:16 UTC,0,0,0,0,1,zero",  # outside the area
+        "k3,6,2010-01-05 16:52:16 UTC,-73.97,40.76",  # too few fields
+        "k4,8,not a date,-73.97,40.76,-73.98,40.75,1,x",
+        'k5,,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,40.750562,2,"quoted, comma"',
+        "k6,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,40.750562,9,crowd",
+        "k7,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,abc,1,nan",
+    ]
+    rides = write_csv(tmp_path / "rides.csv", lines, header=RAW_HEADER + ",note")
+    output = tmp_path / "out" / "predictions.csv"
+
+    result = predict_csv(with_registry(trained, trained.local_registry_path, chunk_size=2), rides, output)
+
+    table = pd.read_csv(output, dtype=str)
+    assert list(table.columns) == [*RAW_HEADER.split(","), "note", "predicted_fare"]
+    assert table["key"].tolist() == ["k1", "k5"]
+    assert table["note"].tolist() == ["hello", "quoted, comma"]
+    assert float(table["predicted_fare"][0]) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
+    assert (result.rows_read, result.predicted) == (7, 2)
+    assert dict(result.first_rejected_lines) == {
+        3: "outside_nyc",
+        4: "malformed_line",
+        5: "bad_datetime",
+        7: "passenger_count_out_of_range",
+        8: "unparseable_number",
+    }
+    assert "line 4: not predicted: wrong number of fields" in caplog.text
+
+
+def test_csv_without_fare_column_is_predicted(trained, tmp_path):
+    header = "pickup_datetime,pickup_longitude,pickup_latitude,dropoff_longitude,dropoff_latitude,passenger_count"
+    rides = write_csv(tmp_path / "rides.csv", ["2013-07-06 17:18:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1"], header=header)
+    result = predict_csv(trained, rides, tmp_path / "out.csv")
+    assert result.predicted == 1
+    assert pd.read_csv(tmp_path / "out.csv").columns[-1] == "predicted_fare"
+
+
+def test_csv_missing_a_ride_column_is_a_clear_error(trained, tmp_path):
+    rides = write_csv(tmp_path / "rides.csv", ["1,2"], header="pickup_datetime,passenger_count")
+    with pytest.raises(InputError, match="missing column"):
+        predict_csv(trained, rides, tmp_path / "out.csv")
+
+
+def test_one_ride_outside_the_area_is_a_clear_error(trained):
+    with pytest.raises(InputError, match="outside the area the model knows"):
+        predict_ride(trained, {**REFERENCE_RIDE, "pickup_latitude": 41.5})
+
+
+@pytest.mark.parametrize(
+    "kept, skipped, expected",
+    [(3, [], [1, 2, 3]), (3, [2], [1, 3, 4]), (2, [1, 2], [3, 4]), (2, [2, 4], [1, 3])],
+)
+def test_kept_line_numbers(kept, skipped, expected):
+    assert kept_line_numbers(kept, np.array(skipped, dtype=np.int64)).tolist() == expected
+
+
+# The command line, in subprocesses.
+
+
+def test_pred_cli_one_ride_prints_the_fare(trained, tmp_path):
+    result = run_cli(tmp_path, "pred", env=_env(tmp_path, trained))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip()) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
+
+
+def test_pred_cli_csv(trained, tmp_path):
+    rides = write_csv(tmp_path / "rides.csv", [REFERENCE_ROW, "bad,1,2,3"])
+    result = run_cli(tmp_path, "pred", "--input", str(rides), "--output", "out.csv", env=_env(tmp_path, trained))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert pd.read_csv(tmp_path / "out.csv")["key"].tolist() == ["k0"]
+    assert "line 3: not predicted" in result.stderr
+
+
+def test_models_lists_the_runs(trained, tmp_path):
+    result = run_cli(tmp_path, "models", env=_env(tmp_path, trained))
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.strip().splitlines()
+    assert header.split() == ["run", "id", "finished", "(UTC)", "rows", "trained", "holdout", "MAE"]
+    run_id = _run_ids(trained)[0]
+    assert row.startswith(run_id) and "$" in row
+
+
+def test_models_show_prints_params_and_metrics(trained, tmp_path):
+    run_id = _run_ids(trained)[0]
+    result = run_cli(tmp_path, "models", "show", run_id, env=_env(tmp_path, trained))
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["run_id"] == run_id
+    assert shown["params"]["preprocessor_version"] and shown["metrics"]["final"]["holdout_mae"] > 0
+
+
+@pytest.mark.parametrize("command", [("pred",), ("models",), ("models", "show", "20250101T000000Z-abcdef")])
+def test_no_registry_says_to_train_first(tmp_path, command):
+    assert_clean_error(run_cli(tmp_path, *command), 2, "run `taxifare train` first")
+
+
+@pytest.mark.parametrize("command", [("pred", "--model"), ("models", "show")])
+def test_unknown_run_id_is_a_clear_error(trained, tmp_path, command):
+    result = run_cli(tmp_path, *command, "../../etc", env=_env(tmp_path, trained))
+    assert_clean_error(result, 2, "no run '../../etc'", "taxifare models")
+
+
+@pytest.mark.parametrize("command", [("pred", "--model"), ("models", "show")])
+def test_corrupt_model_file_is_a_clear_error(trained, tmp_path, command):
+    registry = tmp_path / "registry"
+    shutil.copytree(trained.local_registry_path, registry)
+    run_id = _run_ids(trained)[0]
+    model_file = registry / run_id / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[:5000])
+    result = run_cli(tmp_path, *command, run_id, env=_env(tmp_path, trained, registry=registry))
+    assert_clean_error(result, 2, "model file is corrupt")
+
+
+def _run_ids(settings) -> list[str]:
+    return sorted(path.name for path in settings.local_registry_path.iterdir() if not path.name.startswith("."))
+
+
+def _env(tmp_path, settings, registry=None):
+    return cli_env(tmp_path, LOCAL_REGISTRY_PATH=str(registry or settings.local_registry_path))

@@ -1,0 +1,28 @@
+"""Small processed data sets for the training and prediction tests, made by the real pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from taxifare.config import Settings, load_settings
+from taxifare.demo import write_demo_rides
+from taxifare.preprocess import preprocess
+
+
+def demo_settings(folder: Path, **flags) -> Settings:
+    """Settings for data and registry under `folder`, from flags only (no environment, no .env)."""
+    base = {"local_data_path": str(folder / "data"), "local_registry_path": str(folder / "registry"), "data_size": "demo"}
+    return load_settings({**base, **flags}, environ={}, dotenv_path=None)
+
+
+def processed_demo(folder: Path, rides: int, seed: int = 7) -> Settings:
+    """Preprocess `rides` synthetic rides into folder/data; the settings point at the processed file."""
+    settings = demo_settings(folder, chunk_size=50_000)
+    write_demo_rides(settings.raw_cache_path, rows=rides, seed=seed)
+    preprocess(settings)
+    return settings
+
+
+def with_registry(settings: Settings, registry: Path, **changes) -> Settings:
+    return dataclasses.replace(settings, local_registry_path=registry, **changes)
