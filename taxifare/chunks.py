@@ -92,6 +92,10 @@ class ProcessedData:
         return sum(span.rows for span in self.spans)
 
     @property
+    def mean_fare(self) -> float:
+        return self.manifest.get("target_sum", 0.0) / max(self.manifest.get("rows_kept", 0), 1)
+
+    @property
     def holdout_share(self) -> float:
         """At most HOLDOUT_SHARE of the rows, and about HOLDOUT_MAX_ROWS at most on large files."""
         return min(HOLDOUT_SHARE, HOLDOUT_MAX_ROWS / max(self.rows, 1))

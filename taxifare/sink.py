@@ -55,6 +55,7 @@ def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, dat
         "chunk_size": chunk_size,
         "rows_read": 0,
         "rows_kept": 0,
+        "target_sum": 0.0,
         "rejected": dict.fromkeys(REJECT_RULES, 0),
         "chunks_written": 0,
         "bytes": len(csv_header()),
@@ -111,6 +112,7 @@ class ProcessedWriter:
         self._sync()
         self.manifest["bytes"] = self._file.tell()
         self.manifest["rows_kept"] += len(features)
+        self.manifest["target_sum"] += float(np.sum(target, dtype=np.float64))
         self.manifest["chunks_written"] += 1
         self._count_read(rows_read, rejects)
         self._save_manifest()

@@ -100,7 +100,7 @@ def _train_locked(settings: Settings, processed_path: Path, checkpoint: Checkpoi
     resumed_from = state["step"] if state else None
     if state is None:
         state = _fresh_state(fingerprint, len(plan))
-        model = build_model(data.feature_count, settings.learning_rate, settings.seed)
+        model = build_model(data.feature_count, settings.learning_rate, settings.seed, data.mean_fare)
     else:
         model = load_model(checkpoint.model_path(state), compile=True)
         restore_seed_states(model, state["seed_states"])
