@@ -25,3 +25,11 @@ test: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## Training and prediction benchmarks (streamed vs in-memory throughput, memory, pred latency).
+.PHONY: bench-train bench-pred
+bench-train: install
+	$(PY) benchmarks/bench_train.py --throughput-rows 400000 --rss-rows 1000000 4000000
+
+bench-pred: install
+	$(PY) benchmarks/bench_pred.py --repeats 5
