@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench bench-preprocess clean
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,8 @@ install: $(VENV)/.installed
 demo: install
 	$(TAXIFARE) demo-data
 	$(TAXIFARE) preprocess --data-size demo
+	$(TAXIFARE) train --data-size demo --epochs 5
+	$(TAXIFARE) pred
 
 ## The default test suite (what CI runs).
 test: install
@@ -27,7 +29,17 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
-bench: bench-preprocess
+bench: bench-preprocess bench-train bench-pred
 
 bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
+
+bench-train: install
+	$(PY) benchmarks/bench_train.py --throughput-rows 400000 --rss-rows 1000000 4000000
+
+bench-pred: install
+	$(PY) benchmarks/bench_pred.py --repeats 5
+
+## Kill preprocess 20 times and train 10 times at random moments; check the outputs.
+soak: install
+	$(PY) benchmarks/soak.py --rows 300000 --preprocess-kills 20 --train-kills 10

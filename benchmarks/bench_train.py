@@ -118,7 +118,8 @@ def train_process_peak_rss(processed: Path, workdir: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_REGISTRY_PATH": str(workdir / "registry-rss")}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "taxifare", "train", "--input", str(processed), "--force"],
+        # No early stop: every row must go through for the memory figure to mean anything.
+        [sys.executable, "-m", "taxifare", "train", "--input", str(processed), "--force", "--patience", "10000"],
         env=env, capture_output=True, text=True, cwd=workdir,
     )
     if done.returncode:
