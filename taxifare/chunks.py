@@ -107,6 +107,11 @@ def open_processed(path: Path, span_rows: int) -> ProcessedData:
         raise InputError(f"no processed data at {path}; run `taxifare preprocess` first (or pass --input PATH)")
     manifest = read_manifest(path)
     check_trainable(manifest, path)
+    if path.stat().st_size != manifest.get("bytes"):
+        raise InputError(
+            f"{path} is {path.stat().st_size:,} bytes but its manifest records {manifest.get('bytes')!r}: "
+            "the file changed after preprocessing; rerun `taxifare preprocess --force`"
+        )
     with path.open("rb") as file:
         header = file.readline().decode("utf-8", errors="replace").strip().split(",")
     expected = [*manifest["feature_names"], manifest["target"]]

@@ -147,7 +147,7 @@ def train(
         seed=seed,
     )
     result = run_train(settings, input_path=input, force=force)
-    typer.echo(result.run.run_id)
+    typer.echo(result.run.path)
 
 
 @app.command()

@@ -68,7 +68,7 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(demo, tmp_p
     assert plain.returncode == 0, plain.stderr[-2000:]
 
     resumed_run, plain_run = Registry(killed_registry).latest(), Registry(plain_registry).latest()
-    assert resumed_run.run_id == resumed.stdout.strip()
+    assert str(resumed_run.path) == resumed.stdout.strip()
     final = resumed_run.metrics["final"]
     assert final["rows_trained"] + final["holdout_rows"] == resumed_run.params["data"]["rows"]
     assert final["chunks_trained"] == final["chunks_total"] == len(resumed_run.metrics["per_chunk"])
