@@ -66,7 +66,9 @@ def scaled_processed(seed: Path, rows: int, target: Path) -> Path:
         for _ in range(copies):
             file.write(body)
         file.write(tail)
-    manifest = {**read_manifest(seed), "rows_kept": rows, "bytes": target.stat().st_size}
+    seed_manifest = read_manifest(seed)
+    mean_fare = seed_manifest["target_sum"] / seed_manifest["rows_kept"]
+    manifest = {**seed_manifest, "rows_kept": rows, "target_sum": mean_fare * rows, "bytes": target.stat().st_size}
     manifest_path(target).write_text(json.dumps(manifest))
     return target
 
