@@ -17,12 +17,25 @@ _BAR_WIDTH = 24
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if sys.platform == "darwin":
-        peak_kib //= 1024
+    """Peak resident memory of this process so far.
+
+    Linux's VmHWM, not ru_maxrss: ru_maxrss survives fork and exec, so a process started by a large
+    parent would report the parent's peak as its own.
+    """
     current = psutil.Process().memory_info().rss
-    return max(peak_kib * 1024, current) / 2**20
+    return max(_high_water_mark_bytes(), current) / 2**20
+
+
+def _high_water_mark_bytes() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 def format_duration(seconds: float) -> str:
