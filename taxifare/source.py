@@ -27,8 +27,8 @@ RAW_COLUMNS = (
 )
 RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
 
-# The longest line a raw CSV may hold is one block.
 BLOCK_SIZE = 16 << 20
+MAX_LINE_BYTES = 64 << 20
 _SAMPLE_BYTES = 1 << 20
 
 
@@ -130,38 +130,48 @@ class CsvRideSource:
         return {}
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        # A Python file object, not a path: given a path, Arrow reads ahead as fast as the disk
-        # allows, which buffers most of a large file in memory while the pipeline catches up.
+        # Whole-line blocks read here and parsed one at a time: Arrow's own streaming reader reads
+        # ahead of a slower consumer and, on a large file, holds hundreds of megabytes doing so.
         with self.path.open("rb") as file:
-            reader = self._open_reader(file)
-            while True:
+            file.readline()  # the header, already read by read_header
+            for block in _line_blocks(file, self.path):
                 try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
+                    table = pa_csv.read_csv(io.BytesIO(block), **self._csv_options(len(block)))
                 except pa.ArrowInvalid as error:
                     raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
-                yield batch.select(list(RAW_COLUMNS))
+                yield from table.select(list(RAW_COLUMNS)).to_batches()
 
-    def _open_reader(self, file: BinaryIO) -> pa_csv.CSVStreamingReader:
+    def _csv_options(self, block_bytes: int) -> dict:
         def skip_malformed(row: pa_csv.InvalidRow) -> str:
             self.malformed_rows += 1
             return "skip"
 
-        try:
-            return pa_csv.open_csv(
-                file,
-                read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE, column_names=self.columns, skip_rows=1),
-                parse_options=pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
-                convert_options=pa_csv.ConvertOptions(
-                    include_columns=list(RAW_COLUMNS),
-                    column_types=RAW_SCHEMA,
-                    strings_can_be_null=True,
-                    check_utf8=False,
-                ),
-            )
-        except pa.ArrowInvalid as error:
-            raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
+        return {
+            # One Arrow block per block read, so that no line straddles two.
+            "read_options": pa_csv.ReadOptions(column_names=self.columns, use_threads=False, block_size=block_bytes + 1),
+            "parse_options": pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
+            "convert_options": pa_csv.ConvertOptions(
+                include_columns=list(RAW_COLUMNS),
+                column_types=RAW_SCHEMA,
+                strings_can_be_null=True,
+                check_utf8=False,
+            ),
+        }
+
+
+def _line_blocks(file: BinaryIO, path: Path) -> Iterator[bytes]:
+    """The rest of `file` in blocks of whole lines, about BLOCK_SIZE bytes each."""
+    rest = b""
+    while data := file.read(BLOCK_SIZE):
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) > MAX_LINE_BYTES:
+            raise InputError(f"{path}: a line longer than {MAX_LINE_BYTES >> 20} MB; expected CSV rows of rides")
+        if cut:
+            yield data[:cut]
+        rest = data[cut:]
+    if rest.strip():
+        yield rest
 
 
 def _first_line(error: Exception) -> str:
