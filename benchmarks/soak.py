@@ -56,19 +56,21 @@ def kill_and_resume(
     cycle = 0
     while stats["kills"] < kills:
         env = env_for_cycle(cycle)
+        final = None
         for _ in range(min(KILLS_PER_CYCLE, kills - stats["kills"])):
             process = taxifare(args, env, cwd)
             time.sleep(rng.uniform(0.02, 1.0) * expected_seconds)
             if process.poll() is not None:
-                _, stderr = process.communicate()
+                stdout, stderr = process.communicate()
                 if process.returncode:
                     sys.exit(f"taxifare {' '.join(args)} failed on its own:\n{stderr[-3000:]}")
                 stats["finished_before_kill"] += 1
+                final = subprocess.CompletedProcess(args, 0, stdout, stderr)
                 break
             process.kill()
             process.communicate()
             stats["kills"] += 1
-        final = finish(args, env, cwd)
+        final = final or finish(args, env, cwd)
         stats["resumes"] += "resum" in final.stderr
         yield env, final
         cycle += 1
@@ -125,7 +127,8 @@ def soak_train(workdir: Path, raw: Path, kills: int, rng: random.Random) -> None
         resumed = latest_run_summary(env, workdir)
         totals["cycles"] += 1
         totals["all_complete"] += all(sorted(file.name for file in run.iterdir()) == sorted(RUN_FILES) for run in runs)
-        # A kill that lands after a run was published leaves it there; the next `train` trains another.
+        # A kill that lands after the run was published, as the process exits, leaves it there, and the
+        # rerun trains another.
         totals["extra_runs"] += len(runs) - 1
         totals["loads"] += resumed["loads"]
         totals["same_rows"] += resumed["rows_trained"] == reference["rows_trained"]
