@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from taxifare.config import Settings, load_settings
-from taxifare.errors import InputError, Interrupted, TaxifareError
+from taxifare.errors import InputError, Interrupted, TaxifareError, first_line
 
 log = logging.getLogger("taxifare")
 
@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # the last line of defence: never a raw traceback without --debug
         if debug:
             raise
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _report_error(f"taxifare: internal error: {type(error).__name__}: {first_line} (rerun with --debug for details)")
+        _report_error(
+            f"taxifare: internal error: {type(error).__name__}: {first_line(error)} (rerun with --debug for details)"
+        )
         sys.exit(1)
 
 

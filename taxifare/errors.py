@@ -19,3 +19,9 @@ class Interrupted(TaxifareError):
     def __init__(self, signal_number: int, name: str):
         super().__init__(f"interrupted by {name}; rerun the same command to continue where it stopped")
         self.exit_code = 128 + signal_number
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's text ("" when it has none), for one-line messages."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taxifare.errors import InputError
+from taxifare.errors import InputError, first_line
 
 ARCHITECTURE = (
     "Dense(100, relu, L2 0.005) -> BatchNormalization -> Dropout(0.1) -> "
@@ -79,7 +79,7 @@ def load_model(path: Path, compile: bool = False):
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged archive
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise InputError(f"{path}: model file is unreadable ({reason[:200]})") from None
 
 

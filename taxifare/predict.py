@@ -21,7 +21,7 @@ import pyarrow.csv as pa_csv
 from taxifare.chunks import LineSpan, iter_line_spans, read_span_bytes
 from taxifare.clean import LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
 from taxifare.config import Settings, parse_date
-from taxifare.errors import InputError
+from taxifare.errors import InputError, first_line
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, ride_features
 from taxifare.files import describe_os_error, fsync_directory
 from taxifare.model import load_model, predict_fares
@@ -190,7 +190,7 @@ def _read_text_rows(source, span: LineSpan, header: list[str], result: CsvPredic
             ),
         )
     except pa.ArrowInvalid as error:
-        raise InputError(f"unreadable CSV near line {span.first_line}: {str(error).strip().splitlines()[0]}") from None
+        raise InputError(f"unreadable CSV near line {span.first_line}: {first_line(error)}") from None
     skipped = np.asarray(malformed, dtype=np.int64)
     result.reject(span.first_line - 1 + skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
     return table, span.first_line - 1 + kept_line_numbers(table.num_rows, skipped)

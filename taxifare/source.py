@@ -14,7 +14,7 @@ from typing import BinaryIO, Iterable, Iterator, Protocol, Sequence
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from taxifare.errors import InputError
+from taxifare.errors import InputError, first_line
 
 RAW_COLUMNS = (
     "fare_amount",
@@ -72,11 +72,11 @@ def read_header(path: Path, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     with path.open("rb") as file:
-        first_line = file.readline(BLOCK_SIZE)
-    if not first_line.strip():
+        header_line = file.readline(BLOCK_SIZE)
+    if not header_line.strip():
         raise InputError(f"{path}: the file is empty; expected a CSV header with {', '.join(required)}")
     try:
-        text = first_line.decode("utf-8-sig")
+        text = header_line.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = "\0"
     if any(char < " " and char not in "\t\r\n" for char in text):
@@ -138,7 +138,7 @@ class CsvRideSource:
                 try:
                     table = pa_csv.read_csv(io.BytesIO(block), **self._csv_options(len(block)))
                 except pa.ArrowInvalid as error:
-                    raise InputError(f"{self.path}: unreadable CSV: {_first_line(error)}") from None
+                    raise InputError(f"{self.path}: unreadable CSV: {first_line(error) or type(error).__name__}") from None
                 yield from table.select(list(RAW_COLUMNS)).to_batches()
 
     def _csv_options(self, block_bytes: int) -> dict:
@@ -173,6 +173,3 @@ def _line_blocks(file: BinaryIO, path: Path) -> Iterator[bytes]:
     if rest.strip():
         yield rest
 
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
