@@ -199,11 +199,7 @@ def models(ctx: typer.Context) -> None:
         return
     from taxifare.registry import Registry, format_runs
 
-    registry = Registry(settings_from().local_registry_path)
-    runs = registry.runs()
-    if not runs:
-        raise InputError(f"no trained model in {registry.root}; run `taxifare train` first")
-    typer.echo(format_runs(runs))
+    typer.echo(format_runs(Registry(settings_from().local_registry_path).required_runs()))
 
 
 @models_app.command("show")

@@ -67,11 +67,15 @@ class Registry:
                     log.warning("skipping registry folder %s: %s", folder.name, error)
         return sorted(runs, key=lambda run: (run.finished_at, run.run_id))
 
-    def latest(self) -> Run:
+    def required_runs(self) -> list[Run]:
+        """`runs()`, or an InputError saying to train first when there is none."""
         runs = self.runs()
         if not runs:
             raise InputError(f"no trained model in {self.root}; run `taxifare train` first")
-        return runs[-1]
+        return runs
+
+    def latest(self) -> Run:
+        return self.required_runs()[-1]
 
     def get(self, run_id: str) -> Run:
         folder = self.root / run_id
