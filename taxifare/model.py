@@ -19,6 +19,9 @@ ARCHITECTURE = (
     "Dense(50, relu) -> BatchNormalization -> Dropout(0.1) -> Dense(1)"
 )
 PREDICT_BATCH_SIZE = 16384
+# Training steps per call into TensorFlow: a step of this small model takes less time than the Python
+# round trip around it; running 32 in one call nearly halves training time on two cores.
+STEPS_PER_EXECUTION = 32
 # Below this many rows a direct call beats `predict`, which compiles a function first.
 _EAGER_ROWS = 1024
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
@@ -53,7 +56,12 @@ def build_model(feature_count: int, learning_rate: float, seed: int, initial_far
         ],
         name="taxifare",
     )
-    model.compile(loss="mse", optimizer=keras.optimizers.Adam(learning_rate), metrics=["mae"])
+    model.compile(
+        loss="mse",
+        optimizer=keras.optimizers.Adam(learning_rate),
+        metrics=["mae"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
     return model
 
 
@@ -86,7 +94,39 @@ def load_model(path: Path, compile: bool = False):
 def predict_fares(model, features: np.ndarray) -> np.ndarray:
     if len(features) <= _EAGER_ROWS:
         return np.asarray(model(features, training=False), dtype=np.float64).reshape(-1)
-    return model.predict(features, batch_size=PREDICT_BATCH_SIZE, verbose=0).astype(np.float64).reshape(-1)
+    # `predict_on_batch` per slice: `predict` would first build a dataset, ~0.1 s for every call.
+    starts = range(0, len(features), PREDICT_BATCH_SIZE)
+    parts = [model.predict_on_batch(features[start : start + PREDICT_BATCH_SIZE]) for start in starts]
+    return np.concatenate(parts).astype(np.float64).reshape(-1)
+
+
+def epoch_batches(rows: np.ndarray, orders: list[np.ndarray], batch_size: int) -> list:
+    """For each of `orders` (one epoch's row order), a tf.data dataset of that epoch's batches of `rows`
+    (features, then target). Built in the reader thread: it copies the rows into tensors there, which
+    `fit` on plain arrays would do on the training thread at every call."""
+    import tensorflow as tf
+
+    table = tf.data.Dataset.from_tensors((tf.constant(rows[:, :-1]), tf.constant(rows[:, -1]))).repeat()
+    options = tf.data.Options()
+    # The default rewrites serialize the pipeline, the rows with it, every time an epoch starts.
+    options.experimental_optimization.apply_default_optimizations = False
+
+    def gather(index, tensors):
+        return tf.gather(tensors[0], index), tf.gather(tensors[1], index)
+
+    def batches(order: np.ndarray):
+        whole = len(order) - len(order) % batch_size
+        indices = tf.data.Dataset.from_tensor_slices(order[:whole].reshape(-1, batch_size))
+        if whole < len(order):
+            indices = indices.concatenate(tf.data.Dataset.from_tensors(order[whole:]))
+        return (
+            tf.data.Dataset.zip((indices, table))
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+            .with_options(options)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    return [batches(order) for order in orders]
 
 
 def seed_states(model) -> list[list[int]]:

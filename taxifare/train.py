@@ -47,7 +47,15 @@ from taxifare.config import Settings
 from taxifare.errors import InputError
 from taxifare.files import atomic_write_json, describe_os_error
 from taxifare.lock import OutputLock
-from taxifare.model import ARCHITECTURE, build_model, load_model, predict_fares, restore_seed_states, seed_states
+from taxifare.model import (
+    ARCHITECTURE,
+    build_model,
+    epoch_batches,
+    load_model,
+    predict_fares,
+    restore_seed_states,
+    seed_states,
+)
 from taxifare.progress import Progress, log_summary, peak_rss_mb
 from taxifare.registry import Registry, Run, new_run_id
 
@@ -161,40 +169,54 @@ def _fresh_state(fingerprint: dict, chunks: int) -> dict:
     }
 
 
-def _train_chunks(settings, data, plan, holdout, model, state, checkpoint) -> None:
-    groups = [[data.spans[index] for index in chunk] for chunk in plan]
-    remaining = groups[state["step"] :]
-    progress = Progress("train", total=sum(span.rows for group in remaining for span in group))
+@dataclass
+class TrainingChunk:
+    rows_read: int
+    rows_trained: int
+    target_sum: float
+    epochs: list  # a tf.data.Dataset of batches per epoch; none when no row is left to train on
 
-    def load(group: list) -> tuple[int, np.ndarray]:
-        rows = read_prepared_rows(checkpoint.row_file, len(data.columns), group)
-        return len(rows), rows[~holdout_mask(rows, data.holdout_share)]
+
+def _train_chunks(settings, data, plan, holdout, model, state, checkpoint) -> None:
+    steps = range(state["step"], len(plan))
+    progress = Progress("train", total=sum(data.spans[index].rows for step in steps for index in plan[step]))
+
+    def load(step: int) -> TrainingChunk:
+        spans = [data.spans[index] for index in plan[step]]
+        rows = read_prepared_rows(checkpoint.row_file, len(data.columns), spans)
+        return training_chunk(rows, data.holdout_share, settings, step)
 
     chunk_started = time.monotonic()
-    for step, (rows_read, trainable) in enumerate(read_ahead(remaining, load), start=state["step"]):
+    for step, chunk in zip(steps, read_ahead(steps, load)):
         fit_started = time.monotonic()
-        fit = _fit_chunk(model, trainable, settings, step)
+        fit = _fit_chunk(model, chunk)
         fit["fit_seconds"] = round(time.monotonic() - fit_started, 3)
         mae, rmse = holdout_errors(model, holdout)
         # The chunk's wall time: waiting for its rows, fitting, scoring; the checkpoint's time goes to the next.
         seconds, chunk_started = time.monotonic() - chunk_started, time.monotonic()
-        _record_chunk(state, settings, step, rows_read, trainable, fit, mae, rmse, seconds)
+        _record_chunk(state, settings, step, chunk, fit, mae, rmse, seconds)
         checkpoint.save(model, {**state, "seed_states": seed_states(model)})
-        progress.advance(rows_read, note=f"chunk {step + 1} of {len(groups)}, holdout MAE ${mae:.2f}")
+        progress.advance(chunk.rows_read, note=f"chunk {step + 1} of {len(plan)}, holdout MAE ${mae:.2f}")
         if state["done"]:
             break
     progress.close()
 
 
-def _fit_chunk(model, rows: np.ndarray, settings: Settings, step: int) -> dict:
-    """Fit `epochs` epochs, each on its own seeded shuffle of the rows; the last epoch's training figures."""
-    figures = {"loss": None, "mae": None}
+def training_chunk(rows: np.ndarray, holdout_share: float, settings: Settings, step: int) -> TrainingChunk:
+    """The chunk's rows minus the holdout, in a new seeded order for each epoch: the orders depend on the
+    seed and the chunk's index alone, so a resumed run redoes a chunk exactly."""
+    trainable = rows[~holdout_mask(rows, holdout_share)]
     rng = np.random.default_rng([settings.seed, step])
-    for _ in range(settings.epochs if len(rows) else 0):
-        order = rng.permutation(len(rows))
-        history = model.fit(
-            rows[order, :-1], rows[order, -1], batch_size=settings.batch_size, epochs=1, shuffle=False, verbose=0
-        )
+    orders = [rng.permutation(len(trainable)).astype(np.int32) for _ in range(settings.epochs)]
+    epochs = epoch_batches(trainable, orders, settings.batch_size) if len(trainable) else []
+    return TrainingChunk(len(rows), len(trainable), float(trainable[:, -1].astype(np.float64).sum()), epochs)
+
+
+def _fit_chunk(model, chunk: TrainingChunk) -> dict:
+    """One `fit` call per epoch, each over its own order of the rows; the last epoch's training figures."""
+    figures = {"loss": None, "mae": None}
+    for batches in chunk.epochs:
+        history = model.fit(batches, shuffle=False, verbose=0)
         figures = {name: float(history.history[name][-1]) for name in figures}
     return figures
 
@@ -205,16 +227,16 @@ def holdout_errors(model, holdout: np.ndarray) -> tuple[float, float]:
     return float(np.mean(np.abs(errors))), float(np.sqrt(np.mean(errors**2)))
 
 
-def _record_chunk(state, settings, step, rows_read, trainable, fit, mae, rmse, seconds) -> None:
+def _record_chunk(state, settings, step, chunk: TrainingChunk, fit, mae, rmse, seconds) -> None:
     state["step"] = step + 1
-    state["rows_trained"] += len(trainable)
-    state["target_sum"] += float(trainable[:, -1].astype(np.float64).sum())
+    state["rows_trained"] += chunk.rows_trained
+    state["target_sum"] += chunk.target_sum
     state["train_seconds"] += seconds
     state["fit_seconds"] += fit["fit_seconds"]
     state["per_chunk"].append(
         {
             "chunk": step + 1,
-            "rows": rows_read,
+            "rows": chunk.rows_read,
             "rows_trained": state["rows_trained"],
             **fit,
             "holdout_mae": mae,
