@@ -129,12 +129,9 @@ def epoch_batches(rows: np.ndarray, orders: list[np.ndarray], batch_size: int) -
     return [batches(order) for order in orders]
 
 
-def seed_states(model) -> list[list[int]]:
-    """The dropout layers' random-generator states, which `model.save` does not keep."""
-    return [np.asarray(v.numpy()).tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
-
-
-def restore_seed_states(model, states: list[list[int]]) -> None:
-    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
-    for variable, state in zip(variables, states, strict=True):
-        variable.assign(np.asarray(state, dtype=variable.dtype))
+def training_variables(model) -> list:
+    """Every variable training changes: weights, batch-norm statistics, the dropout layers' random
+    generators, and Adam's moments and step count (built here if no step has run yet)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables]

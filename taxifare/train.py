@@ -51,10 +51,7 @@ from taxifare.model import (
     ARCHITECTURE,
     build_model,
     epoch_batches,
-    load_model,
     predict_fares,
-    restore_seed_states,
-    seed_states,
 )
 from taxifare.progress import Progress, log_summary, peak_rss_mb
 from taxifare.registry import Registry, Run, new_run_id
@@ -110,8 +107,8 @@ def _train_locked(settings: Settings, processed_path: Path, checkpoint: Checkpoi
         state = _fresh_state(fingerprint, len(plan))
         model = build_model(data.feature_count, settings.learning_rate, settings.seed, data.mean_fare)
     else:
-        model = load_model(checkpoint.model_path(state), compile=True)
-        restore_seed_states(model, state["seed_states"])
+        model = build_model(data.feature_count, settings.learning_rate, settings.seed, data.mean_fare)
+        checkpoint.restore(model, state)
         state["resumes"].append({"after_chunk": state["step"], "at": _now()})
         log.info("resuming run %s after chunk %d of %d", state["run_id"], state["step"], len(plan))
     if not state["done"]:
@@ -195,7 +192,7 @@ def _train_chunks(settings, data, plan, holdout, model, state, checkpoint) -> No
         # The chunk's wall time: waiting for its rows, fitting, scoring; the checkpoint's time goes to the next.
         seconds, chunk_started = time.monotonic() - chunk_started, time.monotonic()
         _record_chunk(state, settings, step, chunk, fit, mae, rmse, seconds)
-        checkpoint.save(model, {**state, "seed_states": seed_states(model)})
+        checkpoint.save(model, state)
         progress.advance(chunk.rows_read, note=f"chunk {step + 1} of {len(plan)}, holdout MAE ${mae:.2f}")
         if state["done"]:
             break

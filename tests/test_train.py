@@ -75,15 +75,15 @@ def _without_timings(entry: dict) -> dict:
     return {key: value for key, value in entry.items() if not key.endswith("seconds")}
 
 
+def _failing_rename(*args):
+    raise OSError(5, "Input/output error")
+
+
 def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path, monkeypatch):
     settings = with_registry(demo, tmp_path, chunk_size=2500)
     first = train(settings).run
-
-    def crash(*args):
-        raise OSError(5, "Input/output error")
-
     with monkeypatch.context() as patch:
-        patch.setattr(registry_module.os, "rename", crash)
+        patch.setattr(registry_module.os, "rename", _failing_rename)
         with pytest.raises(TaxifareError):
             train(settings)
     registry = Registry(tmp_path)
@@ -96,6 +96,19 @@ def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path,
     assert second.resumed_from_chunk == second.run.metrics["final"]["chunks_total"]
     assert registry.latest().run_id == second.run.run_id != first.run_id
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_damaged_checkpoint_weights_are_a_clear_error(demo, tmp_path, monkeypatch):
+    settings = with_registry(demo, tmp_path, chunk_size=2500)
+    with monkeypatch.context() as patch:
+        patch.setattr(registry_module.os, "rename", _failing_rename)
+        with pytest.raises(TaxifareError):
+            train(settings)
+    [weights] = checkpoint_folder(settings, settings.processed_path).glob("weights-*.npz")
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(InputError, match="checkpoint is unreadable.*--force"):
+        train(settings)
+    assert train(settings, force=True).resumed_from_chunk is None
 
 
 def test_incomplete_processed_file_is_refused(demo, tmp_path):
@@ -120,8 +133,8 @@ def test_checkpoint_of_other_settings_is_refused_unless_forced(demo, tmp_path):
     settings = with_registry(demo, tmp_path, chunk_size=2500)
     folder = checkpoint_folder(settings, settings.processed_path)
     folder.mkdir(parents=True)
-    (folder / "model-000001.keras").write_bytes(b"not used")
-    (folder / "state.json").write_text(json.dumps({"model_file": "model-000001.keras", "fingerprint": {"seed": 1}}))
+    (folder / "weights-000001.npz").write_bytes(b"not used")
+    (folder / "state.json").write_text(json.dumps({"weights_file": "weights-000001.npz", "fingerprint": {"seed": 1}}))
     with pytest.raises(InputError, match="--force"):
         train(settings)
     assert train(settings, force=True).resumed_from_chunk is None
