@@ -28,7 +28,9 @@ from taxifare.sink import read_manifest
 
 SPANS_PER_CHUNK = 8
 HOLDOUT_SHARE = 0.1
-HOLDOUT_MAX_ROWS = 100_000
+# Scored after every chunk: 50,000 rows measure MAE with a standard error of ~1.7 cents on real rides
+# and cost ~3% of a 100,000-row chunk's training; 100,000 doubled that cost to gain half a cent.
+HOLDOUT_MAX_ROWS = 50_000
 _SCAN_BLOCK = 16 << 20
 _HASH_START = np.uint64(0xCBF29CE484222325)
 _HASH_PRIME = np.uint64(0x100000001B3)
@@ -144,7 +146,7 @@ def read_rows(data: ProcessedData, spans: Sequence[LineSpan]) -> np.ndarray:
         return np.empty((0, len(data.columns)), dtype=np.float32)
     table = pa_csv.read_csv(
         io.BytesIO(text),
-        read_options=pa_csv.ReadOptions(column_names=data.columns, use_threads=False),
+        read_options=pa_csv.ReadOptions(column_names=data.columns),
         convert_options=pa_csv.ConvertOptions(column_types={name: pa.float32() for name in data.columns}),
     )
     return np.column_stack([column.to_numpy() for column in table.columns]).astype(np.float32, copy=False)

@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import logging
 import platform
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from taxifare.model import (
     ARCHITECTURE,
     build_model,
     epoch_batches,
+    import_keras,
     predict_fares,
 )
 from taxifare.progress import Progress, log_summary, peak_rss_mb
@@ -86,6 +88,9 @@ def train(settings: Settings, input_path: Path | None = None, force: bool = Fals
 
 def _train_locked(settings: Settings, processed_path: Path, checkpoint: Checkpoint, force: bool) -> TrainResult:
     started = time.monotonic()
+    # Importing TensorFlow takes seconds of mostly Python work; the pass that prepares the rows is mostly
+    # pyarrow's, which runs without the GIL, so the two overlap. build_model waits for the import if needed.
+    threading.Thread(target=import_keras, name="taxifare-import", daemon=True).start()
     data = open_processed(processed_path, span_rows(settings.chunk_size))
     fingerprint = _fingerprint(settings, data)
     state = None if force else checkpoint.load()
