@@ -35,7 +35,7 @@ bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
 
 bench-train: install
-	$(PY) benchmarks/bench_train.py --throughput-rows 1000000 --repeats 5 --rss-rows 1000000 4000000
+	$(PY) benchmarks/bench_train.py --throughput-rows 2000000 --repeats 5 --rss-rows 1000000 4000000
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5

@@ -1,6 +1,6 @@
 """Streamed training against a plain in-memory fit, and training memory at two data sizes.
 
-    python benchmarks/bench_train.py --throughput-rows 1000000 --repeats 5 --rss-rows 1000000 4000000
+    python benchmarks/bench_train.py --throughput-rows 2000000 --repeats 5 --rss-rows 1000000 4000000
 
 Processed rows: the real sample in ../shared/data/nyc-taxi, preprocessed (synthetic demo rides when the
 folder is absent), its data lines repeated up to each size, with a manifest to match.
@@ -135,7 +135,7 @@ def train_process_peak_rss(processed: Path, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--throughput-rows", type=int, default=1_000_000)
+    parser.add_argument("--throughput-rows", type=int, default=2_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rss-rows", type=int, nargs="*", default=[1_000_000, 4_000_000])
     parser.add_argument("--measure", choices=["in-memory", "streamed"], help=argparse.SUPPRESS)
