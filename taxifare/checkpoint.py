@@ -11,7 +11,7 @@ millisecond to write where `model.save` takes 50.
 
 from __future__ import annotations
 
-import os
+import io
 import shutil
 import zipfile
 from pathlib import Path
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from taxifare.errors import InputError
-from taxifare.files import atomic_write_json, fsync_directory, read_json
+from taxifare.files import atomic_write_bytes, atomic_write_json, fsync_directory, read_json
 from taxifare.model import training_variables
 
 
@@ -40,10 +40,9 @@ class Checkpoint:
     def save(self, model, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         weights_file = f"weights-{state['step']:06d}.npz"
-        with (self.folder / weights_file).open("wb") as file:
-            np.savez(file, *[variable.numpy() for variable in training_variables(model)])
-            file.flush()
-            os.fsync(file.fileno())
+        weights = io.BytesIO()
+        np.savez(weights, *[variable.numpy() for variable in training_variables(model)])
+        atomic_write_bytes(self.folder / weights_file, weights.getvalue())
         atomic_write_json(self.state_path, {**state, "weights_file": weights_file})
         for old in self.folder.glob("weights-*.npz"):
             if old.name != weights_file:

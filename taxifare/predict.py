@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from taxifare.clean import LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PRE
 from taxifare.config import Settings, parse_date
 from taxifare.errors import InputError, first_line
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, ride_features
-from taxifare.files import describe_os_error, fsync_directory
+from taxifare.files import StagedFile, describe_os_error
 from taxifare.model import load_model, predict_fares
 from taxifare.progress import Progress, log_summary
 from taxifare.registry import Registry, Run
@@ -121,23 +120,19 @@ def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_id:
         raise InputError(f"--output {output_path} is the input file; expected another path")
     run, model = load_run(settings, run_id)
     result = CsvPredictions(output_path, run.run_id)
-    temporary = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
     try:
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        _stream_predictions(settings, input_path, header, temporary, model, result)
-        os.replace(temporary, output_path)
-        fsync_directory(output_path.parent)
+        with StagedFile(output_path) as staged:
+            _stream_predictions(settings, input_path, header, staged, model, result)
+            staged.commit()
     except OSError as error:
         raise describe_os_error(error, output_path) from error
-    finally:
-        temporary.unlink(missing_ok=True)
     _log_result(result)
     return result
 
 
-def _stream_predictions(settings, input_path, header, temporary, model, result: CsvPredictions) -> None:
+def _stream_predictions(settings, input_path, header, target: StagedFile, model, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
-    with input_path.open("rb") as source, temporary.open("wb") as target:
+    with input_path.open("rb") as source:
         target.write(_csv_header([*header, PREDICTION_COLUMN]))
         for span in iter_line_spans(input_path, settings.chunk_size):
             table, lines = _read_text_rows(source, span, header, result)
@@ -149,8 +144,6 @@ def _stream_predictions(settings, input_path, header, temporary, model, result: 
             result.rows_read += span.rows
             result.predicted += int(good.sum())
             progress.advance(span.rows, note=f"predicted {result.predicted:,}")
-        target.flush()
-        os.fsync(target.fileno())
     progress.close()
 
 
