@@ -1,7 +1,7 @@
 """The processed CSV as training data, never loaded whole.
 
 The file is cut into spans of whole lines (byte ranges found by one scan for newlines). One pass parses
-it, keeps the holdout, and writes the rows as raw float32 to a scratch file beside the checkpoint (the
+it, keeps the holdout, and writes the other rows as raw float32 to a scratch file beside the checkpoint (the
 size of the CSV, roughly), so that training, which reads the spans in a seeded, shuffled order, several
 scattered spans per chunk, the next chunk in a background thread, does not parse text twice: on two
 cores, parsing alongside TensorFlow slowed training by a fifth.
@@ -182,29 +182,43 @@ def holdout_mask(rows: np.ndarray, share: float) -> np.ndarray:
     return row_hashes(rows) < np.uint64(int(share * 2.0**64))
 
 
-def prepare_rows(data: ProcessedData, row_file: Path) -> np.ndarray:
-    """One pass over the CSV: every row to `row_file` as raw float32 (so training reads rows without
-    parsing text again), and the holdout rows returned, in file order, at most HOLDOUT_MAX_ROWS (rows
-    the hash picks beyond that are neither held out nor trained on)."""
+@dataclass(frozen=True)
+class PreparedRows:
+    """What `prepare_rows` wrote and kept: the holdout rows, and where each span's trainable rows start in
+    the row file (`span_starts[i]` to `span_starts[i + 1]`, in rows)."""
+
+    holdout: np.ndarray
+    span_starts: np.ndarray
+
+
+def prepare_rows(data: ProcessedData, row_file: Path) -> PreparedRows:
+    """One pass over the CSV that splits it once and for all: the rows to train on go to `row_file` as raw
+    float32 (so training reads them without parsing text or hashing rows again); the holdout rows are
+    returned, in file order, at most HOLDOUT_MAX_ROWS (rows the hash picks beyond that are neither held
+    out nor trained on)."""
     groups = [data.spans[i : i + SPANS_PER_CHUNK] for i in range(0, len(data.spans), SPANS_PER_CHUNK)]
-    parts, kept = [], 0
+    parts, kept, trainable_per_span = [], 0, []
     with row_file.open("wb") as target:
-        for rows in read_ahead(groups, lambda group: read_rows(data, group)):
-            target.write(rows.tobytes())
-            picked = rows[holdout_mask(rows, data.holdout_share)][: HOLDOUT_MAX_ROWS - kept]
-            parts.append(picked)
-            kept += len(picked)
-    return np.concatenate(parts) if parts else np.empty((0, len(data.columns)), dtype=np.float32)
+        for group, rows in zip(groups, read_ahead(groups, lambda group: read_rows(data, group))):
+            picked = holdout_mask(rows, data.holdout_share)
+            target.write(rows[~picked].tobytes())
+            ends = np.cumsum([span.rows for span in group])
+            trainable_per_span.extend(np.diff(np.cumsum(~picked)[ends - 1], prepend=0).tolist())
+            parts.append(rows[picked][: HOLDOUT_MAX_ROWS - kept])
+            kept += len(parts[-1])
+    holdout = np.concatenate(parts) if parts else np.empty((0, len(data.columns)), dtype=np.float32)
+    return PreparedRows(holdout, np.concatenate([[0], np.cumsum(trainable_per_span, dtype=np.int64)]))
 
 
-def read_prepared_rows(row_file: Path, columns: int, spans: Sequence[LineSpan]) -> np.ndarray:
-    """The spans' rows from a `prepare_rows` file (a span's first data line is line 2 of the CSV)."""
+def read_prepared_rows(row_file: Path, columns: int, prepared: PreparedRows, span_indices: Sequence[int]) -> np.ndarray:
+    """The trainable rows of the spans `span_indices` from a `prepare_rows` file."""
     row_bytes = columns * np.dtype(np.float32).itemsize
     with row_file.open("rb") as file:
         parts = []
-        for span in spans:
-            file.seek((span.first_line - 2) * row_bytes)
-            parts.append(np.fromfile(file, dtype=np.float32, count=span.rows * columns).reshape(-1, columns))
+        for index in span_indices:
+            start, end = int(prepared.span_starts[index]), int(prepared.span_starts[index + 1])
+            file.seek(start * row_bytes)
+            parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * columns).reshape(-1, columns))
     return np.concatenate(parts) if parts else np.empty((0, columns), dtype=np.float32)
 
 

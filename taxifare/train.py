@@ -37,7 +37,6 @@ from taxifare.chunks import (
     SPANS_PER_CHUNK,
     ProcessedData,
     chunk_plan,
-    holdout_mask,
     open_processed,
     prepare_rows,
     read_ahead,
@@ -103,7 +102,8 @@ def _train_locked(settings: Settings, processed_path: Path, checkpoint: Checkpoi
     if state is None:
         checkpoint.discard()
     checkpoint.folder.mkdir(parents=True, exist_ok=True)
-    holdout = prepare_rows(data, checkpoint.row_file)
+    prepared = prepare_rows(data, checkpoint.row_file)
+    holdout = prepared.holdout
     if len(holdout) == 0:
         raise InputError(f"{processed_path}: {data.rows} rows are too few to set a holdout aside; expected at least 50")
     plan = chunk_plan(len(data.spans), settings.seed)
@@ -117,7 +117,7 @@ def _train_locked(settings: Settings, processed_path: Path, checkpoint: Checkpoi
         state["resumes"].append({"after_chunk": state["step"], "at": _now()})
         log.info("resuming run %s after chunk %d of %d", state["run_id"], state["step"], len(plan))
     if not state["done"]:
-        _train_chunks(settings, data, plan, holdout, model, state, checkpoint)
+        _train_chunks(settings, data, plan, prepared, model, state, checkpoint)
     registry = Registry(settings.local_registry_path)
     run = _publish(registry, settings, data, holdout, model, state)
     checkpoint.discard()
@@ -179,21 +179,20 @@ class TrainingChunk:
     epochs: list  # a tf.data.Dataset of batches per epoch; none when no row is left to train on
 
 
-def _train_chunks(settings, data, plan, holdout, model, state, checkpoint) -> None:
+def _train_chunks(settings, data, plan, prepared, model, state, checkpoint) -> None:
     steps = range(state["step"], len(plan))
     progress = Progress("train", total=sum(data.spans[index].rows for step in steps for index in plan[step]))
 
     def load(step: int) -> TrainingChunk:
-        spans = [data.spans[index] for index in plan[step]]
-        rows = read_prepared_rows(checkpoint.row_file, len(data.columns), spans)
-        return training_chunk(rows, data.holdout_share, settings, step)
+        trainable = read_prepared_rows(checkpoint.row_file, len(data.columns), prepared, plan[step])
+        return training_chunk(trainable, sum(data.spans[index].rows for index in plan[step]), settings, step)
 
     chunk_started = time.monotonic()
     for step, chunk in zip(steps, read_ahead(steps, load)):
         fit_started = time.monotonic()
         fit = _fit_chunk(model, chunk)
         fit["fit_seconds"] = round(time.monotonic() - fit_started, 3)
-        mae, rmse = holdout_errors(model, holdout)
+        mae, rmse = holdout_errors(model, prepared.holdout)
         # The chunk's wall time: waiting for its rows, fitting, scoring; the checkpoint's time goes to the next.
         seconds, chunk_started = time.monotonic() - chunk_started, time.monotonic()
         _record_chunk(state, settings, step, chunk, fit, mae, rmse, seconds)
@@ -204,14 +203,13 @@ def _train_chunks(settings, data, plan, holdout, model, state, checkpoint) -> No
     progress.close()
 
 
-def training_chunk(rows: np.ndarray, holdout_share: float, settings: Settings, step: int) -> TrainingChunk:
-    """The chunk's rows minus the holdout, in a new seeded order for each epoch: the orders depend on the
-    seed and the chunk's index alone, so a resumed run redoes a chunk exactly."""
-    trainable = rows[~holdout_mask(rows, holdout_share)]
+def training_chunk(trainable: np.ndarray, rows_read: int, settings: Settings, step: int) -> TrainingChunk:
+    """The chunk's trainable rows in a new seeded order for each epoch: the orders depend on the seed and
+    the chunk's index alone, so a resumed run redoes a chunk exactly."""
     rng = np.random.default_rng([settings.seed, step])
     orders = [rng.permutation(len(trainable)).astype(np.int32) for _ in range(settings.epochs)]
     epochs = epoch_batches(trainable, orders, settings.batch_size) if len(trainable) else []
-    return TrainingChunk(len(rows), len(trainable), float(trainable[:, -1].astype(np.float64).sum()), epochs)
+    return TrainingChunk(rows_read, len(trainable), float(trainable[:, -1].astype(np.float64).sum()), epochs)
 
 
 def _fit_chunk(model, chunk: TrainingChunk) -> dict:

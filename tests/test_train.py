@@ -51,7 +51,9 @@ def test_optimizer_state_carries_across_chunks(demo, tmp_path):
 
 def test_holdout_rows_are_the_same_whatever_the_chunk_size(demo, tmp_path):
     row_file = tmp_path / "rows.f32"
-    holdouts = [prepare_rows(open_processed(demo.processed_path, span_rows(size)), row_file) for size in (40, 999, 50_000)]
+    holdouts = [
+        prepare_rows(open_processed(demo.processed_path, span_rows(size)), row_file).holdout for size in (40, 999, 50_000)
+    ]
     assert len(holdouts[0]) > 0.05 * open_processed(demo.processed_path, 100).rows
     for other in holdouts[1:]:
         np.testing.assert_array_equal(holdouts[0], other)
