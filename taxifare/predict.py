@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from taxifare.chunks import LineSpan, iter_line_spans, read_span_bytes
+from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
 from taxifare.clean import LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
 from taxifare.config import Settings, parse_date
 from taxifare.errors import InputError, first_line
