@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred soak clean
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 demo: install
 	$(TAXIFARE) demo-data
 	$(TAXIFARE) preprocess --data-size demo
-	$(TAXIFARE) train --data-size demo --epochs 5
+	$(TAXIFARE) train --data-size demo
 	$(TAXIFARE) pred
 
 ## The default test suite (what CI runs).
@@ -29,13 +29,17 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
-bench: bench-preprocess bench-train bench-pred
+bench: bench-preprocess bench-train bench-pred bench-quality
 
 bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
 
 bench-train: install
 	$(PY) benchmarks/bench_train.py --throughput-rows 2000000 --repeats 5 --rss-rows 1000000 4000000
+
+## Test MAE of the default run on the real sample (3 seeds), outside rows, warm start against fresh.
+bench-quality: install
+	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --warm-passes 2
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5

@@ -6,11 +6,12 @@ Processed rows: the real sample in ../shared/data/nyc-taxi, preprocessed (synthe
 folder is absent), its data lines repeated up to each size, with a manifest to match.
   1. Throughput, same model, batch size (256) and training rows, each measurement in a fresh process,
      in-memory and streamed alternated --repeats times (paired, in that order):
-     - streamed: `taxifare.train.train` at CHUNK_SIZE 100000, 1 epoch per chunk, no early stop; row-epochs per second
-       of the chunk loop (background reads, fitting, holdout scoring, a checkpoint per chunk), of its
-       fitting alone, and of the whole call (plus the pass that prepares the rows and picks the holdout,
-       model build and registry publish);
-     - in memory: every training row loaded first (not timed), then one `model.fit(x, y, batch_size=256)`.
+     - streamed: `taxifare.training.train` at CHUNK_SIZE 100000, one pass over the data (--epochs 1);
+       row-epochs per second of the chunk loop (background reads, fitting, validation scoring every 10
+       chunks and after the pass, a checkpoint per chunk), of its fitting alone, and of the whole call
+       (plus the pass that splits the rows, model build, test scoring and registry publish);
+     - in memory: every training row loaded first (not timed), then one `model.fit(x, y, batch_size=256)`
+       of the same model (default architecture, standardized inputs, Huber loss).
   2. Peak RSS of `taxifare train` as a whole process (from its own summary), at each --rss-rows size.
 Targets: streamed >= 0.9x in-memory; peak RSS flat from 1M to 4M processed rows.
 """
@@ -33,13 +34,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from taxifare.chunks import SPANS_PER_CHUNK, holdout_mask, open_processed, read_rows, span_rows  # noqa: E402
 from taxifare.config import load_settings  # noqa: E402
 from taxifare.demo import write_demo_rides  # noqa: E402
-from taxifare.model import build_model  # noqa: E402
+from taxifare.model import ModelSpec, build_model  # noqa: E402
 from taxifare.preprocess import preprocess  # noqa: E402
 from taxifare.sink import manifest_path, read_manifest  # noqa: E402
-from taxifare.train import train  # noqa: E402
+from taxifare.training import train  # noqa: E402
+from taxifare.training.data import SPANS_PER_CHUNK, TRAIN, FeatureStatistics, open_processed, read_rows, span_rows  # noqa: E402
 
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "nyc-taxi" / "cab-fare-ashutoshgalinde_train.csv"
 
@@ -84,8 +85,11 @@ def settings_for(workdir: Path, **flags):
 def in_memory_throughput(processed: Path, settings) -> dict:
     data = open_processed(processed, span_rows(settings.chunk_size))
     rows = read_rows(data, data.spans)
-    rows = rows[~holdout_mask(rows, data.holdout_share)]
-    model = build_model(data.feature_count, settings.learning_rate, settings.seed)
+    rows = rows[data.split_shares.assign(rows) == TRAIN]
+    statistics = FeatureStatistics.empty(rows.shape[1])
+    statistics.add(rows)
+    spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
+    model = build_model(spec, settings.learning_rate, settings.seed, statistics.mean[:-1], statistics.variance[:-1], statistics.mean[-1])
     started = time.perf_counter()
     model.fit(rows[:, :-1], rows[:, -1], batch_size=settings.batch_size, epochs=1, verbose=0)
     seconds = time.perf_counter() - started
@@ -105,7 +109,7 @@ def streamed_throughput(processed: Path, settings) -> dict:
         "row_epochs_per_s": final["rows_trained"] / final["train_seconds"],
         "row_epochs_per_s_fitting": final["rows_trained"] / final["fit_seconds"],
         "row_epochs_per_s_whole_call": final["rows_trained"] / wall,
-        "holdout_mae": final["holdout_mae"],
+        "test_mae": final["test_mae"],
     }
 
 
@@ -123,8 +127,8 @@ def train_process_peak_rss(processed: Path, workdir: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_REGISTRY_PATH": str(workdir / "registry-rss")}
     started = time.perf_counter()
     done = subprocess.run(
-        # No early stop: every row must go through for the memory figure to mean anything.
-        [sys.executable, "-m", "taxifare", "train", "--input", str(processed), "--force", "--patience", "10000"],
+        # One whole pass: every row must go through for the memory figure to mean anything.
+        [sys.executable, "-m", "taxifare", "train", "--input", str(processed), "--force", "--epochs", "1"],
         env=env, capture_output=True, text=True, cwd=workdir,
     )
     if done.returncode:
@@ -144,8 +148,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         measure = in_memory_throughput if args.measure == "in-memory" else streamed_throughput
-        # No early stop: the streamed run trains every row, as the in-memory fit does.
-        print(json.dumps(measure(args.processed, settings_for(args.workdir, patience=10_000))))
+        # One pass: the streamed run trains every row once, as the in-memory fit does.
+        print(json.dumps(measure(args.processed, settings_for(args.workdir, epochs=1))))
         return
 
     results: dict = {}
@@ -177,9 +181,9 @@ def main() -> None:
     print(json.dumps(results, indent=2, default=lambda v: round(v, 3)))
     print(f"\nstreamed / in-memory row-epochs per second, {args.repeats} pairs (median of pairs; best vs best):")
     for figure, label in (
-        ("row_epochs_per_s", "chunk loop (reads, fitting, holdout scoring, checkpoints)"),
+        ("row_epochs_per_s", "chunk loop (reads, fitting, validation scoring, checkpoints)"),
         ("row_epochs_per_s_fitting", "its fitting alone"),
-        ("row_epochs_per_s_whole_call", "whole train call (plus the pass that prepares the rows, publish)"),
+        ("row_epochs_per_s_whole_call", "whole train call (plus the pass that splits the rows, publish)"),
     ):
         print(f"  {throughput[figure]['median']:.2f}; {throughput[figure]['best']:.2f}  {label}")
     print("  target >= 0.9 for the chunk loop")

@@ -42,6 +42,11 @@ class Settings:
     batch_size: int
     epochs: int
     patience: int
+    lr_patience: int
+    eval_every: int
+    hidden_units: tuple[int, ...]
+    dropout: float
+    loss: str
     seed: int
 
     @property
@@ -112,6 +117,36 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _units(name: str, text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in str(text).split(",")]
+    if not all(part.isdigit() and 1 <= int(part) <= 65_536 for part in parts) or len(parts) > 16:
+        raise InputError(f"{name}: expected layer widths separated by commas, e.g. 256,128,64; received {text!r}")
+    return tuple(int(part) for part in parts)
+
+
+def _share(name: str, text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise InputError(f"{name}: expected a number, received {text!r}") from None
+    if not 0 <= value < 1:
+        raise InputError(f"{name}: expected a number from 0 to below 1, received {text!r}")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, text: str) -> str:
+        value = str(text).strip().lower()
+        if value not in choices:
+            raise InputError(f"{name}: expected one of {', '.join(choices)}; received {text!r}")
+        return value
+
+    return parse
+
+
+LOSSES = ("huber", "mse", "mae")
+
+
 def _path(name: str, text: str) -> Path:
     return Path(str(text)).expanduser()
 
@@ -137,10 +172,15 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "bq_dataset": ("BQ_DATASET", "taxifare", _matching(_DATASET_RE, "a valid BigQuery dataset name")),
     "bigquery_emulator_host": ("BIGQUERY_EMULATOR_HOST", None, _text),
     "bq_deadline": ("BQ_DEADLINE", "120", _positive_float),
-    "learning_rate": ("LEARNING_RATE", "0.0005", _positive_float),
+    "learning_rate": ("LEARNING_RATE", "0.001", _positive_float),
     "batch_size": ("BATCH_SIZE", "256", _int_in(1, 1_000_000)),
-    "epochs": ("EPOCHS", "1", _int_in(1, 10_000)),
-    "patience": ("PATIENCE", "5", _int_in(0, 10_000)),
+    "epochs": ("EPOCHS", "100", _int_in(1, 10_000)),
+    "patience": ("PATIENCE", "8", _int_in(1, 10_000)),
+    "lr_patience": ("LR_PATIENCE", "3", _int_in(1, 10_000)),
+    "eval_every": ("EVAL_EVERY", "10", _int_in(1, 1_000_000)),
+    "hidden_units": ("HIDDEN_UNITS", "256,128,64", _units),
+    "dropout": ("DROPOUT", "0.1", _share),
+    "loss": ("LOSS", "huber", _one_of(*LOSSES)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),
 }
 

@@ -1,4 +1,8 @@
-"""The fare model: built once from the feature count and compiled once, so Adam's state carries across chunks.
+"""The fare model: built once and compiled once, so Adam's state carries across chunks and passes.
+
+Inputs are standardized inside the model (a Normalization layer holding the training rows' per-feature
+mean and variance), so a saved model takes the processed features as they are, and prediction needs
+nothing but the model file.
 
 Keras (and TensorFlow under it) is imported inside these functions only, so that `taxifare --help` and
 `preprocess` never pay for it.
@@ -8,16 +12,16 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from taxifare.errors import InputError, first_line
 
-ARCHITECTURE = (
-    "Dense(100, relu, L2 0.005) -> BatchNormalization -> Dropout(0.1) -> "
-    "Dense(50, relu) -> BatchNormalization -> Dropout(0.1) -> Dense(1)"
-)
+# Huber's loss is squared below this error and linear above it: dollars, so that it trains towards
+# the absolute error that users read while big fare outliers pull on it no harder than any other error.
+HUBER_DELTA = 1.0
 PREDICT_BATCH_SIZE = 16384
 # Training steps per call into TensorFlow: a step of this small model takes less time than the Python
 # round trip around it; running 32 in one call nearly halves training time on two cores.
@@ -39,33 +43,50 @@ def import_keras():
     return keras
 
 
-def build_model(feature_count: int, learning_rate: float, seed: int, initial_fare: float = 0.0):
-    """The default architecture; its output starts at `initial_fare` (the mean fare), so training begins
-    at the predict-the-mean baseline instead of spending its first chunks climbing from $0."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """What fixes the model's shape and objective; recorded in every run's params.json."""
+
+    hidden_units: tuple[int, ...]
+    dropout: float
+    loss: str
+
+    def describe(self) -> str:
+        dropout = f" -> Dropout({self.dropout:g})" if self.dropout else ""
+        hidden = "".join(f" -> Dense({units}, relu){dropout}" for units in self.hidden_units)
+        return f"Normalization(training-row mean and variance){hidden} -> Dense(1)"
+
+
+def build_model(spec: ModelSpec, learning_rate: float, seed: int, mean: np.ndarray, variance: np.ndarray, initial_fare: float):
+    """A compiled model for features with the given training-row `mean` and `variance`; its output starts
+    at `initial_fare` (the mean fare), so training begins at the predict-the-mean baseline."""
     keras = import_keras()
-    from keras import initializers, layers, regularizers
+    from keras import initializers, layers
 
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((feature_count,)),
-            layers.Dense(100, activation="relu", kernel_regularizer=regularizers.L2(0.005)),
-            layers.BatchNormalization(),
-            layers.Dropout(0.1),
-            layers.Dense(50, activation="relu"),
-            layers.BatchNormalization(),
-            layers.Dropout(0.1),
-            layers.Dense(1, bias_initializer=initializers.Constant(initial_fare)),
-        ],
-        name="taxifare",
-    )
+    # A constant column (a district no training ride touched) would be divided by ~0 at prediction.
+    scale = np.where(variance > 1e-12, variance, 1.0)
+    stack = [keras.Input((len(mean),)), layers.Normalization(mean=mean, variance=scale, name="standardize")]
+    for index, units in enumerate(spec.hidden_units, 1):
+        stack.append(layers.Dense(units, activation="relu", name=f"hidden_{index}"))
+        if spec.dropout:
+            stack.append(layers.Dropout(spec.dropout, name=f"dropout_{index}"))
+    stack.append(layers.Dense(1, bias_initializer=initializers.Constant(initial_fare), name="fare"))
+    model = keras.Sequential(stack, name="taxifare")
+    losses = {"huber": keras.losses.Huber(delta=HUBER_DELTA), "mse": "mse", "mae": "mae"}
     model.compile(
-        loss="mse",
+        loss=losses[spec.loss],
         optimizer=keras.optimizers.Adam(learning_rate),
         metrics=["mae"],
         steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model
+
+
+def input_statistics(model) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and variance a model standardizes its inputs with."""
+    layer = model.get_layer("standardize")
+    return np.asarray(layer.mean, dtype=np.float64).reshape(-1), np.asarray(layer.variance, dtype=np.float64).reshape(-1)
 
 
 def check_model_file(path: Path) -> None:
@@ -103,10 +124,10 @@ def predict_fares(model, features: np.ndarray) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64).reshape(-1)
 
 
-def epoch_batches(rows: np.ndarray, orders: list[np.ndarray], batch_size: int) -> list:
-    """For each of `orders` (one epoch's row order), a tf.data dataset of that epoch's batches of `rows`
-    (features, then target). Built in the reader thread: it copies the rows into tensors there, which
-    `fit` on plain arrays would do on the training thread at every call."""
+def shuffled_batches(rows: np.ndarray, order: np.ndarray, batch_size: int):
+    """A tf.data dataset of `rows` (features, then target) in batches, taken in `order`. Built in the
+    reader thread: it copies the rows into tensors there, which `fit` on plain arrays would do on the
+    training thread at every call."""
     import tensorflow as tf
 
     table = tf.data.Dataset.from_tensors((tf.constant(rows[:, :-1]), tf.constant(rows[:, -1]))).repeat()
@@ -117,19 +138,16 @@ def epoch_batches(rows: np.ndarray, orders: list[np.ndarray], batch_size: int) -
     def gather(index, tensors):
         return tf.gather(tensors[0], index), tf.gather(tensors[1], index)
 
-    def batches(order: np.ndarray):
-        whole = len(order) - len(order) % batch_size
-        indices = tf.data.Dataset.from_tensor_slices(order[:whole].reshape(-1, batch_size))
-        if whole < len(order):
-            indices = indices.concatenate(tf.data.Dataset.from_tensors(order[whole:]))
-        return (
-            tf.data.Dataset.zip((indices, table))
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-            .with_options(options)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-
-    return [batches(order) for order in orders]
+    whole = len(order) - len(order) % batch_size
+    indices = tf.data.Dataset.from_tensor_slices(order[:whole].reshape(-1, batch_size))
+    if whole < len(order):
+        indices = indices.concatenate(tf.data.Dataset.from_tensors(order[whole:]))
+    return (
+        tf.data.Dataset.zip((indices, table))
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        .with_options(options)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def training_variables(model) -> list:

@@ -112,10 +112,10 @@ def _fsync_file(path: Path) -> None:
 
 def format_runs(runs: list[Run]) -> str:
     """An aligned table, latest last."""
-    lines = [f"{'run id':<23}  {'finished (UTC)':<25}  {'rows trained':>12}  {'holdout MAE':>11}"]
+    lines = [f"{'run id':<23}  {'finished (UTC)':<25}  {'rows trained':>12}  {'test MAE':>11}"]
     for run in runs:
         final = run.metrics.get("final", {})
-        mae = final.get("holdout_mae")
+        mae = final.get("test_mae")
         lines.append(
             f"{run.run_id:<23}  {run.finished_at:<25}  {final.get('rows_trained', 0):>12,}  "
             f"{'$%.3f' % mae if mae is not None else '?':>11}"

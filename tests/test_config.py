@@ -29,6 +29,14 @@ def test_precedence_flag_over_environment_over_dotenv_over_default(tmp_path):
     assert settings.batch_size == 256  # default
 
 
+def test_training_defaults_and_model_flags(tmp_path):
+    settings = load_settings(environ={}, dotenv_path=None)
+    assert (settings.epochs, settings.patience, settings.lr_patience, settings.eval_every) == (100, 8, 3, 10)
+    assert (settings.hidden_units, settings.dropout, settings.loss, settings.learning_rate) == ((256, 128, 64), 0.1, "huber", 0.001)
+    custom = load_settings({"hidden_units": " 64, 32 ", "loss": "MAE", "dropout": "0"}, environ={}, dotenv_path=None)
+    assert (custom.hidden_units, custom.loss, custom.dropout) == ((64, 32), "mae", 0.0)
+
+
 @pytest.mark.parametrize(
     "environ, fragment",
     [
@@ -44,6 +52,14 @@ def test_precedence_flag_over_environment_over_dotenv_over_default(tmp_path):
         ({"MIN_DATE": "yesterday-ish"}, "could not read"),
         ({"MIN_DATE": "2015-01-01", "MAX_DATE": "2010-01-01"}, "must be before"),
         ({"LEARNING_RATE": "nan"}, "positive finite"),
+        ({"HIDDEN_UNITS": "256,,64"}, "HIDDEN_UNITS: expected layer widths"),
+        ({"HIDDEN_UNITS": "256;128"}, "e.g. 256,128,64"),
+        ({"HIDDEN_UNITS": "0"}, "HIDDEN_UNITS"),
+        ({"DROPOUT": "1"}, "DROPOUT: expected a number from 0 to below 1"),
+        ({"DROPOUT": "-0.1"}, "DROPOUT"),
+        ({"LOSS": "hinge"}, "LOSS: expected one of huber, mse, mae"),
+        ({"PATIENCE": "0"}, "PATIENCE: expected a number from 1"),
+        ({"EVAL_EVERY": "0"}, "EVAL_EVERY"),
     ],
 )
 def test_bad_values_are_clear_input_errors(tmp_path, environ, fragment):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from taxifare.sink import manifest_path
-from taxifare.train import train
+from taxifare.training import train
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 from taxifare.errors import InputError
 from taxifare.predict import REFERENCE_RIDE, kept_line_numbers, predict_csv, predict_ride
-from taxifare.train import train
+from taxifare.training import train
 from tests.training_data import processed_demo, with_registry
 
 
@@ -110,7 +110,7 @@ def test_models_lists_the_runs(trained, tmp_path):
     result = run_cli(tmp_path, "models", env=_env(tmp_path, trained))
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.strip().splitlines()
-    assert header.split() == ["run", "id", "finished", "(UTC)", "rows", "trained", "holdout", "MAE"]
+    assert header.split() == ["run", "id", "finished", "(UTC)", "rows", "trained", "test", "MAE"]
     run_id = _run_ids(trained)[0]
     assert row.startswith(run_id) and "$" in row
 
@@ -121,7 +121,7 @@ def test_models_show_prints_params_and_metrics(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["run_id"] == run_id
-    assert shown["params"]["preprocessor_version"] and shown["metrics"]["final"]["holdout_mae"] > 0
+    assert shown["params"]["preprocessor_version"] and shown["metrics"]["final"]["test_mae"] > 0
 
 
 @pytest.mark.parametrize("command", [("pred",), ("models",), ("models", "show", "20250101T000000Z-abcdef")])

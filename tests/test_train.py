@@ -1,4 +1,5 @@
-"""Training on small processed files: learning, optimizer state, holdout, determinism, registry publishing."""
+"""Training on small processed files: passes, splits, statistics, early stopping, the schedule, warm
+starts, determinism and registry publishing."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import numpy as np
 import pytest
 
 from taxifare import registry as registry_module
-from taxifare.chunks import open_processed, prepare_rows, span_rows
 from taxifare.errors import InputError, TaxifareError
-from taxifare.model import load_model
+from taxifare.model import input_statistics, load_model, predict_fares
 from taxifare.registry import RUN_FILES, Registry
 from taxifare.sink import manifest_path
-from taxifare.train import checkpoint_folder, train
-from tests.training_data import processed_demo, with_registry
+from taxifare.training import checkpoint_folder, train
+from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
+from taxifare.training.state import TrainingState
+from tests.training_data import demo_settings, processed_demo, with_registry
+
+SMALL = {"chunk_size": 1500, "batch_size": 128, "hidden_units": (32, 16), "learning_rate": 0.005}
 
 
 @pytest.fixture(scope="module")
@@ -23,58 +27,148 @@ def demo(tmp_path_factory):
     return processed_demo(tmp_path_factory.mktemp("demo"), rides=6000)
 
 
-def test_loss_falls_and_holdout_beats_the_mean(demo, tmp_path):
-    settings = with_registry(demo, tmp_path, chunk_size=1500, epochs=6, learning_rate=0.005, batch_size=128, patience=50)
+def _prepared(settings, folder, chunk_size=1500):
+    return prepare_rows(open_processed(settings.processed_path, span_rows(chunk_size)), folder / "rows.f32")
+
+
+def test_loss_falls_and_the_test_figure_beats_the_mean(demo, tmp_path):
+    settings = with_registry(demo, tmp_path, **SMALL, epochs=4, patience=50)
     run = train(settings).run
 
-    per_chunk, final = run.metrics["per_chunk"], run.metrics["final"]
-    assert len(per_chunk) == 4
-    assert per_chunk[-1]["loss"] < per_chunk[0]["loss"]
-    assert final["holdout_mae"] < 0.75 * final["baseline_holdout_mae"]
-    assert final["holdout_mae"] == pytest.approx(per_chunk[-1]["holdout_mae"])
+    evaluations, final = run.metrics["evaluations"], run.metrics["final"]
+    assert [entry["pass_number"] for entry in evaluations] == [1, 2, 3, 4]
+    assert evaluations[-1]["loss"] < evaluations[0]["loss"]
+    assert final["test_mae"] < 0.6 * final["baseline_test_mae"]
+    assert final["test_rmse"] < final["baseline_test_rmse"]
+    assert final["validation_mae"] == min(entry["validation_mae"] for entry in evaluations)
     assert sorted(path.name for path in run.path.iterdir()) == sorted(RUN_FILES)
     assert Registry(tmp_path).latest().run_id == run.run_id
     assert not checkpoint_folder(settings, settings.processed_path).exists()
 
 
-def test_optimizer_state_carries_across_chunks(demo, tmp_path):
-    settings = with_registry(demo, tmp_path, chunk_size=1000, epochs=2, batch_size=100)
-    run = train(settings).run
-
-    trained = np.diff([0] + [entry["rows_trained"] for entry in run.metrics["per_chunk"]])
-    steps = sum(math.ceil(rows / 100) * 2 for rows in trained)
-    assert len(trained) > 1
-    assert run.metrics["final"]["optimizer_iterations"] == steps
-    model = load_model(run.model_path, compile=True)
-    assert int(model.optimizer.iterations.numpy()) == steps
+def test_test_figure_is_the_published_model_on_the_test_rows(demo, tmp_path):
+    run = train(with_registry(demo, tmp_path, **SMALL, epochs=2)).run
+    test = _prepared(demo, tmp_path).test
+    fares = predict_fares(load_model(run.model_path), test[:, :-1])
+    assert run.metrics["final"]["test_mae"] == pytest.approx(np.mean(np.abs(fares - test[:, -1])), rel=1e-6)
+    assert run.metrics["final"]["test_rows"] == len(test) == run.params["data"]["test_rows"]
 
 
-def test_holdout_rows_are_the_same_whatever_the_chunk_size(demo, tmp_path):
-    row_file = tmp_path / "rows.f32"
-    holdouts = [
-        prepare_rows(open_processed(demo.processed_path, span_rows(size)), row_file).holdout for size in (40, 999, 50_000)
-    ]
-    assert len(holdouts[0]) > 0.05 * open_processed(demo.processed_path, 100).rows
-    for other in holdouts[1:]:
-        np.testing.assert_array_equal(holdouts[0], other)
+def test_epochs_are_passes_over_all_training_rows(demo, tmp_path):
+    run = train(with_registry(demo, tmp_path, **{**SMALL, "chunk_size": 1000}, epochs=3, eval_every=2, patience=50)).run
+    data, final, evaluations = run.params["data"], run.metrics["final"], run.metrics["evaluations"]
+
+    assert final["rows_trained"] == 3 * data["train_rows"]
+    assert final["passes"] == 3 and not final["stopped_early"]
+    chunks = math.ceil(len(open_processed(demo.processed_path, span_rows(1000)).spans) / 8)
+    assert final["chunks_trained"] == 3 * chunks
+    # Every second chunk, and after every pass.
+    per_pass = sorted({*range(2, chunks + 1, 2), chunks})
+    assert [(entry["pass_number"], entry["chunk"]) for entry in evaluations] == [(p, c) for p in (1, 2, 3) for c in per_pass]
+    assert final["optimizer_iterations"] > 3 * math.ceil(data["train_rows"] / 128) - 1
 
 
-def test_holdout_rows_are_never_trained_on(demo, tmp_path):
-    run = train(with_registry(demo, tmp_path, chunk_size=2500)).run
-    data = run.params["data"]
-    assert run.metrics["final"]["rows_trained"] + data["holdout_rows"] == data["rows"]
+def test_splits_are_the_same_rows_whatever_the_chunk_size_and_never_trained_on(demo, tmp_path):
+    splits = []
+    for size in (40, 999, 50_000):
+        prepared = _prepared(demo, tmp_path, size)
+        columns = prepared.validation.shape[1]
+        trained = read_prepared_rows(tmp_path / "rows.f32", columns, prepared, range(len(prepared.span_starts) - 1))
+        splits.append((prepared.validation, prepared.test, trained))
+    rows = open_processed(demo.processed_path, 100).rows
+    validation, test, trained = splits[0]
+    assert 0.07 * rows < len(validation) < 0.13 * rows and 0.07 * rows < len(test) < 0.13 * rows
+    assert len(validation) + len(test) + len(trained) == rows
+    assert not set(row_hashes(trained)) & set(row_hashes(np.vstack([validation, test])))
+    assert not set(row_hashes(validation)) & set(row_hashes(test))
+    for other in splits[1:]:
+        for mine, theirs in zip(splits[0][:2], other[:2]):
+            np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_array_equal(np.sort(row_hashes(trained)), np.sort(row_hashes(other[2])))
+
+
+def test_statistics_are_those_of_the_training_rows(demo, tmp_path):
+    prepared = _prepared(demo, tmp_path, 40)  # many small blocks merged
+    trained = read_prepared_rows(tmp_path / "rows.f32", prepared.test.shape[1], prepared, range(len(prepared.span_starts) - 1))
+    statistics = prepared.statistics
+    assert statistics.count == len(trained)
+    np.testing.assert_allclose(statistics.mean, trained.astype(np.float64).mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(statistics.variance, trained.astype(np.float64).var(axis=0), rtol=1e-7, atol=1e-12)
+    np.testing.assert_array_equal(statistics.maximum, trained.max(axis=0))
+
+
+def test_model_standardizes_with_the_training_statistics(demo, tmp_path):
+    run = train(with_registry(demo, tmp_path, **SMALL, epochs=1)).run
+    mean, variance = input_statistics(load_model(run.model_path))
+    statistics = _prepared(demo, tmp_path).statistics
+    np.testing.assert_allclose(mean, statistics.mean[:-1], rtol=1e-6, atol=1e-7)
+    constant = statistics.variance[:-1] < 1e-12
+    np.testing.assert_allclose(variance[~constant], statistics.variance[:-1][~constant], rtol=1e-6)
+    assert (variance[constant] == 1).all()
+
+
+def test_early_stopping_publishes_the_best_weights_not_the_last(demo, tmp_path):
+    # patience 1: the run stops right after its first evaluation that does not improve, so the last
+    # evaluation is never the best one.
+    run = train(with_registry(demo, tmp_path, **{**SMALL, "learning_rate": 0.05}, epochs=60, patience=1, lr_patience=1)).run
+    final, evaluations = run.metrics["final"], run.metrics["evaluations"]
+    assert final["stopped_early"] and final["passes"] < 60
+    assert not evaluations[-1]["best"]
+    best = min(evaluations, key=lambda entry: entry["validation_mae"])
+    validation = _prepared(demo, tmp_path).validation
+    fares = predict_fares(load_model(run.model_path), validation[:, :-1])
+    assert np.mean(np.abs(fares - validation[:, -1])) == pytest.approx(best["validation_mae"], rel=1e-6)
+    assert final["validation_mae"] == best["validation_mae"]
+
+
+def test_learning_rate_halves_after_lr_patience_flat_evaluations():
+    settings = demo_settings(__import__("pathlib").Path("/nonexistent"), learning_rate=0.008, lr_patience=2, patience=5)
+    state = TrainingState("run", {}, settings.learning_rate)
+    rates = []
+    for mae in (3.0, 2.0, 2.0, 1.9995, 2.1, 1.5, 1.6, 1.6, 1.6, 1.6, 1.6):
+        rates.append(state.observe(settings, mae)[1])
+        state.evaluations.append(None)
+    assert rates == [0.008, 0.008, 0.008, 0.004, 0.004, 0.004, 0.004, 0.002, 0.002, 0.001, 0.001]
+    assert state.stopped_early and state.best_validation_mae == 1.5 and state.best_evaluation == 6
 
 
 def test_same_seed_gives_the_same_metrics(demo, tmp_path):
-    runs = [train(with_registry(demo, tmp_path / str(i), chunk_size=1200, seed=11)).run for i in range(2)]
+    runs = [train(with_registry(demo, tmp_path / str(i), **{**SMALL, "chunk_size": 1200}, epochs=2, seed=11)).run for i in range(2)]
     assert runs[0].run_id != runs[1].run_id
-    figures = [[_without_timings(entry) for entry in run.metrics["per_chunk"]] for run in runs]
+    figures = [[_without_timings(entry) for entry in run.metrics["evaluations"]] for run in runs]
     assert figures[0] == figures[1]
-    assert runs[0].metrics["final"]["holdout_mae"] == runs[1].metrics["final"]["holdout_mae"]
+    assert runs[0].metrics["final"]["test_mae"] == runs[1].metrics["final"]["test_mae"]
 
 
 def _without_timings(entry: dict) -> dict:
     return {key: value for key, value in entry.items() if not key.endswith("seconds")}
+
+
+def test_warm_start_continues_the_parent_on_new_data(demo, tmp_path):
+    parent = train(with_registry(demo, tmp_path / "registry", **SMALL, epochs=3)).run
+    newer = processed_demo(tmp_path / "newer", rides=3000, seed=99)
+    budget = {**SMALL, "epochs": 1}
+    warm = train(with_registry(newer, tmp_path / "registry", **budget), from_run=parent.run_id).run
+    fresh = train(with_registry(newer, tmp_path / "fresh", **budget)).run
+
+    assert warm.params["parent_run_id"] == parent.run_id and fresh.params["parent_run_id"] is None
+    assert warm.metrics["final"]["optimizer_iterations"] > parent.metrics["final"]["optimizer_iterations"]
+    for mine, theirs in zip(input_statistics(load_model(warm.model_path)), input_statistics(load_model(parent.model_path))):
+        np.testing.assert_array_equal(mine, theirs)
+    assert warm.metrics["final"]["test_mae"] < fresh.metrics["final"]["test_mae"]
+    assert train(with_registry(newer, tmp_path / "registry", **budget), from_run="latest").run.params["parent_run_id"] == warm.run_id
+
+
+def test_warm_start_from_an_incompatible_run_is_refused(demo, tmp_path):
+    parent = train(with_registry(demo, tmp_path, **SMALL, epochs=1)).run
+    with pytest.raises(InputError, match="architecture is hidden units 32,16.*asks for hidden units 64"):
+        train(with_registry(demo, tmp_path, **{**SMALL, "hidden_units": (64,)}), from_run=parent.run_id)
+    params = json.loads((parent.path / "params.json").read_text())
+    (parent.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 1}))
+    with pytest.raises(InputError, match="preprocessor version 1"):
+        train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)
+    with pytest.raises(InputError, match="no run"):
+        train(with_registry(demo, tmp_path, **SMALL), from_run="20200101T000000Z-abcdef")
 
 
 def _failing_rename(*args):
@@ -82,7 +176,7 @@ def _failing_rename(*args):
 
 
 def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path, monkeypatch):
-    settings = with_registry(demo, tmp_path, chunk_size=2500)
+    settings = with_registry(demo, tmp_path, **SMALL, epochs=1)
     first = train(settings).run
     with monkeypatch.context() as patch:
         patch.setattr(registry_module.os, "rename", _failing_rename)
@@ -95,13 +189,13 @@ def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path,
     assert list(tmp_path.glob(".tmp-*"))
 
     second = train(settings)
-    assert second.resumed_from_chunk == second.run.metrics["final"]["chunks_total"]
+    assert second.resumed_at is not None and second.resumed_at.pass_index == 1
     assert registry.latest().run_id == second.run.run_id != first.run_id
     assert not list(tmp_path.glob(".tmp-*"))
 
 
 def test_damaged_checkpoint_weights_are_a_clear_error(demo, tmp_path, monkeypatch):
-    settings = with_registry(demo, tmp_path, chunk_size=2500)
+    settings = with_registry(demo, tmp_path, **SMALL, epochs=1)
     with monkeypatch.context() as patch:
         patch.setattr(registry_module.os, "rename", _failing_rename)
         with pytest.raises(TaxifareError):
@@ -110,7 +204,7 @@ def test_damaged_checkpoint_weights_are_a_clear_error(demo, tmp_path, monkeypatc
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(InputError, match="checkpoint is unreadable.*--force"):
         train(settings)
-    assert train(settings, force=True).resumed_from_chunk is None
+    assert train(settings, force=True).resumed_at is None
 
 
 def test_incomplete_processed_file_is_refused(demo, tmp_path):
@@ -131,12 +225,12 @@ def test_missing_processed_file_says_to_preprocess(demo, tmp_path):
         train(with_registry(demo, tmp_path), input_path=tmp_path / "absent.csv")
 
 
-def test_checkpoint_of_other_settings_is_refused_unless_forced(demo, tmp_path):
-    settings = with_registry(demo, tmp_path, chunk_size=2500)
-    folder = checkpoint_folder(settings, settings.processed_path)
-    folder.mkdir(parents=True)
-    (folder / "weights-000001.npz").write_bytes(b"not used")
-    (folder / "state.json").write_text(json.dumps({"weights_file": "weights-000001.npz", "fingerprint": {"seed": 1}}))
-    with pytest.raises(InputError, match="--force"):
-        train(settings)
-    assert train(settings, force=True).resumed_from_chunk is None
+def test_checkpoint_of_other_settings_is_refused_unless_forced(demo, tmp_path, monkeypatch):
+    settings = with_registry(demo, tmp_path, **SMALL, epochs=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(registry_module.os, "rename", _failing_rename)
+        with pytest.raises(TaxifareError):
+            train(settings)
+    with pytest.raises(InputError, match="other settings.*seed 42 -> 3.*--force"):
+        train(with_registry(demo, tmp_path, **SMALL, epochs=1, seed=3))
+    assert train(with_registry(demo, tmp_path, **SMALL, epochs=1, seed=3), force=True).resumed_at is None

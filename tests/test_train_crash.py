@@ -15,10 +15,10 @@ from tests.conftest import assert_clean_error, cli_env, run_cli
 from taxifare.lock import OutputLock
 from taxifare.model import load_model
 from taxifare.registry import Registry
-from taxifare.train import checkpoint_folder
+from taxifare.training import checkpoint_folder
 from tests.training_data import processed_demo, with_registry
 
-TRAIN_ARGS = ("train", "--chunk-size", "200", "--batch-size", "32", "--seed", "5")
+TRAIN_ARGS = ("train", "--chunk-size", "200", "--batch-size", "32", "--seed", "5", "--epochs", "2", "--hidden-units", "32,16")
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +44,25 @@ def _kill_after_chunks(demo, registry, chunks: int) -> int:
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            if state_file.is_file() and json.loads(state_file.read_text())["step"] >= chunks:
+            if state_file.is_file() and json.loads(state_file.read_text())["chunks_trained"] >= chunks:
                 break
             time.sleep(0.02)
         assert process.poll() is None, "training finished before it could be killed"
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait(timeout=30)
-    return json.loads(state_file.read_text())["step"]
+    return json.loads(state_file.read_text())["position"]
 
 
 def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(demo, tmp_path):
     killed_registry = tmp_path / "killed" / "registry"
-    done = _kill_after_chunks(demo, killed_registry, chunks=3)
+    # Past the first pass, so that the resumed run restores a learning curve, best weights and a chunk order.
+    position = _kill_after_chunks(demo, killed_registry, chunks=25)
     assert Registry(killed_registry).runs() == []
 
     resumed = run_cli(killed_registry.parent, *TRAIN_ARGS, env=_env(demo, killed_registry))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resumed:" in resumed.stderr and f"after chunk {done} of" in resumed.stderr
+    assert "resumed:" in resumed.stderr and f"at pass {position['pass_index'] + 1}, chunk {position['chunk'] + 1}" in resumed.stderr
 
     plain_registry = tmp_path / "plain" / "registry"
     plain = run_cli(plain_registry.parent, *TRAIN_ARGS, env=_env(demo, plain_registry))
@@ -70,16 +71,20 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(demo, tmp_p
     resumed_run, plain_run = Registry(killed_registry).latest(), Registry(plain_registry).latest()
     assert str(resumed_run.path) == resumed.stdout.strip()
     final = resumed_run.metrics["final"]
-    assert final["rows_trained"] + final["holdout_rows"] == resumed_run.params["data"]["rows"]
-    assert final["chunks_trained"] == final["chunks_total"] == len(resumed_run.metrics["per_chunk"])
-    assert resumed_run.params["resumed"][0]["after_chunk"] == done
-    # Bit-identical to the run that was never interrupted (see the train module's docstring).
-    assert final["holdout_mae"] == plain_run.metrics["final"]["holdout_mae"]
-    assert [entry["holdout_mae"] for entry in resumed_run.metrics["per_chunk"]] == [
-        entry["holdout_mae"] for entry in plain_run.metrics["per_chunk"]
+    assert final["rows_trained"] == 2 * resumed_run.params["data"]["train_rows"]
+    assert resumed_run.params["resumed"][0]["pass"] == position["pass_index"] + 1
+    # Bit-identical to the run that was never interrupted (see the training loop's docstring).
+    assert final["test_mae"] == plain_run.metrics["final"]["test_mae"]
+    assert [entry["validation_mae"] for entry in resumed_run.metrics["evaluations"]] == [
+        entry["validation_mae"] for entry in plain_run.metrics["evaluations"]
     ]
+    assert resumed_run.model_path.read_bytes() != b"" and _weights(resumed_run) == _weights(plain_run)
     load_model(resumed_run.model_path)
     assert not checkpoint_folder(with_registry(demo, killed_registry), demo.processed_path).exists()
+
+
+def _weights(run) -> list[bytes]:
+    return [variable.numpy().tobytes() for variable in load_model(run.model_path).trainable_variables]
 
 
 def test_second_training_on_the_same_data_is_refused(demo, tmp_path):

@@ -1,13 +1,14 @@
-"""The processed CSV as training data, never loaded whole.
+"""The processed CSV as training data, never loaded whole, split once and for all into three sets.
 
-The file is cut into spans of whole lines (byte ranges found by one scan for newlines). One pass parses
-it, keeps the holdout, and writes the other rows as raw float32 to a scratch file beside the checkpoint (the
-size of the CSV, roughly), so that training, which reads the spans in a seeded, shuffled order, several
-scattered spans per chunk, the next chunk in a background thread, does not parse text twice: on two
-cores, parsing alongside TensorFlow slowed training by a fifth.
+The file is cut into spans of whole lines. One pass parses it, assigns every row to the training,
+validation or test set by a hash of its values, gathers per-feature statistics of the training rows,
+and writes the training rows as raw float32 to a scratch file beside the checkpoint (the size of the
+CSV, roughly), so that training, which reads the spans in a new seeded order on every pass over the data,
+several scattered spans per chunk, the next chunk in a background thread, does not parse text again: on
+two cores, parsing alongside TensorFlow slowed training by a fifth.
 
-The holdout is chosen by hashing each processed row's values, so it is the same rows whatever the
-chunk size, in every run, and no holdout row is ever trained on.
+Because the split depends on each row's values and the file's row count alone, the three sets are the
+same rows whatever the chunk size and in every run, and no validation or test row is ever trained on.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
 from taxifare.sink import read_manifest
 
 SPANS_PER_CHUNK = 8
-HOLDOUT_SHARE = 0.1
-# Scored after every chunk: 50,000 rows measure MAE with a standard error of ~1.7 cents on real rides
-# and cost ~3% of a 100,000-row chunk's training; 100,000 doubled that cost to gain half a cent.
-HOLDOUT_MAX_ROWS = 50_000
+SPLIT_SHARE = 0.1
+# Validation is scored at every evaluation: 50,000 rows measure MAE with a standard error of ~1.7 cents
+# on real rides and cost ~3% of a 100,000-row chunk's training. The test set is scored once, at the end.
+VALIDATION_MAX_ROWS = 50_000
+TEST_MAX_ROWS = 100_000
+TRAIN, VALIDATION, TEST = 0, 1, 2
 _HASH_START = np.uint64(0xCBF29CE484222325)
 _HASH_PRIME = np.uint64(0x100000001B3)
 T = TypeVar("T")
@@ -63,9 +66,9 @@ class ProcessedData:
         return self.manifest.get("target_sum", 0.0) / max(self.manifest.get("rows_kept", 0), 1)
 
     @property
-    def holdout_share(self) -> float:
-        """At most HOLDOUT_SHARE of the rows, and about HOLDOUT_MAX_ROWS at most on large files."""
-        return min(HOLDOUT_SHARE, HOLDOUT_MAX_ROWS / max(self.rows, 1))
+    def split_shares(self) -> "SplitShares":
+        rows = max(self.rows, 1)
+        return SplitShares(min(SPLIT_SHARE, VALIDATION_MAX_ROWS / rows), min(SPLIT_SHARE, TEST_MAX_ROWS / rows))
 
 
 def open_processed(path: Path, span_rows: int) -> ProcessedData:
@@ -143,36 +146,104 @@ def row_hashes(rows: np.ndarray) -> np.ndarray:
     return hashes ^ (hashes >> np.uint64(31))
 
 
-def holdout_mask(rows: np.ndarray, share: float) -> np.ndarray:
-    return row_hashes(rows) < np.uint64(int(share * 2.0**64))
+@dataclass(frozen=True)
+class SplitShares:
+    """Shares of the rows for validation and test: 10% each, less on large files so that each set holds
+    about its maximum number of rows."""
+
+    validation: float
+    test: float
+
+    def assign(self, rows: np.ndarray) -> np.ndarray:
+        """TRAIN, VALIDATION or TEST for each row, from the hash of its values."""
+        hashes = row_hashes(rows)
+        sets = np.full(len(rows), TRAIN, dtype=np.int8)
+        sets[hashes < np.uint64(int((self.test + self.validation) * 2.0**64))] = VALIDATION
+        sets[hashes < np.uint64(int(self.test * 2.0**64))] = TEST
+        return sets
+
+
+@dataclass
+class FeatureStatistics:
+    """Count, mean, sum of squared deviations, minimum and maximum of each column, merged block by block
+    (Chan et al.'s pairwise update, stable in float64 whatever the number of rows)."""
+
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+    @classmethod
+    def empty(cls, columns: int) -> "FeatureStatistics":
+        zeros = np.zeros(columns)
+        return cls(0, zeros, zeros.copy(), np.full(columns, np.inf), np.full(columns, -np.inf))
+
+    def add(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        values = rows.astype(np.float64)
+        count, mean = len(values), values.mean(axis=0)
+        m2 = ((values - mean) ** 2).sum(axis=0)
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * count / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * count / total
+        self.count = total
+        self.minimum = np.minimum(self.minimum, values.min(axis=0))
+        self.maximum = np.maximum(self.maximum, values.max(axis=0))
+
+    @property
+    def variance(self) -> np.ndarray:
+        return self.m2 / max(self.count, 1)
 
 
 @dataclass(frozen=True)
 class PreparedRows:
-    """What `prepare_rows` wrote and kept: the holdout rows, and where each span's trainable rows start in
-    the row file (`span_starts[i]` to `span_starts[i + 1]`, in rows)."""
+    """What `prepare_rows` wrote and kept: the validation and test rows, statistics of the training rows
+    (features, then the target), and where each span's training rows start in the row file
+    (`span_starts[i]` to `span_starts[i + 1]`, in rows)."""
 
-    holdout: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    statistics: FeatureStatistics
     span_starts: np.ndarray
+
+    @property
+    def train_rows(self) -> int:
+        return int(self.span_starts[-1])
 
 
 def prepare_rows(data: ProcessedData, row_file: Path) -> PreparedRows:
-    """One pass over the CSV that splits it once and for all: the rows to train on go to `row_file` as raw
-    float32 (so training reads them without parsing text or hashing rows again); the holdout rows are
-    returned, in file order, at most HOLDOUT_MAX_ROWS (rows the hash picks beyond that are neither held
-    out nor trained on)."""
+    """One pass over the CSV that splits it once and for all: the training rows go to `row_file` as raw
+    float32 (so training reads them without parsing text or hashing rows again); the validation and test
+    rows are returned, in file order, at most VALIDATION_MAX_ROWS and TEST_MAX_ROWS each (rows the hash
+    picks beyond those are trained on)."""
     groups = [data.spans[i : i + SPANS_PER_CHUNK] for i in range(0, len(data.spans), SPANS_PER_CHUNK)]
-    parts, kept, trainable_per_span = [], 0, []
+    shares, statistics = data.split_shares, FeatureStatistics.empty(len(data.columns))
+    held_out: dict[int, list[np.ndarray]] = {VALIDATION: [], TEST: []}
+    room = {VALIDATION: VALIDATION_MAX_ROWS, TEST: TEST_MAX_ROWS}
+    trainable_per_span = []
     with row_file.open("wb") as target:
         for group, rows in zip(groups, read_ahead(groups, lambda group: read_rows(data, group))):
-            picked = holdout_mask(rows, data.holdout_share)
-            target.write(rows[~picked].tobytes())
+            sets = shares.assign(rows)
+            for name, parts in held_out.items():
+                picked = np.flatnonzero(sets == name)
+                sets[picked[room[name] :]] = TRAIN
+                parts.append(rows[picked[: room[name]]])
+                room[name] -= len(parts[-1])
+            trainable = sets == TRAIN
+            target.write(rows[trainable].tobytes())
+            statistics.add(rows[trainable])
             ends = np.cumsum([span.rows for span in group])
-            trainable_per_span.extend(np.diff(np.cumsum(~picked)[ends - 1], prepend=0).tolist())
-            parts.append(rows[picked][: HOLDOUT_MAX_ROWS - kept])
-            kept += len(parts[-1])
-    holdout = np.concatenate(parts) if parts else np.empty((0, len(data.columns)), dtype=np.float32)
-    return PreparedRows(holdout, np.concatenate([[0], np.cumsum(trainable_per_span, dtype=np.int64)]))
+            trainable_per_span.extend(np.diff(np.cumsum(trainable)[ends - 1], prepend=0).tolist())
+    validation, test = (_stack(held_out[name], len(data.columns)) for name in (VALIDATION, TEST))
+    span_starts = np.concatenate([[0], np.cumsum(trainable_per_span, dtype=np.int64)])
+    return PreparedRows(validation, test, statistics, span_starts)
+
+
+def _stack(parts: list[np.ndarray], columns: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty((0, columns), dtype=np.float32)
 
 
 def read_prepared_rows(row_file: Path, columns: int, prepared: PreparedRows, span_indices: Sequence[int]) -> np.ndarray:
@@ -184,12 +255,13 @@ def read_prepared_rows(row_file: Path, columns: int, prepared: PreparedRows, spa
             start, end = int(prepared.span_starts[index]), int(prepared.span_starts[index + 1])
             file.seek(start * row_bytes)
             parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * columns).reshape(-1, columns))
-    return np.concatenate(parts) if parts else np.empty((0, columns), dtype=np.float32)
+    return _stack(parts, columns)
 
 
-def chunk_plan(span_count: int, seed: int) -> list[list[int]]:
-    """Span indices of each training chunk: a seeded shuffle, SPANS_PER_CHUNK scattered spans per chunk."""
-    order = np.random.default_rng(seed).permutation(span_count).tolist()
+def chunk_plan(span_count: int, seed: int, pass_index: int) -> list[list[int]]:
+    """Span indices of each training chunk of one pass over the data: a new seeded shuffle on every pass,
+    SPANS_PER_CHUNK scattered spans per chunk."""
+    order = np.random.default_rng([seed, pass_index]).permutation(span_count).tolist()
     return [order[i : i + SPANS_PER_CHUNK] for i in range(0, span_count, SPANS_PER_CHUNK)]
 
 
