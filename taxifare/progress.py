@@ -46,7 +46,7 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts work done; `note` is a short free text shown beside the rate (e.g. current holdout MAE)."""
+    """Counts work done; `note` is a short free text shown beside the rate (e.g. the best validation MAE)."""
 
     def __init__(self, label: str, total: int | None = None, unit: str = "rows", stream: TextIO | None = None):
         self.label = label

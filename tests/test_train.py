@@ -175,13 +175,15 @@ def _failing_rename(*args):
     raise OSError(5, "Input/output error")
 
 
+def _train_until_publish_fails(settings, monkeypatch) -> None:
+    """Train to the end, then fail the registry's rename: the complete checkpoint stays behind."""
+    _train_until_publish_fails(settings, monkeypatch)
+
+
 def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path, monkeypatch):
     settings = with_registry(demo, tmp_path, **SMALL, epochs=1)
     first = train(settings).run
-    with monkeypatch.context() as patch:
-        patch.setattr(registry_module.os, "rename", _failing_rename)
-        with pytest.raises(TaxifareError):
-            train(settings)
+    _train_until_publish_fails(settings, monkeypatch)
     registry = Registry(tmp_path)
     assert [run.run_id for run in registry.runs()] == [first.run_id]
     assert registry.latest().run_id == first.run_id
@@ -196,10 +198,7 @@ def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path,
 
 def test_damaged_checkpoint_weights_are_a_clear_error(demo, tmp_path, monkeypatch):
     settings = with_registry(demo, tmp_path, **SMALL, epochs=1)
-    with monkeypatch.context() as patch:
-        patch.setattr(registry_module.os, "rename", _failing_rename)
-        with pytest.raises(TaxifareError):
-            train(settings)
+    _train_until_publish_fails(settings, monkeypatch)
     [weights] = checkpoint_folder(settings, settings.processed_path).glob("weights-*.npz")
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(InputError, match="checkpoint is unreadable.*--force"):
@@ -227,10 +226,7 @@ def test_missing_processed_file_says_to_preprocess(demo, tmp_path):
 
 def test_checkpoint_of_other_settings_is_refused_unless_forced(demo, tmp_path, monkeypatch):
     settings = with_registry(demo, tmp_path, **SMALL, epochs=1)
-    with monkeypatch.context() as patch:
-        patch.setattr(registry_module.os, "rename", _failing_rename)
-        with pytest.raises(TaxifareError):
-            train(settings)
+    _train_until_publish_fails(settings, monkeypatch)
     with pytest.raises(InputError, match="other settings.*seed 42 -> 3.*--force"):
         train(with_registry(demo, tmp_path, **SMALL, epochs=1, seed=3))
     assert train(with_registry(demo, tmp_path, **SMALL, epochs=1, seed=3), force=True).resumed_at is None

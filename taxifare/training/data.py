@@ -62,10 +62,6 @@ class ProcessedData:
         return sum(span.rows for span in self.spans)
 
     @property
-    def mean_fare(self) -> float:
-        return self.manifest.get("target_sum", 0.0) / max(self.manifest.get("rows_kept", 0), 1)
-
-    @property
     def split_shares(self) -> "SplitShares":
         rows = max(self.rows, 1)
         return SplitShares(min(SPLIT_SHARE, VALIDATION_MAX_ROWS / rows), min(SPLIT_SHARE, TEST_MAX_ROWS / rows))
