@@ -276,15 +276,19 @@ def _params(settings: Settings, data: ProcessedData, holdout: np.ndarray, state:
         "run_id": state["run_id"],
         "started_at": state["started_at"],
         "finished_at": _now(),
+        "parent_run_id": None,
         "hyperparameters": {
             "learning_rate": settings.learning_rate,
             "batch_size": settings.batch_size,
+            "epochs": settings.epochs,
             "epochs_per_chunk": settings.epochs,
             "patience": settings.patience,
             "chunk_size": settings.chunk_size,
             "spans_per_chunk": SPANS_PER_CHUNK,
             "seed": settings.seed,
             "architecture": ARCHITECTURE,
+            "hidden_units": [100, 50],
+            "dropout": 0.1,
             "loss": "mse",
             "optimizer": "adam",
             "metrics": ["mae"],
@@ -297,7 +301,11 @@ def _params(settings: Settings, data: ProcessedData, holdout: np.ndarray, state:
             "min_date": manifest.get("min_date"),
             "max_date": manifest.get("max_date"),
             "data_size": manifest.get("data_size"),
+            **_pickup_range(data, holdout),
             "rows": data.rows,
+            "train_rows": data.rows - len(holdout),
+            "validation_rows": len(holdout),
+            "test_rows": len(holdout),
             "holdout_rows": len(holdout),
             "holdout_share": data.holdout_share,
             "holdout_max_rows": HOLDOUT_MAX_ROWS,
@@ -307,14 +315,31 @@ def _params(settings: Settings, data: ProcessedData, holdout: np.ndarray, state:
     }
 
 
+def _pickup_range(data: ProcessedData, holdout: np.ndarray) -> dict:
+    days = holdout[:, data.columns.index("days_since_2009")].astype(np.float64) * 2090
+    epoch = dt.datetime(2009, 1, 1, tzinfo=dt.timezone.utc)
+    first, last = (epoch + dt.timedelta(days=float(value)) for value in (days.min(), days.max()))
+    return {"pickup_first": first.isoformat(timespec="seconds"), "pickup_last": last.isoformat(timespec="seconds")}
+
+
 def _metrics(model, holdout: np.ndarray, state: dict) -> dict:
     # The model has not changed since the last chunk was scored.
     last = state["per_chunk"][-1]
     mae, rmse = last["holdout_mae"], last["holdout_rmse"]
     train_mean = state["target_sum"] / max(state["rows_trained"], 1)
-    baseline = float(np.mean(np.abs(holdout[:, -1].astype(np.float64) - train_mean)))
+    baseline_errors = holdout[:, -1].astype(np.float64) - train_mean
+    baseline = float(np.mean(np.abs(baseline_errors)))
     return {
         "final": {
+            "test_mae": mae,
+            "test_rmse": rmse,
+            "baseline_test_mae": baseline,
+            "baseline_test_rmse": float(np.sqrt(np.mean(baseline_errors**2))),
+            "train_mean_fare": train_mean,
+            "test_rows": len(holdout),
+            "validation_mae": mae,
+            "validation_rmse": rmse,
+            "passes": 1,
             "holdout_mae": mae,
             "holdout_rmse": rmse,
             "baseline_holdout_mae": baseline,
@@ -328,6 +353,7 @@ def _metrics(model, holdout: np.ndarray, state: dict) -> dict:
             "fit_seconds": round(state["fit_seconds"], 3),
         },
         "per_chunk": state["per_chunk"],
+        "evaluations": state["per_chunk"],
     }
 
 
