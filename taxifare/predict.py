@@ -55,10 +55,10 @@ _RULE_TEXT = {
 }
 
 
-def load_run(settings: Settings, run_id: str | None) -> tuple[Run, object]:
-    """The run (`run_id`, or the latest) and its model; InputError if it cannot serve this package."""
-    registry = Registry(settings.local_registry_path)
-    run = registry.get(run_id) if run_id else registry.latest()
+def load_run(settings: Settings, model: str | None) -> tuple[Run, object]:
+    """The run `model` names (a run id, latest or best of settings.data_size; default latest) and its
+    Keras model; InputError if it cannot serve this package."""
+    run = Registry(settings.local_registry_path).resolve(model, settings.data_size)
     version = run.params.get("preprocessor_version")
     if version != PREPROCESSOR_VERSION or run.params.get("feature_names") != list(FEATURE_NAMES):
         raise InputError(
@@ -79,7 +79,7 @@ def rejected_rules(table: pa.Table):
     return rides, reasons
 
 
-def predict_ride(settings: Settings, ride: dict, run_id: str | None = None) -> float:
+def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None) -> float:
     """The fare in dollars of one ride given as {column: value} for RIDE_COLUMNS."""
     pickup = parse_date("--pickup-datetime", str(ride["pickup_datetime"]))
     text = {name: [str(ride[name])] for name in RIDE_COLUMNS}
@@ -88,7 +88,7 @@ def predict_ride(settings: Settings, ride: dict, run_id: str | None = None) -> f
     if reasons[0]:
         received = ", ".join(f"{name}={ride[name]}" for name in RIDE_COLUMNS)
         raise InputError(f"cannot predict this ride: {_RULE_TEXT[reasons[0]]}; received {received}")
-    run, model = load_run(settings, run_id)
+    run, model = load_run(settings, run_spec)
     fare = float(predict_fares(model, ride_features(rides).to_numpy(np.float32))[0])
     log.info("predicted with run %s", run.run_id)
     return fare
@@ -111,14 +111,14 @@ class CsvPredictions:
                 log.warning("line %d: not predicted: %s", line, _RULE_TEXT[rule])
 
 
-def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_id: str | None = None) -> CsvPredictions:
+def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_spec: str | None = None) -> CsvPredictions:
     """Write every predictable row of `input_path`, all its columns, plus predicted_fare, to `output_path`."""
     header = read_header(input_path, required=RIDE_COLUMNS)
     if PREDICTION_COLUMN in header:
         raise InputError(f"{input_path}: already has a {PREDICTION_COLUMN} column; expected rides without predictions")
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise InputError(f"--output {output_path} is the input file; expected another path")
-    run, model = load_run(settings, run_id)
+    run, model = load_run(settings, run_spec)
     result = CsvPredictions(output_path, run.run_id)
     try:
         with StagedFile(output_path) as staged:
