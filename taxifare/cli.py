@@ -198,6 +198,45 @@ def pred(
     typer.echo(result.output)
 
 
+@app.command()
+def evaluate(
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="Labelled raw CSV (fare_amount and the ride columns; others ignored), of any size: it is streamed.",
+        ),
+    ],
+    model: ModelSpec = None,
+    data_size: RunDataSize = None,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option("--plot", help="PNG to write. [default ./evaluate_<input name>_<run id>.png]"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of text.")] = False,
+    chunk_size: ChunkSize = None,
+) -> None:
+    """Score a trained run on labelled rides: MAE, RMSE, median absolute error, the run's predict-the-mean
+    baseline, rows scored and rejected by reason, error by pickup year and by distance band, and a PNG of
+    predicted against actual fares.
+
+    The figures go to stdout (text, or --json); progress and the first rejected lines to stderr. Rows are
+    rejected by the rules of pred plus unusable fares (missing, not a number, outside 0 < fare < 400). The
+    median comes from a histogram of absolute errors in 1-cent bins (exact to half a cent up to $1,000);
+    the plot is a 2-D histogram up to $100 on each axis. Exit 2 when no row can be scored.
+    """
+    from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
+
+    settings = settings_from(chunk_size=chunk_size, data_size=data_size)
+    result = run_evaluate(settings, input, run_spec=model, plot_path=plot)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(format_evaluation(result))
+
+
 models_app = typer.Typer(
     help="The trained runs in the local registry. Alone: list them, oldest first (data set, main hyper-parameters, "
     "test MAE, parent run, aliases); an empty registry lists nothing.\n\n"
