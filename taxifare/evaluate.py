@@ -34,7 +34,8 @@ from taxifare.source import read_header
 log = logging.getLogger("taxifare")
 
 CENT_BINS = 100_000  # 1-cent bins of absolute error: $0 to $1,000
-DISTANCE_BANDS_KM = (1, 2, 5, 10, 20)
+DISTANCE_BANDS_KM = (1, 2, 5, 10, 20)  # upper edges; a distance on an edge falls in the band above
+BAND_NAMES = ("0-1", "1-2", "2-5", "5-10", "10-20", "20+")
 PLOT_MAX_FARE = 100.0
 PLOT_BINS = 200
 
@@ -70,6 +71,9 @@ class GroupFigures:
     baseline_mae: float
 
 
+Groups = dict[str, tuple[ErrorSums, ErrorSums]]  # group name -> (model, baseline) errors
+
+
 @dataclass
 class Scores:
     """Everything `evaluate` accumulates, span by span."""
@@ -77,7 +81,8 @@ class Scores:
     mean_fare: float
     model: ErrorSums = field(default_factory=ErrorSums)
     baseline: ErrorSums = field(default_factory=ErrorSums)
-    groups: dict[tuple[str, str], tuple[ErrorSums, ErrorSums]] = field(default_factory=dict)
+    years: Groups = field(default_factory=dict)
+    bands: Groups = field(default_factory=dict)
     cents: np.ndarray = field(default_factory=lambda: np.zeros(CENT_BINS, dtype=np.int64))
     plot: np.ndarray = field(default_factory=lambda: np.zeros((PLOT_BINS, PLOT_BINS), dtype=np.int64))
     outside_training_window: int = 0
@@ -88,28 +93,26 @@ class Scores:
         self.baseline.add(baseline_errors)
         self.cents += np.bincount(np.minimum(np.abs(errors) * 100, CENT_BINS - 1).astype(np.int64), minlength=CENT_BINS)
         self.plot += np.histogram2d(fares, predicted, bins=PLOT_BINS, range=[[0, PLOT_MAX_FARE]] * 2)[0].astype(np.int64)
-        bands = np.searchsorted(DISTANCE_BANDS_KM, distance_km, side="right")
-        for kind, keys, names in (("year", years, None), ("distance_km", bands, _band_names())):
-            for key in np.unique(keys):
-                chosen = keys == key
-                sums = self.groups.setdefault((kind, str(key) if names is None else names[key]), (ErrorSums(), ErrorSums()))
-                sums[0].add(errors[chosen])
-                sums[1].add(baseline_errors[chosen])
-
-    def figures(self, kind: str) -> list[GroupFigures]:
-        found = [(name, sums) for (group_kind, name), sums in self.groups.items() if group_kind == kind]
-        order = _band_names() if kind == "distance_km" else sorted(name for name, _ in found)
-        by_name = dict(found)
-        return [_group_figures(name, *by_name[name]) for name in order if name in by_name]
+        bands = np.asarray(BAND_NAMES)[np.searchsorted(DISTANCE_BANDS_KM, distance_km, side="right")]
+        _add_to_groups(self.years, years.astype(str), errors, baseline_errors)
+        _add_to_groups(self.bands, bands, errors, baseline_errors)
 
 
-def _band_names() -> list[str]:
-    edges = (0, *DISTANCE_BANDS_KM)
-    return [f"{low}-{high}" for low, high in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+def _add_to_groups(groups: Groups, keys: np.ndarray, errors: np.ndarray, baseline_errors: np.ndarray) -> None:
+    for key in np.unique(keys):
+        chosen = keys == key
+        model, baseline = groups.setdefault(str(key), (ErrorSums(), ErrorSums()))
+        model.add(errors[chosen])
+        baseline.add(baseline_errors[chosen])
 
 
-def _group_figures(name: str, model: ErrorSums, baseline: ErrorSums) -> GroupFigures:
-    return GroupFigures(name, model.rows, model.mae, model.rmse, baseline.mae)
+def group_figures(groups: Groups, order: list[str] | tuple[str, ...]) -> list[GroupFigures]:
+    figures = []
+    for name in order:
+        if name in groups:
+            model, baseline = groups[name]
+            figures.append(GroupFigures(name, model.rows, model.mae, model.rmse, baseline.mae))
+    return figures
 
 
 def median_from_cents(counts: np.ndarray) -> float:
@@ -174,8 +177,8 @@ def evaluate(settings: Settings, input_path: Path, run_spec: str | None = None, 
         baseline_mean_fare=scores.mean_fare,
         baseline_mae=scores.baseline.mae,
         baseline_rmse=scores.baseline.rmse,
-        by_year=scores.figures("year"),
-        by_distance_km=scores.figures("distance_km"),
+        by_year=group_figures(scores.years, sorted(scores.years)),
+        by_distance_km=group_figures(scores.bands, BAND_NAMES),
     )
 
 

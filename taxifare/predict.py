@@ -85,6 +85,7 @@ def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None) ->
 
 
 def _training_window(run: Run):
+    """The run's first and last pickup; None, with a warning, for a run that does not record them."""
     window = run.pickup_window
     if window is None:
         log.warning("run %s records no training window (pickup_first, pickup_last); pickup dates are not checked", run.run_id)

@@ -96,9 +96,8 @@ class Registry:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def runs(self, data_size: str | None = None) -> list[Run]:
-        """Completed runs (of one data set, or all), oldest first by finishing time; unreadable folders
-        are skipped with a warning."""
+    def runs(self) -> list[Run]:
+        """Every completed run, oldest first by finishing time; unreadable folders are skipped with a warning."""
         if not self.root.is_dir():
             return []
         runs = []
@@ -108,11 +107,11 @@ class Registry:
                     runs.append(self._read_run(folder))
                 except InputError as error:
                     log.warning("skipping registry folder %s: %s", folder.name, error)
-        runs = [run for run in runs if data_size is None or run.data_size == data_size]
         return sorted(runs, key=lambda run: (run.finished_at, run.run_id))
 
     def required_runs(self, data_size: str | None = None) -> list[Run]:
-        """`runs(data_size)`, or an InputError saying to train first, or naming the data sets that have runs."""
+        """The runs of data set `data_size` (all for None), or an InputError saying to train first, or
+        naming the data sets that have runs."""
         runs = self.runs()
         if not runs:
             raise InputError(f"no trained model in {self.root}; run `taxifare train` first")
