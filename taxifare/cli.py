@@ -127,8 +127,8 @@ def train(
         Optional[str],
         typer.Option(
             "--from",
-            help="Continue from a registry run (an id, or latest): its weights, optimizer state and input "
-            "statistics, trained further on this data as a new run that records its parent.",
+            help="Continue from a registry run (an id, or latest / best of the DATA_SIZE data set): its weights, "
+            "optimizer state and input statistics, trained further on this data as a new run that records its parent.",
         ),
     ] = None,
     epochs: Annotated[
@@ -185,9 +185,19 @@ def train(
     typer.echo(result.run.path)
 
 
+ModelSpec = Annotated[
+    Optional[str],
+    typer.Option("--model", help="Run id (see `taxifare models`), or latest or best of the --data-size data set. [default latest]"),
+]
+RunDataSize = Annotated[
+    Optional[str], typer.Option(help="Data set whose latest or best run --model picks. [env: DATA_SIZE; default demo]")
+]
+
+
 @app.command()
 def pred(
-    model: Annotated[Optional[str], typer.Option("--model", help="Run id to use (see `taxifare models`); default the latest.")] = None,
+    model: ModelSpec = None,
+    data_size: RunDataSize = None,
     pickup_datetime: Annotated[Optional[str], typer.Option(help="Pickup time (UTC unless it names a zone). [default 2013-07-06 17:18:00]")] = None,
     pickup_longitude: Annotated[Optional[float], typer.Option(help="[default -73.950655]")] = None,
     pickup_latitude: Annotated[Optional[float], typer.Option(help="[default 40.783282]")] = None,
@@ -201,7 +211,7 @@ def pred(
     """Predict fares with a trained run: one ride from flags (default the reference ride), or a CSV of rides."""
     from taxifare import predict
 
-    settings = settings_from(chunk_size=chunk_size)
+    settings = settings_from(chunk_size=chunk_size, data_size=data_size)
     ride = {
         "pickup_datetime": pickup_datetime,
         "pickup_longitude": pickup_longitude,
@@ -212,42 +222,129 @@ def pred(
     }
     given = {name: value for name, value in ride.items() if value is not None}
     if input is None and output is None:
-        fare = predict.predict_ride(settings, {**predict.REFERENCE_RIDE, **given}, run_id=model)
+        fare = predict.predict_ride(settings, {**predict.REFERENCE_RIDE, **given}, run_spec=model)
         typer.echo(f"{fare:.2f}")
         return
     if input is None or output is None:
         raise InputError("--input and --output go together: pass both to predict a CSV of rides")
     if given:
         raise InputError(f"--input predicts a CSV; drop the single-ride flag(s) {', '.join('--' + n.replace('_', '-') for n in given)}")
-    result = predict.predict_csv(settings, input, output, run_id=model)
+    result = predict.predict_csv(settings, input, output, run_spec=model)
     typer.echo(result.output)
 
 
-models_app = typer.Typer(help="List the trained runs in the local registry, or show one.", no_args_is_help=False)
+@app.command()
+def evaluate(
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="Labelled raw CSV (fare_amount and the ride columns; others ignored), of any size: it is streamed.",
+        ),
+    ],
+    model: ModelSpec = None,
+    data_size: RunDataSize = None,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option("--plot", help="PNG to write. [default ./evaluate_<input name>_<run id>.png]"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of text.")] = False,
+    chunk_size: ChunkSize = None,
+) -> None:
+    """Score a trained run on labelled rides: MAE, RMSE, median absolute error, the run's predict-the-mean
+    baseline, rows scored and rejected by reason, error by pickup year and by distance band, and a PNG of
+    predicted against actual fares.
+
+    The figures go to stdout (text, or --json); progress and the first rejected lines to stderr. Rows are
+    rejected by the rules of pred plus unusable fares (missing, not a number, outside 0 < fare < 400). The
+    median comes from a histogram of absolute errors in 1-cent bins (exact to half a cent up to $1,000);
+    the plot is a 2-D histogram up to $100 on each axis. Exit 2 when no row can be scored.
+    """
+    from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
+
+    settings = settings_from(chunk_size=chunk_size, data_size=data_size)
+    result = run_evaluate(settings, input, run_spec=model, plot_path=plot)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(format_evaluation(result))
+
+
+models_app = typer.Typer(
+    help="The trained runs in the local registry. Alone: list them, oldest first (data set, main hyper-parameters, "
+    "test MAE, parent run, aliases); an empty registry lists nothing.\n\n"
+    "Aliases: `latest` is the run of a data set that finished last, `best` the one with the lowest test MAE; "
+    "pred and evaluate take them with --model, for the data set of --data-size.",
+    no_args_is_help=False,
+)
 app.add_typer(models_app, name="models")
 
 
 @models_app.callback(invoke_without_command=True)
-def models(ctx: typer.Context) -> None:
-    """List the runs: id, finishing date, rows trained, final holdout MAE (latest last)."""
+def models(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (one object per run) instead of a table.")] = False,
+) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    from taxifare.registry import Registry, format_runs
+    import dataclasses
+    import json
 
-    typer.echo(format_runs(Registry(settings_from().local_registry_path).required_runs()))
+    from taxifare.registry import Registry, format_runs, run_summaries
+
+    summaries = run_summaries(Registry(settings_from().local_registry_path).runs())
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(summary) for summary in summaries], indent=2))
+    elif summaries:
+        typer.echo(format_runs(summaries))
+
+
+RunSpec = Annotated[str, typer.Argument(help="A run id from `taxifare models`, or latest or best (of --data-size).")]
 
 
 @models_app.command("show")
-def models_show(run_id: Annotated[str, typer.Argument(help="A run id from `taxifare models`.")]) -> None:
+def models_show(run: RunSpec, data_size: RunDataSize = None) -> None:
     """Print one run's params and metrics as JSON (after checking its model file)."""
     import json
 
     from taxifare.model import check_model_file
     from taxifare.registry import Registry
 
-    run = Registry(settings_from().local_registry_path).get(run_id)
-    check_model_file(run.model_path)
-    typer.echo(json.dumps({"run_id": run.run_id, "params": run.params, "metrics": run.metrics}, indent=2))
+    settings = settings_from(data_size=data_size)
+    found = Registry(settings.local_registry_path).resolve(run, settings.data_size)
+    check_model_file(found.model_path)
+    typer.echo(json.dumps({"run_id": found.run_id, "params": found.params, "metrics": found.metrics}, indent=2))
+
+
+@models_app.command("rm")
+def models_rm(run_ids: Annotated[list[str], typer.Argument(help="Run ids from `taxifare models`.")]) -> None:
+    """Remove runs. Each folder is renamed to a hidden name, then deleted: no half-removed run is ever listed."""
+    from taxifare.registry import Registry
+
+    registry = Registry(settings_from().local_registry_path)
+    for run_id in run_ids:
+        freed = registry.remove(run_id)
+        typer.echo(f"removed run {run_id} ({freed:,} bytes)")
+
+
+@models_app.command("prune")
+def models_prune(
+    keep: Annotated[int, typer.Option("--keep", min=0, help="Runs to keep per data set, newest first.")],
+) -> None:
+    """Remove all but the KEEP newest runs of each data set; each data set's best run (lowest test MAE) is
+    always kept. Also removes the scratch of abandoned training runs (unfinished checkpoints whose lock no
+    running train holds, half-published and half-removed runs); a running train's files are left alone."""
+    from taxifare.prune import prune
+    from taxifare.registry import Registry
+
+    result = prune(Registry(settings_from().local_registry_path), keep)
+    for item in result.removed:
+        typer.echo(f"removed {item.what} {item.path} ({item.bytes:,} bytes)")
+    for path in result.in_use:
+        log.info("kept %s: a running train holds it", path)
+    typer.echo(f"freed {result.bytes_freed:,} bytes")
 
 
 def _configure_logging() -> None:

@@ -2,7 +2,9 @@
 
 Rides go through exactly the preprocessing the run was trained on: `parse_rides`, the checks in
 `prediction_failures`, then `ride_features`; the run's params.json records the preprocessor version,
-and a run made by another version is refused.
+and a run made by another version is refused. A ride picked up outside the run's training window
+(its first..last pickup) is still predicted, but flagged: a warning for one ride, a 0/1 column
+`outside_training_window` and a count for a CSV.
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
-from taxifare.clean import LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
 from taxifare.config import Settings, parse_date
-from taxifare.errors import InputError, first_line
-from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, ride_features
+from taxifare.errors import InputError
+from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, ride_features
 from taxifare.files import StagedFile, describe_os_error
 from taxifare.model import load_model, predict_fares
 from taxifare.progress import Progress, log_summary
 from taxifare.registry import Registry, Run
-from taxifare.source import RAW_COLUMNS, read_header
+from taxifare.rides import (
+    RIDE_COLUMNS,
+    RULE_TEXT,
+    Rejections,
+    format_window,
+    iter_ride_blocks,
+    outside_training_window,
+    rejected_rules,
+)
+from taxifare.source import read_header
 
 log = logging.getLogger("taxifare")
 
-RIDE_COLUMNS = tuple(name for name in RAW_COLUMNS if name != TARGET)
 PREDICTION_COLUMN = "predicted_fare"
+OUTSIDE_WINDOW_COLUMN = "outside_training_window"
 REFERENCE_RIDE = {
     "pickup_datetime": "2013-07-06 17:18:00 UTC",
     "pickup_longitude": -73.950655,
@@ -40,25 +49,12 @@ REFERENCE_RIDE = {
     "dropoff_latitude": 40.769802,
     "passenger_count": 1,
 }
-MALFORMED_LINE = "malformed_line"
-REPORTED_LINES = 20
-_RULE_TEXT = {
-    MALFORMED_LINE: "wrong number of fields",
-    "missing_value": "a value is missing",
-    "unparseable_number": "a value is not a number",
-    "bad_datetime": "pickup_datetime is not a date and time",
-    "passenger_count_out_of_range": f"passenger_count is not a whole number from {PASSENGER_RANGE[0]} to {PASSENGER_RANGE[1]}",
-    "outside_nyc": (
-        f"a point is outside the area the model knows (latitude {LATITUDE_RANGE[0]}..{LATITUDE_RANGE[1]}, "
-        f"longitude {LONGITUDE_RANGE[0]}..{LONGITUDE_RANGE[1]})"
-    ),
-}
 
 
-def load_run(settings: Settings, run_id: str | None) -> tuple[Run, object]:
-    """The run (`run_id`, or the latest) and its model; InputError if it cannot serve this package."""
-    registry = Registry(settings.local_registry_path)
-    run = registry.get(run_id) if run_id else registry.latest()
+def load_run(settings: Settings, model: str | None) -> tuple[Run, object]:
+    """The run `model` names (a run id, latest or best of settings.data_size; default latest) and its
+    Keras model; InputError if it cannot serve this package."""
+    run = Registry(settings.local_registry_path).resolve(model, settings.data_size)
     version = run.params.get("preprocessor_version")
     if version != PREPROCESSOR_VERSION or run.params.get("feature_names") != list(FEATURE_NAMES):
         raise InputError(
@@ -68,18 +64,7 @@ def load_run(settings: Settings, run_id: str | None) -> tuple[Run, object]:
     return run, load_model(run.model_path)
 
 
-def rejected_rules(table: pa.Table):
-    """Parsed rides, and per row the first PREDICTION_RULES rule it breaks ("" for a predictable row)."""
-    rides_text = table.select(list(RIDE_COLUMNS)).append_column(TARGET, pa.array(["0"] * table.num_rows, pa.string()))
-    rides, parse_failures = parse_rides(rides_text)
-    failures = prediction_failures(rides, parse_failures)
-    reasons = np.full(table.num_rows, "", dtype=object)
-    for rule in reversed(PREDICTION_RULES):
-        reasons[failures[rule]] = rule
-    return rides, reasons
-
-
-def predict_ride(settings: Settings, ride: dict, run_id: str | None = None) -> float:
+def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None) -> float:
     """The fare in dollars of one ride given as {column: value} for RIDE_COLUMNS."""
     pickup = parse_date("--pickup-datetime", str(ride["pickup_datetime"]))
     text = {name: [str(ride[name])] for name in RIDE_COLUMNS}
@@ -87,42 +72,51 @@ def predict_ride(settings: Settings, ride: dict, run_id: str | None = None) -> f
     rides, reasons = rejected_rules(pa.table(text, schema=pa.schema([(n, pa.string()) for n in RIDE_COLUMNS])))
     if reasons[0]:
         received = ", ".join(f"{name}={ride[name]}" for name in RIDE_COLUMNS)
-        raise InputError(f"cannot predict this ride: {_RULE_TEXT[reasons[0]]}; received {received}")
-    run, model = load_run(settings, run_id)
+        raise InputError(f"cannot predict this ride: {RULE_TEXT[reasons[0]]}; received {received}")
+    run, model = load_run(settings, run_spec)
     fare = float(predict_fares(model, ride_features(rides).to_numpy(np.float32))[0])
     log.info("predicted with run %s", run.run_id)
+    if outside_training_window(rides, _training_window(run))[0]:
+        log.warning(
+            "pickup %s is outside the training window of run %s (%s): the fare is extrapolated",
+            f"{pickup:%Y-%m-%d %H:%M:%S} UTC", run.run_id, format_window(run.pickup_window),
+        )
     return fare
+
+
+def _training_window(run: Run):
+    """The run's first and last pickup; None, with a warning, for a run that does not record them."""
+    window = run.pickup_window
+    if window is None:
+        log.warning("run %s records no training window (pickup_first, pickup_last); pickup dates are not checked", run.run_id)
+    return window
 
 
 @dataclass
 class CsvPredictions:
     output: Path
     run_id: str
+    training_window: str
     rows_read: int = 0
     predicted: int = 0
-    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys((MALFORMED_LINE, *PREDICTION_RULES), 0))
-    first_rejected_lines: list[tuple[int, str]] = field(default_factory=list)
-
-    def reject(self, lines: np.ndarray, rules: np.ndarray) -> None:
-        for line, rule in zip(lines.tolist(), rules.tolist()):
-            self.rejected[rule] += 1
-            if len(self.first_rejected_lines) < REPORTED_LINES:
-                self.first_rejected_lines.append((line, rule))
-                log.warning("line %d: not predicted: %s", line, _RULE_TEXT[rule])
+    outside_training_window: int = 0
+    rejected: Rejections = field(default_factory=lambda: Rejections("predicted"))
 
 
-def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_id: str | None = None) -> CsvPredictions:
+def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_spec: str | None = None) -> CsvPredictions:
     """Write every predictable row of `input_path`, all its columns, plus predicted_fare, to `output_path`."""
     header = read_header(input_path, required=RIDE_COLUMNS)
-    if PREDICTION_COLUMN in header:
-        raise InputError(f"{input_path}: already has a {PREDICTION_COLUMN} column; expected rides without predictions")
+    for column in (PREDICTION_COLUMN, OUTSIDE_WINDOW_COLUMN):
+        if column in header:
+            raise InputError(f"{input_path}: already has a {column} column; expected rides without predictions")
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise InputError(f"--output {output_path} is the input file; expected another path")
-    run, model = load_run(settings, run_id)
-    result = CsvPredictions(output_path, run.run_id)
+    run, model = load_run(settings, run_spec)
+    window = _training_window(run)
+    result = CsvPredictions(output_path, run.run_id, format_window(window) if window else "unknown")
     try:
         with StagedFile(output_path) as staged:
-            _stream_predictions(settings, input_path, header, staged, model, result)
+            _stream_predictions(settings, input_path, header, staged, model, window, result)
             staged.commit()
     except OSError as error:
         raise describe_os_error(error, output_path) from error
@@ -130,20 +124,20 @@ def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_id:
     return result
 
 
-def _stream_predictions(settings, input_path, header, target: StagedFile, model, result: CsvPredictions) -> None:
+def _stream_predictions(settings, input_path, header, target: StagedFile, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
-    with input_path.open("rb") as source:
-        target.write(_csv_header([*header, PREDICTION_COLUMN]))
-        for span in iter_line_spans(input_path, settings.chunk_size):
-            table, lines = _read_text_rows(source, span, header, result)
-            rides, reasons = rejected_rules(table)
-            good = reasons == ""
-            result.reject(lines[~good], reasons[~good])
-            fares = predict_fares(model, ride_features(rides[good]).to_numpy(np.float32)) if good.any() else np.empty(0)
-            target.write(_csv_rows(table.filter(pa.array(good)).append_column(PREDICTION_COLUMN, pa.array(np.round(fares, 2)))))
-            result.rows_read += span.rows
-            result.predicted += int(good.sum())
-            progress.advance(span.rows, note=f"predicted {result.predicted:,}")
+    target.write(_csv_header([*header, PREDICTION_COLUMN, OUTSIDE_WINDOW_COLUMN]))
+    for block in iter_ride_blocks(input_path, header, settings.chunk_size, result.rejected):
+        rides = block.rides[block.usable]
+        fares = predict_fares(model, ride_features(rides).to_numpy(np.float32)) if len(rides) else np.empty(0)
+        outside = outside_training_window(rides, window)
+        predicted = block.table.filter(pa.array(block.usable))
+        predicted = predicted.append_column(PREDICTION_COLUMN, pa.array(np.round(fares, 2)))
+        target.write(_csv_rows(predicted.append_column(OUTSIDE_WINDOW_COLUMN, pa.array(outside.astype(np.int8)))))
+        result.rows_read += block.rows_read
+        result.predicted += len(rides)
+        result.outside_training_window += int(outside.sum())
+        progress.advance(block.rows_read, note=f"predicted {result.predicted:,}")
     progress.close()
 
 
@@ -164,49 +158,14 @@ def _csv_rows(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def _read_text_rows(source, span: LineSpan, header: list[str], result: CsvPredictions) -> tuple[pa.Table, np.ndarray]:
-    """The span's rows as text columns and each row's line number; malformed lines are reported and skipped."""
-    malformed: list[int] = []
-
-    def skip(row: pa_csv.InvalidRow) -> str:
-        malformed.append(row.number)
-        return "skip"
-
-    try:
-        table = pa_csv.read_csv(
-            io.BytesIO(read_span_bytes(source, span)),
-            # One thread, so that the reader knows the line number of each malformed row.
-            read_options=pa_csv.ReadOptions(column_names=header, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=skip, ignore_empty_lines=False),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in header}, strings_can_be_null=True, check_utf8=False
-            ),
-        )
-    except pa.ArrowInvalid as error:
-        raise InputError(f"unreadable CSV near line {span.first_line}: {first_line(error)}") from None
-    skipped = np.asarray(malformed, dtype=np.int64)
-    result.reject(span.first_line - 1 + skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
-    return table, span.first_line - 1 + kept_line_numbers(table.num_rows, skipped)
-
-
-def kept_line_numbers(kept: int, skipped: np.ndarray) -> np.ndarray:
-    """1-based line numbers of the kept rows of a block whose lines `skipped` (1-based, sorted) were dropped.
-
-    Row k lands on line k + 1 pushed down by every skipped line at or before it: skipped line i (0-based)
-    comes before row k exactly when skipped[i] - i <= k + 1.
-    """
-    positions = np.arange(1, kept + 1)
-    return positions + np.searchsorted(skipped - np.arange(len(skipped)), positions, side="right")
-
-
 def _log_result(result: CsvPredictions) -> None:
-    rejected = sum(result.rejected.values())
     rows = [
         ("run", result.run_id),
         ("output", str(result.output)),
         ("rows read", f"{result.rows_read:,}"),
         ("rows predicted", f"{result.predicted:,}"),
-        ("rows not predicted", f"{rejected:,}"),
+        ("  outside training window", f"{result.outside_training_window:,} ({result.training_window}; flagged in {OUTSIDE_WINDOW_COLUMN})"),
+        ("rows not predicted", f"{result.rejected.total:,}"),
     ]
-    rows += [(f"  {rule}", f"{count:,}") for rule, count in result.rejected.items() if count]
+    rows += [(f"  {rule}", f"{count:,}") for rule, count in result.rejected.counts.items() if count]
     log_summary("pred complete", rows)

@@ -10,8 +10,10 @@ checkpoints) are not runs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import re
 import secrets
@@ -34,6 +36,10 @@ def new_run_id(now: dt.datetime) -> str:
     return f"{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+ALIASES = ("latest", "best")
+REMOVING_PREFIX = ".removing-"
+
+
 @dataclass(frozen=True)
 class Run:
     run_id: str
@@ -48,6 +54,42 @@ class Run:
     @property
     def finished_at(self) -> str:
         return self.params.get("finished_at", "")
+
+    @property
+    def data_size(self) -> str:
+        return str(self.params["data"].get("data_size"))
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.params.get("parent_run_id")
+
+    @property
+    def hyperparameters(self) -> dict:
+        return self.params.get("hyperparameters") or {}
+
+    @property
+    def test_mae(self) -> float | None:
+        value = self.metrics["final"].get("test_mae")
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    @property
+    def pickup_window(self) -> tuple[dt.datetime, dt.datetime] | None:
+        """The earliest and latest pickup trained on (UTC), or None when the run does not record them."""
+        data = self.params["data"]
+        try:
+            return tuple(_utc(dt.datetime.fromisoformat(data[key])) for key in ("pickup_first", "pickup_last"))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def best_run(runs: list[Run]) -> Run | None:
+    """The run with the lowest test MAE (the newest of equals); None when no run records one."""
+    scored = [run for run in reversed(runs) if run.test_mae is not None]
+    return min(scored, key=lambda run: run.test_mae) if scored else None
 
 
 class Registry:
@@ -67,23 +109,64 @@ class Registry:
                     log.warning("skipping registry folder %s: %s", folder.name, error)
         return sorted(runs, key=lambda run: (run.finished_at, run.run_id))
 
-    def required_runs(self) -> list[Run]:
-        """`runs()`, or an InputError saying to train first when there is none."""
+    def required_runs(self, data_size: str | None = None) -> list[Run]:
+        """The runs of data set `data_size` (all for None), or an InputError saying to train first, or
+        naming the data sets that have runs."""
         runs = self.runs()
         if not runs:
             raise InputError(f"no trained model in {self.root}; run `taxifare train` first")
-        return runs
+        matching = [run for run in runs if data_size is None or run.data_size == data_size]
+        if not matching:
+            trained = ", ".join(sorted({run.data_size for run in runs}))
+            raise InputError(
+                f"no run trained on data set {data_size!r} in {self.root}; runs exist for data set(s) {trained} "
+                "(pick one with --data-size or DATA_SIZE)"
+            )
+        return matching
 
-    def latest(self) -> Run:
-        return self.required_runs()[-1]
+    def latest(self, data_size: str | None = None) -> Run:
+        """The run that finished last (on data set `data_size`, or on any)."""
+        return self.required_runs(data_size)[-1]
+
+    def best(self, data_size: str | None = None) -> Run:
+        """The run with the lowest test MAE (on data set `data_size`, or on any)."""
+        best = best_run(self.required_runs(data_size))
+        if best is None:
+            raise InputError(f"no run of data set {data_size!r} in {self.root} records a test MAE; use a run id or latest")
+        return best
+
+    def resolve(self, spec: str | None, data_size: str) -> Run:
+        """The run named by `spec`: a run id, `latest` (also for None) or `best`; aliases are per data set."""
+        if spec is None or spec == "latest":
+            return self.latest(data_size)
+        if spec == "best":
+            return self.best(data_size)
+        return self.get(spec)
 
     def get(self, run_id: str) -> Run:
+        return self._read_run(self._run_folder(run_id))
+
+    def remove(self, run_id: str) -> int:
+        """Delete run `run_id` and return the bytes freed. The folder is first renamed to a hidden name, so
+        no reader ever sees a half-removed run; a crash mid-delete leaves only hidden scratch (`prune`)."""
+        folder = self._run_folder(run_id)
+        hidden = self.root / f"{REMOVING_PREFIX}{run_id}"
+        delete_tree(hidden)
+        os.rename(folder, hidden)
+        fsync_directory(self.root)
+        return delete_tree(hidden)
+
+    def _run_folder(self, run_id: str) -> Path:
         folder = self.root / run_id
         if not RUN_ID_PATTERN.fullmatch(run_id) or not folder.is_dir():
             known = self.runs()
-            hint = f"the latest is {known[-1].run_id}; `taxifare models` lists them" if known else "run `taxifare train` first"
+            hint = (
+                f"expected a run id, {' or '.join(ALIASES)}; `taxifare models` lists them"
+                if known
+                else "run `taxifare train` first"
+            )
             raise InputError(f"no run {run_id!r} in {self.root}; {hint}")
-        return self._read_run(folder)
+        return folder
 
     def publish(self, run_id: str, write_files: Callable[[Path], None]) -> Run:
         """Have `write_files` fill a temporary folder, then rename it into place as run `run_id`."""
@@ -102,7 +185,21 @@ class Registry:
     def _read_run(self, folder: Path) -> Run:
         params = read_json(folder / "params.json", "run parameters file")
         metrics = read_json(folder / "metrics.json", "run metrics file")
+        for value, where in ((params.get("data"), "params.json: data"), (metrics.get("final"), "metrics.json: final")):
+            if not isinstance(value, dict):
+                raise InputError(f"{folder}: {where} is not a JSON object")
         return Run(folder.name, folder, params, metrics)
+
+
+def delete_tree(path: Path) -> int:
+    """Delete a folder (absent is fine) and return the bytes its files held."""
+    size = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):  # another remover got there first
+                size += os.lstat(os.path.join(folder, name)).st_size
+    shutil.rmtree(path, ignore_errors=True)
+    return size
 
 
 def _fsync_file(path: Path) -> None:
@@ -110,14 +207,83 @@ def _fsync_file(path: Path) -> None:
         os.fsync(file.fileno())
 
 
-def format_runs(runs: list[Run]) -> str:
-    """An aligned table, latest last."""
-    lines = [f"{'run id':<23}  {'finished (UTC)':<25}  {'rows trained':>12}  {'test MAE':>11}"]
-    for run in runs:
-        final = run.metrics.get("final", {})
-        mae = final.get("test_mae")
-        lines.append(
-            f"{run.run_id:<23}  {run.finished_at:<25}  {final.get('rows_trained', 0):>12,}  "
-            f"{'$%.3f' % mae if mae is not None else '?':>11}"
-        )
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class RunSummary:
+    """What `taxifare models` shows of a run (also its --json form)."""
+
+    run_id: str
+    data_size: str
+    finished_at: str
+    aliases: list[str]
+    learning_rate: float | None
+    batch_size: int | None
+    epochs: int | None
+    hidden_units: list[int] | None
+    dropout: float | None
+    loss: str | None
+    test_mae: float | None
+    baseline_test_mae: float | None
+    parent_run_id: str | None
+
+
+def run_summaries(runs: list[Run]) -> list[RunSummary]:
+    """One summary per run, in the order given, naming the aliases (latest, best) each run holds."""
+    aliases: dict[str, list[str]] = {run.run_id: [] for run in runs}
+    for data_size in {run.data_size for run in runs}:
+        of_data_set = [run for run in runs if run.data_size == data_size]
+        aliases[of_data_set[-1].run_id].append("latest")
+        best = best_run(of_data_set)
+        if best is not None:
+            aliases[best.run_id].append("best")
+    return [_summary(run, aliases[run.run_id]) for run in runs]
+
+
+def _summary(run: Run, aliases: list[str]) -> RunSummary:
+    hyper = run.hyperparameters
+    return RunSummary(
+        run_id=run.run_id,
+        data_size=run.data_size,
+        finished_at=run.finished_at,
+        aliases=aliases,
+        learning_rate=hyper.get("learning_rate"),
+        batch_size=hyper.get("batch_size"),
+        epochs=hyper.get("epochs"),
+        hidden_units=hyper.get("hidden_units"),
+        dropout=hyper.get("dropout"),
+        loss=hyper.get("loss"),
+        test_mae=run.test_mae,
+        baseline_test_mae=run.metrics["final"].get("baseline_test_mae"),
+        parent_run_id=run.parent_run_id,
+    )
+
+
+_COLUMNS = ("run id", "data set", "finished (UTC)", "lr", "batch", "epochs", "hidden", "dropout", "loss", "test MAE", "parent", "alias")
+
+
+def format_runs(summaries: list[RunSummary]) -> str:
+    """An aligned table, oldest first; empty text for no runs."""
+    if not summaries:
+        return ""
+    rows = [list(_COLUMNS)] + [_row(summary) for summary in summaries]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def _row(summary: RunSummary) -> list[str]:
+    def text(value) -> str:
+        return "-" if value is None else str(value)
+
+    return [
+        summary.run_id,
+        summary.data_size,
+        summary.finished_at[:19].replace("T", " "),
+        text(summary.learning_rate),
+        text(summary.batch_size),
+        text(summary.epochs),
+        "-" if summary.hidden_units is None else "x".join(str(units) for units in summary.hidden_units),
+        text(summary.dropout),
+        text(summary.loss),
+        "-" if summary.test_mae is None else f"${summary.test_mae:.3f}",
+        text(summary.parent_run_id),
+        ",".join(summary.aliases),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -11,7 +12,9 @@ import pytest
 
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 from taxifare.errors import InputError
-from taxifare.predict import REFERENCE_RIDE, kept_line_numbers, predict_csv, predict_ride
+from taxifare.registry import Registry
+from taxifare.predict import REFERENCE_RIDE, predict_csv, predict_ride
+from taxifare.rides import kept_line_numbers
 from taxifare.training import train
 from tests.training_data import processed_demo, with_registry
 
@@ -47,12 +50,12 @@ def test_csv_in_csv_out_keeps_columns_and_reports_bad_rows(trained, tmp_path, ca
     result = predict_csv(with_registry(trained, trained.local_registry_path, chunk_size=2), rides, output)
 
     table = pd.read_csv(output, dtype=str)
-    assert list(table.columns) == [*RAW_HEADER.split(","), "note", "predicted_fare"]
+    assert list(table.columns) == [*RAW_HEADER.split(","), "note", "predicted_fare", "outside_training_window"]
     assert table["key"].tolist() == ["k1", "k5"]
     assert table["note"].tolist() == ["hello", "quoted, comma"]
     assert float(table["predicted_fare"][0]) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
     assert (result.rows_read, result.predicted) == (7, 2)
-    assert dict(result.first_rejected_lines) == {
+    assert dict(result.rejected.first_lines) == {
         3: "outside_nyc",
         4: "malformed_line",
         5: "bad_datetime",
@@ -67,7 +70,7 @@ def test_csv_without_fare_column_is_predicted(trained, tmp_path):
     rides = write_csv(tmp_path / "rides.csv", ["2013-07-06 17:18:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1"], header=header)
     result = predict_csv(trained, rides, tmp_path / "out.csv")
     assert result.predicted == 1
-    assert pd.read_csv(tmp_path / "out.csv").columns[-1] == "predicted_fare"
+    assert pd.read_csv(tmp_path / "out.csv").columns[-2] == "predicted_fare"
 
 
 def test_csv_missing_a_ride_column_is_a_clear_error(trained, tmp_path):
@@ -79,6 +82,46 @@ def test_csv_missing_a_ride_column_is_a_clear_error(trained, tmp_path):
 def test_one_ride_outside_the_area_is_a_clear_error(trained):
     with pytest.raises(InputError, match="outside the area the model knows"):
         predict_ride(trained, {**REFERENCE_RIDE, "pickup_latitude": 41.5})
+
+
+def _ride_at(pickup: dt.datetime) -> dict:
+    return {**REFERENCE_RIDE, "pickup_datetime": f"{pickup:%Y-%m-%d %H:%M:%S} UTC"}
+
+
+def test_one_ride_outside_the_training_window_is_predicted_with_a_warning(trained, caplog):
+    run = Registry(trained.local_registry_path).latest()
+    first, last = run.pickup_window
+    assert first < dt.datetime(2013, 7, 6, tzinfo=dt.timezone.utc) < last
+    assert 0 < predict_ride(trained, _ride_at(last + dt.timedelta(days=30)))
+    window = f"{first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} UTC"
+    assert f"outside the training window of run {run.run_id} ({window})" in caplog.text
+    caplog.clear()
+    predict_ride(trained, REFERENCE_RIDE)
+    assert "outside the training window" not in caplog.text
+
+
+def test_csv_flags_and_counts_rides_outside_the_training_window(trained, tmp_path):
+    first, last = Registry(trained.local_registry_path).latest().pickup_window
+    second = dt.timedelta(seconds=1)
+    pickups = [first - second, first, dt.datetime(2013, 7, 6, 17, 18, tzinfo=dt.timezone.utc), last, last + second]
+    lines = [f"k{i},7.5,{pickup:%Y-%m-%d %H:%M:%S} UTC,-73.950655,40.783282,-73.984365,40.769802,1" for i, pickup in enumerate(pickups)]
+    rides = write_csv(tmp_path / "rides.csv", lines)
+    result = predict_csv(trained, rides, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["outside_training_window"].tolist() == [1, 0, 0, 0, 1]
+    assert (result.predicted, result.outside_training_window) == (5, 2)
+
+
+def test_a_run_that_records_no_training_window_is_not_checked(trained, tmp_path, caplog):
+    registry = tmp_path / "registry"
+    shutil.copytree(trained.local_registry_path, registry)
+    [params_file] = registry.glob("*/params.json")
+    params = json.loads(params_file.read_text())
+    del params["data"]["pickup_first"]
+    params_file.write_text(json.dumps(params))
+    rides = write_csv(tmp_path / "rides.csv", ["k0,7.5,2031-01-01 00:00:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1"])
+    predict_csv(with_registry(trained, registry), rides, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["outside_training_window"].tolist() == [0]
+    assert "records no training window" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -106,15 +149,6 @@ def test_pred_cli_csv(trained, tmp_path):
     assert "line 3: not predicted" in result.stderr
 
 
-def test_models_lists_the_runs(trained, tmp_path):
-    result = run_cli(tmp_path, "models", env=_env(tmp_path, trained))
-    assert result.returncode == 0, result.stderr
-    header, row = result.stdout.strip().splitlines()
-    assert header.split() == ["run", "id", "finished", "(UTC)", "rows", "trained", "test", "MAE"]
-    run_id = _run_ids(trained)[0]
-    assert row.startswith(run_id) and "$" in row
-
-
 def test_models_show_prints_params_and_metrics(trained, tmp_path):
     run_id = _run_ids(trained)[0]
     result = run_cli(tmp_path, "models", "show", run_id, env=_env(tmp_path, trained))
@@ -124,7 +158,7 @@ def test_models_show_prints_params_and_metrics(trained, tmp_path):
     assert shown["params"]["preprocessor_version"] and shown["metrics"]["final"]["test_mae"] > 0
 
 
-@pytest.mark.parametrize("command", [("pred",), ("models",), ("models", "show", "20250101T000000Z-abcdef")])
+@pytest.mark.parametrize("command", [("pred",), ("models", "show", "20250101T000000Z-abcdef"), ("models", "rm", "20250101T000000Z-abcdef")])
 def test_no_registry_says_to_train_first(tmp_path, command):
     assert_clean_error(run_cli(tmp_path, *command), 2, "run `taxifare train` first")
 

@@ -127,7 +127,7 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
 
 def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spec: str) -> Run:
     """The run to warm-start from, checked against this data and model shape before any training."""
-    parent = registry.latest() if spec == "latest" else registry.get(spec)
+    parent = registry.resolve(spec, settings.data_size)
     params, hyper = parent.params, parent.params.get("hyperparameters", {})
     if params.get("preprocessor_version") != data.manifest["preprocessor_version"] or params.get("feature_names") != data.manifest["feature_names"]:
         raise InputError(
