@@ -7,7 +7,7 @@ Everything runs through the real CLI in a scratch folder, as a new user would:
      flag, once per seed (SEED is the only thing changed). Reported: the test split's MAE and RMSE (rows
      picked by hash, never trained on, never used for early stopping), the predict-the-mean baseline,
      wall times. Target: test MAE <= $1.80, the default run within 3 minutes on 2 cores.
-  2. Outside rows, scored with `pred --input` on the first seed's run:
+  2. Outside rows, scored with `taxifare evaluate` on the first seed's run:
      - `lewagon-train_10k_ouic.csv` less every `key` that appears in the training file;
      - the sample's rides from 2015, which the default window (pickups before 2015-01-01) leaves out of
        training: later rides than any the model saw, the way a deployed model meets them.
@@ -54,13 +54,11 @@ def run_metrics(run_folder: str) -> dict:
     return json.loads((Path(run_folder) / "metrics.json").read_text())["final"]
 
 
-def scored(workdir: Path, rides: Path, name: str) -> dict:
-    """MAE and RMSE of the latest run's predictions for a labelled raw CSV."""
-    output = workdir / f"predicted_{name}.csv"
-    taxifare(workdir, "pred", "--input", str(rides), "--output", str(output))
-    predicted = pd.read_csv(output)
-    errors = predicted["predicted_fare"] - predicted["fare_amount"]
-    return {"rides": len(pd.read_csv(rides)), "predicted": len(predicted), "mae": float(errors.abs().mean()), "rmse": float(np.sqrt((errors**2).mean()))}
+def scored(workdir: Path, rides: Path, model: str) -> dict:
+    """`taxifare evaluate --json` of a run on a labelled raw CSV."""
+    output, _ = taxifare(workdir, "evaluate", "--input", str(rides), "--model", model, "--json", "--plot", str(workdir / f"{rides.stem}.png"))
+    figures = json.loads(output)
+    return {key: figures[key] for key in ("rows_read", "rows_scored", "mae", "rmse", "median_absolute_error", "baseline_mae", "outside_training_window")}
 
 
 def outside_files(workdir: Path) -> dict[str, Path]:
@@ -82,7 +80,7 @@ def default_runs(workdir: Path, seeds: list[int], outside: dict[str, Path]) -> d
         final = run_metrics(folder)
         runs.append({"seed": seed, "train_seconds": seconds, **{key: final[key] for key in ("test_mae", "test_rmse", "baseline_test_mae", "validation_mae", "passes", "stopped_early", "rows_trained")}})
         if seed == seeds[0]:
-            outside_scores = {name: scored(workdir, path, name) if len(pd.read_csv(path)) else {"rides": 0} for name, path in outside.items()}
+            outside_scores = {name: scored(workdir, path, Path(folder).name) if len(pd.read_csv(path)) else {"rows_read": 0} for name, path in outside.items()}
     return {"preprocess_seconds": preprocess_seconds, "runs": runs, "outside": outside_scores}
 
 
@@ -119,7 +117,7 @@ def large_run(workdir: Path, rows: int, outside: dict[str, Path]) -> dict:
     raw.unlink()
     folder, seconds = taxifare(workdir, "train", *large)
     final = run_metrics(folder)
-    outside_scores = {name: scored(workdir, path, f"large_{name}") for name, path in outside.items() if len(pd.read_csv(path))}
+    outside_scores = {name: scored(workdir, path, Path(folder).name) for name, path in outside.items() if len(pd.read_csv(path))}
     return {"rows": rows, "preprocess_seconds": preprocess_seconds, "train_seconds": seconds, "passes": final["passes"], "test_mae": final["test_mae"], "outside": outside_scores}
 
 
@@ -149,7 +147,11 @@ def main() -> None:
     print(f"default train wall time: median {statistics.median(times):.0f} s (max {max(times):.0f} s) + preprocess "
           f"{results['default']['preprocess_seconds']:.0f} s; target <= 180 s")
     for name, score in results["default"]["outside"].items():
-        figure = f"MAE ${score['mae']:.3f}, RMSE ${score['rmse']:.3f} on {score['predicted']:,} of {score['rides']:,} rides" if score.get("predicted") else "no rides left"
+        figure = (
+            f"MAE ${score['mae']:.3f}, RMSE ${score['rmse']:.3f}, median ${score['median_absolute_error']:.3f} on "
+            f"{score['rows_scored']:,} of {score['rows_read']:,} rides (predict-the-mean ${score['baseline_mae']:.3f})"
+            if score.get("rows_scored") else "no rides left"
+        )
         print(f"outside rows, {name}: {figure}")
     warm = results["warm_start"]
     print(f"warm start on 2012-2014 with {warm['passes']} passes: test MAE ${warm['warm_test_mae']:.3f} "
