@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality soak clean
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-train: install
 ## Test MAE of the default run on the real sample (3 seeds), outside rows, warm start against fresh.
 bench-quality: install
 	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --warm-passes 2
+
+## One worker against two on this machine; all-reduce cost per step; projection to N machines.
+bench-distributed: install
+	$(PY) benchmarks/bench_distributed.py --rides 100000 --repeats 3
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5

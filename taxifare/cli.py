@@ -162,6 +162,13 @@ def train(
     Rows are split by a hash of their values into training (80%), validation (10%, at most 50,000 rows:
     early stopping and the learning-rate schedule) and test (10%, at most 100,000 rows: the reported
     figures). The run keeps its best weights. Rerun the same command to resume an interrupted run.
+
+    Several machines: run this same command on every worker, each with its own TF_CONFIG (as set by
+    Vertex AI, Kubeflow's TFJob and most schedulers), e.g. TF_CONFIG='{"cluster": {"worker":
+    ["10.0.0.1:12345", "10.0.0.2:12345"]}, "task": {"type": "worker", "index": 0}}'. Each worker trains
+    on its own share of the rows; --batch-size is the global batch (split evenly across workers); the
+    chief (task 0) checkpoints and publishes, the others exit 0 once it has. Every exchange waits at most
+    COLLECTIVE_TIMEOUT seconds (default 120). See the README's multi-worker section.
     """
     from taxifare.training import train as run_train
 

@@ -48,6 +48,9 @@ class Settings:
     dropout: float
     loss: str
     seed: int
+    # Multi-worker training (see training/distributed.py): the cluster and this task, as JSON; None alone.
+    tf_config: str | None = None
+    collective_timeout: float = 120.0
 
     @property
     def window_tag(self) -> str:
@@ -182,6 +185,8 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "dropout": ("DROPOUT", "0.1", _share),
     "loss": ("LOSS", "huber", _one_of(*LOSSES)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),
+    "tf_config": ("TF_CONFIG", None, _text),
+    "collective_timeout": ("COLLECTIVE_TIMEOUT", "120", _positive_float),
 }
 
 

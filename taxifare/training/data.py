@@ -179,15 +179,20 @@ class FeatureStatistics:
         if not len(rows):
             return
         values = rows.astype(np.float64)
-        count, mean = len(values), values.mean(axis=0)
-        m2 = ((values - mean) ** 2).sum(axis=0)
-        total = self.count + count
-        delta = mean - self.mean
-        self.mean = self.mean + delta * count / total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * count / total
+        mean = values.mean(axis=0)
+        self.merge(FeatureStatistics(len(values), mean, ((values - mean) ** 2).sum(axis=0), values.min(axis=0), values.max(axis=0)))
+
+    def merge(self, other: "FeatureStatistics") -> None:
+        """Fold in the statistics of other rows (another block, or another worker's share)."""
+        if not other.count:
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * other.count / total
+        self.m2 = self.m2 + other.m2 + delta**2 * self.count * other.count / total
         self.count = total
-        self.minimum = np.minimum(self.minimum, values.min(axis=0))
-        self.maximum = np.maximum(self.maximum, values.max(axis=0))
+        self.minimum = np.minimum(self.minimum, other.minimum)
+        self.maximum = np.maximum(self.maximum, other.maximum)
 
     @property
     def variance(self) -> np.ndarray:

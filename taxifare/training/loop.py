@@ -22,13 +22,16 @@ schedule, early stopping and splits of its own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +43,7 @@ from taxifare.model import ModelSpec, build_model, import_keras, input_statistic
 from taxifare.progress import Progress
 from taxifare.registry import Registry, Run, new_run_id
 from taxifare.training.checkpoint import Checkpoint, assign_variables
+from taxifare.training.distributed import join_team
 from taxifare.training.data import (
     PreparedRows,
     ProcessedData,
@@ -70,13 +74,65 @@ def checkpoint_folder(settings: Settings, processed_path: Path) -> Path:
 
 
 def train(settings: Settings, input_path: Path | None = None, force: bool = False, from_run: str | None = None) -> TrainResult:
+    """Train alone, or as one worker of the cluster in settings.tf_config (see distributed.py)."""
     processed_path = Path(input_path) if input_path else settings.processed_path
-    checkpoint = Checkpoint(checkpoint_folder(settings, processed_path))
-    with OutputLock(checkpoint.folder, f"training checkpoint for {processed_path.name}"):
+    team = join_team(settings) or Solo()
+    folder = checkpoint_folder(settings, processed_path)
+    # Only the chief checkpoints; another worker keeps its scratch rows in a folder of its own.
+    checkpoint = Checkpoint(folder if team.is_chief else folder.with_name(f"{folder.name}.worker-{team.index}"))
+    with contextlib.ExitStack() as stack:
+        team.check_in(lambda: stack.enter_context(OutputLock(checkpoint.folder, f"training checkpoint for {processed_path.name}")))
         try:
-            return _train_locked(settings, processed_path, checkpoint, force, from_run)
+            return _train_locked(settings, processed_path, checkpoint, force, from_run, team)
         except OSError as error:
             raise describe_os_error(error) from error
+
+
+class Solo:
+    """A single process: the team of one that `distributed.Team` generalizes."""
+
+    is_chief, index, size = True, 0, 1
+
+    def check_in(self, step: Callable):
+        return step()
+
+    def from_chief(self, value):
+        return value
+
+    def build(self, make_model: Callable):
+        return make_model()
+
+    def share_training(self, training: "Training") -> None:
+        pass
+
+    def prepare_rows(self, data: ProcessedData, row_file: Path) -> PreparedRows:
+        return prepare_rows(data, row_file)
+
+    def chunks_per_pass(self, span_count: int, seed: int) -> int:
+        return len(chunk_plan(span_count, seed, 0))
+
+    def load_chunk(self, training: "Training", position: Position) -> "TrainingChunk":
+        settings = training.settings
+        spans = chunk_plan(len(training.data.spans), settings.seed, position.pass_index)[position.chunk]
+        rows = read_prepared_rows(training.checkpoint.row_file, len(training.data.columns), training.prepared, spans)
+        order = np.random.default_rng([settings.seed, position.pass_index, position.chunk]).permutation(len(rows))
+        batches = shuffled_batches(rows, order.astype(np.int32), settings.batch_size) if len(rows) else None
+        return TrainingChunk(len(rows), batches)
+
+    def fit(self, training: "Training", chunk: "TrainingChunk") -> dict:
+        if chunk.batches is None:
+            return {"loss": None, "mae": None}
+        history = training.model.fit(chunk.batches, shuffle=False, verbose=0).history
+        return {name: float(history[name][-1]) for name in ("loss", "mae")}
+
+    def score(self, training: "Training", rows: np.ndarray) -> tuple[float, float]:
+        return fare_errors(training.model, rows)
+
+    def plain_model(self, training: "Training"):
+        return training.model
+
+    def published(self, run: Run) -> Run:
+        return run
 
 
 @dataclass
@@ -90,18 +146,39 @@ class Training:
     model: object
     state: TrainingState
     best_weights: list[np.ndarray]  # the model's variables at the best evaluation so far
+    make_model: Callable[[], object]  # a new model of this run's shape and input statistics
 
 
-def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force: bool, from_run: str | None) -> TrainResult:
+def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force: bool, from_run: str | None, team) -> TrainResult:
     started = time.monotonic()
     # Importing TensorFlow takes seconds of mostly Python work; the pass that prepares the rows is mostly
     # pyarrow's, which runs without the GIL, so the two overlap. build_model waits for the import if needed.
     threading.Thread(target=import_keras, name="taxifare-import", daemon=True).start()
-    data = open_processed(processed_path, span_rows(settings.chunk_size))
     registry = Registry(settings.local_registry_path)
-    parent = _parent_run(registry, settings, data, from_run) if from_run else None
-    fingerprint = _fingerprint(settings, data, parent)
-    state = None if force else checkpoint.load()
+    data, parent, fingerprint, state = team.check_in(lambda: _open(settings, processed_path, registry, checkpoint, force, from_run, team))
+    prepared = team.prepare_rows(data, checkpoint.row_file)
+    _check_split_sizes(data, prepared)
+    training = _start(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
+    resumed_at = None if state is None else Position(**vars(state.position))
+    resumed_at = team.from_chief(resumed_at and vars(resumed_at))
+    resumed_at = resumed_at and Position(**resumed_at)
+    if not training.state.done:
+        _train_passes(training, team)
+    assign_variables(training.model.variables, training.best_weights)
+    run = team.check_in(lambda: team.is_chief and publish_run(registry, settings, data, prepared, team.plain_model(training), training.state, parent))
+    run = team.published(run)
+    checkpoint.discard()
+    result = TrainResult(run, resumed_at, time.monotonic() - started)
+    log_result(result.run, result.resumed_at, result.seconds)
+    return result
+
+
+def _open(settings, processed_path: Path, registry: Registry, checkpoint: Checkpoint, force: bool, from_run: str | None, team):
+    """The data, and on the chief the parent run, fingerprint and saved state; the checkpoint folder ready."""
+    data = open_processed(processed_path, span_rows(settings.chunk_size))
+    parent = _parent_run(registry, settings, data, from_run) if from_run and team.is_chief else None
+    fingerprint = _fingerprint(settings, data, parent, team.size)
+    state = None if force or not team.is_chief else checkpoint.load()
     if state is not None and state.fingerprint != fingerprint:
         raise InputError(
             f"{checkpoint.folder} holds an unfinished run with other settings or data "
@@ -111,18 +188,7 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
     if state is None:
         checkpoint.discard()
     checkpoint.folder.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_rows(data, checkpoint.row_file)
-    _check_split_sizes(data, prepared)
-    training = _start(settings, data, prepared, checkpoint, state, parent, fingerprint)
-    resumed_at = None if state is None else Position(**vars(state.position))
-    if not training.state.done:
-        _train_passes(training)
-    assign_variables(training.model.variables, training.best_weights)
-    run = publish_run(registry, settings, data, prepared, training.model, training.state, parent)
-    checkpoint.discard()
-    result = TrainResult(run, resumed_at, time.monotonic() - started)
-    log_result(result.run, result.resumed_at, result.seconds)
-    return result
+    return data, parent, fingerprint, state
 
 
 def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spec: str) -> Run:
@@ -149,8 +215,9 @@ def _units(units) -> str:
     return ",".join(str(unit) for unit in units) or "?"
 
 
-def _fingerprint(settings: Settings, data: ProcessedData, parent: Run | None) -> dict:
-    return {
+def _fingerprint(settings: Settings, data: ProcessedData, parent: Run | None, workers: int) -> dict:
+    # A multi-worker run walks the data in other chunks: its checkpoint resumes with as many workers only.
+    return ({"workers": workers} if workers > 1 else {}) | {
         "processed_path": str(data.path.resolve()),
         "processed_bytes": data.manifest.get("bytes"),
         "processed_completed_at": data.manifest.get("completed_at"),
@@ -184,27 +251,36 @@ def _check_split_sizes(data: ProcessedData, prepared: PreparedRows) -> None:
         )
 
 
-def _start(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint) -> Training:
-    """The model and state of a new run (fresh, or warm-started from `parent`), or of a resumed one."""
+def _start(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint, team) -> Training:
+    """The model and state of a new run (fresh, or warm-started from `parent`), or of a resumed one; on every
+    worker of a team, the chief's."""
+    training = _start_model(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
+    team.share_training(training)
+    return training
+
+
+def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint, team) -> Training:
     spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
     statistics = prepared.statistics
     mean, variance, mean_fare = statistics.mean[:-1], statistics.variance[:-1], float(statistics.mean[-1])
     parent_model = load_model(parent.model_path, compile=True) if parent else None
     if parent_model is not None:
         mean, variance = input_statistics(parent_model)
-    model = build_model(spec, settings.learning_rate, settings.seed, mean, variance, mean_fare)
+    mean, variance = (np.asarray(values) for values in team.from_chief((mean, variance)))
+    make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare)
+    model = team.build(make_model)
     if state is not None:
         best_weights = checkpoint.restore(model)
         state.resumes.append({"at": now_utc(), "pass": state.position.pass_index + 1, "chunk": state.position.chunk + 1})
         log.info("resuming run %s at pass %d, chunk %d", state.run_id, state.position.pass_index + 1, state.position.chunk + 1)
-        return Training(settings, data, prepared, checkpoint, model, state, best_weights)
+        return Training(settings, data, prepared, checkpoint, model, state, best_weights, make_model)
     if parent_model is not None:
         assign_variables(training_variables(model), [variable.numpy() for variable in training_variables(parent_model)])
         model.optimizer.learning_rate.assign(settings.learning_rate)
         log.info("continuing from run %s", parent.run_id)
     run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
     state = TrainingState(run_id, fingerprint, settings.learning_rate, parent_run_id=parent.run_id if parent else None)
-    return Training(settings, data, prepared, checkpoint, model, state, [variable.numpy() for variable in model.variables])
+    return Training(settings, data, prepared, checkpoint, model, state, [variable.numpy() for variable in model.variables], make_model)
 
 
 @dataclass
@@ -222,32 +298,25 @@ def _remaining_positions(state: TrainingState, chunks_per_pass: int, passes: int
     ]
 
 
-def _train_passes(training: Training) -> None:
+def _train_passes(training: Training, team) -> None:
     settings, data, state = training.settings, training.data, training.state
-    chunks_per_pass = len(chunk_plan(len(data.spans), settings.seed, 0))
+    chunks_per_pass = team.chunks_per_pass(len(data.spans), settings.seed)
     positions = _remaining_positions(state, chunks_per_pass, settings.epochs)
     progress = Progress("train", total=None, unit="row-epochs")
-
-    def load(position: Position) -> TrainingChunk:
-        spans = chunk_plan(len(data.spans), settings.seed, position.pass_index)[position.chunk]
-        rows = read_prepared_rows(training.checkpoint.row_file, len(data.columns), training.prepared, spans)
-        order = np.random.default_rng([settings.seed, position.pass_index, position.chunk]).permutation(len(rows))
-        batches = shuffled_batches(rows, order.astype(np.int32), settings.batch_size) if len(rows) else None
-        return TrainingChunk(len(rows), batches)
-
     chunk_started = time.monotonic()
-    for position, chunk in zip(positions, read_ahead(positions, load)):
+    for position, chunk in zip(positions, read_ahead(positions, functools.partial(team.load_chunk, training))):
         fit_started = time.monotonic()
-        fit = _fit_chunk(training.model, chunk)
+        fit = team.fit(training, chunk)
         fit_seconds = time.monotonic() - fit_started
         # The chunk's wall time: waiting for its rows, fitting, scoring; the checkpoint's time goes to the next.
         state.advance(chunks_per_pass, chunk.rows, fit_seconds)
         if state.position.chunk == 0 or state.position.chunk % settings.eval_every == 0:
-            _evaluate(training, position, fit, time.monotonic() - chunk_started)
+            _evaluate(training, team, position, fit, time.monotonic() - chunk_started)
         state.train_seconds += time.monotonic() - chunk_started
         chunk_started = time.monotonic()
         state.finish_if_over(settings.epochs)
-        training.checkpoint.save(training.model, state, training.best_weights)
+        if team.is_chief:
+            training.checkpoint.save(training.model, state, training.best_weights)
         progress.advance(chunk.rows, note=_progress_note(state, settings, position))
         if state.done:
             break
@@ -261,16 +330,9 @@ def _progress_note(state: TrainingState, settings: Settings, position: Position)
     return f"pass {position.pass_index + 1} of at most {settings.epochs}{best}"
 
 
-def _fit_chunk(model, chunk: TrainingChunk) -> dict:
-    if chunk.batches is None:
-        return {"loss": None, "mae": None}
-    history = model.fit(chunk.batches, shuffle=False, verbose=0).history
-    return {name: float(history[name][-1]) for name in ("loss", "mae")}
-
-
-def _evaluate(training: Training, position: Position, fit: dict, seconds: float) -> None:
+def _evaluate(training: Training, team, position: Position, fit: dict, seconds: float) -> None:
     state, model = training.state, training.model
-    mae, rmse = fare_errors(model, training.prepared.validation)
+    mae, rmse = team.score(training, training.prepared.validation)
     learning_rate = state.learning_rate
     improved, next_rate = state.observe(training.settings, mae)
     if improved:

@@ -1,0 +1,517 @@
+"""Synchronous data-parallel training on several machines with tf.distribute.MultiWorkerMirroredStrategy.
+
+Every worker runs the same `taxifare train` command with its own TF_CONFIG (the standard variable set by
+Vertex AI custom jobs, Kubeflow's TFJob and most schedulers). The loop (loop.py) is the same; a `Team`
+stands in for the single process at the few places where the workers must agree:
+
+- Sharding: worker k of n owns the spans k, k+n, k+2n... of the processed CSV. It parses, hashes and
+  splits only those (its own row file, statistics and held-out candidates); the workers then exchange
+  per-span counts, so the caps on the validation and test sets cut at the same place in file order as a
+  single process would, and the same rows land in each set. Rows a cap gives back to training stay with
+  the worker that read them. Statistics are merged from each worker's, the held-out rows gathered.
+- Steps: each pass walks the single-process chunk order; worker k trains the spans it owns, a chunk of
+  ceil(SPANS_PER_CHUNK / n) of them at a time, so a chunk of all the workers together is still about
+  SPANS_PER_CHUNK spans. Every worker knows every span's row count, so all take the same number of steps
+  (the largest share's rows / the per-worker batch); the shorter shares are padded with rows of weight
+  zero. `--batch-size` is the global batch: each worker takes batch_size / n rows per step, the loss is
+  summed and divided by batch_size, and the optimizer sums the gradients across workers.
+- Decisions: the chief alone scores the validation rows; the figures are broadcast, so early stopping and
+  the learning-rate schedule take the same steps on every worker. The chief alone writes checkpoints,
+  scores the test rows and publishes the run; the others get its folder name and exit 0.
+- Failures: every exchange has a deadline (COLLECTIVE_TIMEOUT); a lost peer or a timeout is a one-line
+  TaxifareError on every survivor; rerunning the same commands resumes from the chief's last checkpoint,
+  its weights and state broadcast to the others.
+
+Keras' `fit` fails under this strategy (keras-team/keras#20585), so a chunk is trained by our own step:
+`strategy.run` over the same Keras model, built in the strategy's scope.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import numpy as np
+
+from taxifare.errors import InputError, TaxifareError, first_line
+from taxifare.files import describe_os_error
+from taxifare.model import HUBER_DELTA, STEPS_PER_EXECUTION, import_keras, training_variables
+from taxifare.training.data import (
+    SPANS_PER_CHUNK,
+    TEST,
+    TEST_MAX_ROWS,
+    TRAIN,
+    VALIDATION,
+    VALIDATION_MAX_ROWS,
+    FeatureStatistics,
+    PreparedRows,
+    ProcessedData,
+    chunk_plan,
+    read_ahead,
+    read_rows,
+)
+from taxifare.registry import Run
+from taxifare.training.report import fare_errors
+from taxifare.training.state import Position, TrainingState
+
+log = logging.getLogger("taxifare")
+T = TypeVar("T")
+
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+_JOBS = ("chief", "worker")
+# The exchange right after the split pass waits for the slowest worker's pass over its share.
+_PREPARE_TIMEOUT_FACTOR = 30
+
+
+def join_team(settings) -> "Team | None":
+    """This worker's team when settings.tf_config names a cluster of several tasks; None otherwise."""
+    cluster = parse_tf_config(settings.tf_config)
+    if cluster is None:
+        return None
+    if settings.batch_size % cluster.size:
+        raise InputError(
+            f"--batch-size {settings.batch_size} is the global batch and must split evenly across the "
+            f"{cluster.size} workers of TF_CONFIG; received {settings.batch_size}, expected a multiple of {cluster.size}"
+        )
+    return Team.join(cluster, settings.collective_timeout)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The workers of a TF_CONFIG, chief first (the chief job's task, else worker 0), and this task."""
+
+    jobs: dict  # job name -> list of "host:port"
+    task_type: str
+    task_index: int
+
+    @property
+    def tasks(self) -> list[tuple[str, int]]:
+        return [(job, index) for job in _JOBS for index in range(len(self.jobs.get(job, [])))]
+
+    @property
+    def size(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def index(self) -> int:
+        return self.tasks.index((self.task_type, self.task_index))
+
+    def address(self, index: int) -> str:
+        job, task = self.tasks[index]
+        return self.jobs[job][task]
+
+    def name(self, index: int) -> str:
+        return f"{self.tasks[index][0]} {self.tasks[index][1]} ({self.address(index)})"
+
+
+def parse_tf_config(text: str | None) -> Cluster | None:
+    """The cluster of a TF_CONFIG; None without one, or for a cluster of one task (the single-process
+    path). InputError for anything a worker could not join with."""
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise InputError(f"TF_CONFIG is not valid JSON ({error}); expected e.g. {TF_CONFIG_EXAMPLE}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not isinstance(config.get("task"), dict):
+        raise InputError(f"TF_CONFIG: expected an object with \"cluster\" and \"task\"; received {text[:120]!r}")
+    jobs, task = config["cluster"], config["task"]
+    other = sorted(set(jobs) - set(_JOBS))
+    if other:
+        raise InputError(f"TF_CONFIG: job(s) {', '.join(other)} are not supported; expected chief and worker only")
+    for job, addresses in jobs.items():
+        if not isinstance(addresses, list) or not all(_is_address(address) for address in addresses):
+            raise InputError(f"TF_CONFIG: cluster.{job} must be a list of \"host:port\" addresses; received {addresses!r}"[:300])
+    if len(jobs.get("chief", [])) > 1:
+        raise InputError(f"TF_CONFIG: at most one chief; received {len(jobs['chief'])}")
+    everyone = [address for job in _JOBS for address in jobs.get(job, [])]
+    if len(set(everyone)) != len(everyone):
+        raise InputError(f"TF_CONFIG: an address appears twice in the cluster: {everyone}"[:300])
+    task_type, task_index = task.get("type"), task.get("index", 0)
+    if task_type not in jobs or not isinstance(task_index, int) or not 0 <= task_index < len(jobs[task_type]):
+        raise InputError(
+            f"TF_CONFIG: task {task_type!r} {task_index!r} is not in the cluster "
+            f"({', '.join(f'{job}: {len(jobs[job])}' for job in jobs)})"
+        )
+    cluster = Cluster({job: list(jobs[job]) for job in _JOBS if job in jobs}, task_type, task_index)
+    return cluster if cluster.size > 1 else None
+
+
+def _is_address(address) -> bool:
+    host, _, port = str(address).rpartition(":")
+    return isinstance(address, str) and bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+@dataclass
+class Share:
+    """This worker's training rows in its row file: the spans it owns, where each one's rows lie, and the
+    held-out candidates the caps gave back to training, by span."""
+
+    row_file: Path
+    columns: int
+    owned: list[int]
+    ranges: dict  # span -> (first row, end row) in the row file
+    given_back: dict  # span -> rows
+    span_rows: np.ndarray  # training rows of every span of the file, all workers together
+
+    def read(self, spans: Sequence[int]) -> np.ndarray:
+        parts = []
+        with self.row_file.open("rb") as file:
+            for span in spans:
+                start, end = self.ranges[span]
+                file.seek(start * self.columns * 4)
+                parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * self.columns).reshape(-1, self.columns))
+                parts.append(self.given_back.get(span, np.empty((0, self.columns), dtype=np.float32)))
+        return np.concatenate(parts) if parts else np.empty((0, self.columns), dtype=np.float32)
+
+
+@dataclass
+class TeamChunk:
+    rows: int  # of all the workers together
+    batches: tuple | None  # this worker's (features, fares, weights), each steps x per-worker batch; None: no step
+
+
+class Team:
+    """The workers of one multi-worker run, as the training loop sees them."""
+
+    def __init__(self, cluster: Cluster, strategy, timeout: float):
+        self.cluster, self.strategy, self.timeout = cluster, strategy, timeout
+        self.index, self.size = cluster.index, cluster.size
+        self.is_chief = self.index == 0
+        self.share: Share | None = None
+        self._steps = None
+        self._plain = None
+
+    # Joining -------------------------------------------------------------------------------------
+
+    @classmethod
+    def join(cls, cluster: Cluster, timeout: float) -> "Team":
+        """Start this worker's TensorFlow server and wait, at most `timeout` seconds, for the others."""
+        keras = import_keras()
+        import tensorflow as tf
+
+        # It warns at every eager exchange (a handful per chunk, ~20 ms each: not worth a traced function).
+        tf.get_logger().setLevel("ERROR")
+        log.info("joining %d workers as %s; waiting up to %.0f s for the others", cluster.size, cluster.name(cluster.index), timeout)
+        _configure_coordination(cluster, timeout)
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster.jobs), task_type=cluster.task_type, task_id=cluster.task_index, rpc_layer="grpc"
+        )
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING, timeout_seconds=timeout
+        )
+        # TensorFlow waits for every peer without end, holding the GIL (no watchdog thread can run): so the
+        # bound is a check first that every peer is up and listening.
+        _wait_for_peers(cluster, timeout)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+        except (tf.errors.OpError, RuntimeError, ValueError) as error:
+            raise TaxifareError(f"could not join the cluster as {cluster.name(cluster.index)}: {first_line(error)[:200]}") from None
+        del keras
+        return cls(cluster, strategy, timeout)
+
+    def scope(self):
+        return self.strategy.scope()
+
+    # Exchanges -----------------------------------------------------------------------------------
+
+    def sum(self, values: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        """The element-wise sum of `values` over the workers (every worker passes the same shape)."""
+        import tensorflow as tf
+
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout or self.timeout)
+
+        def reduce(tensor):
+            # tf.identity: an all-reduce of a function's own input finds no device to reduce to.
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(tensor), options=options)
+
+        return self._exchange(lambda: self.strategy.experimental_local_results(self.strategy.run(reduce, args=(tf.constant(values),)))[0].numpy())
+
+    def _exchange(self, call: Callable[[], T]) -> T:
+        import tensorflow as tf
+
+        try:
+            return call()
+        except tf.errors.OpError as error:
+            raise TaxifareError(
+                f"lost contact with the other workers ({type(error).__name__}: {first_line(error)[:160]}); "
+                "rerun the same command on every worker to resume from the chief's last checkpoint"
+            ) from None
+
+    def gather_json(self, value, timeout: float | None = None) -> list:
+        """Every worker's `value` (JSON-serializable), in worker order."""
+        payload = np.frombuffer(json.dumps(value, default=np.ndarray.tolist).encode(), dtype=np.uint8)
+        lengths = self.sum(self._mine(len(payload)), timeout).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        buffer = np.zeros(int(starts[-1]), dtype=np.float32)
+        buffer[starts[self.index] : starts[self.index + 1]] = payload
+        gathered = self.sum(buffer, timeout).astype(np.uint8).tobytes()
+        return [json.loads(gathered[starts[i] : starts[i + 1]]) for i in range(self.size)]
+
+    def from_chief(self, value):
+        """The chief's `value` (JSON-serializable; arrays become lists), on every worker."""
+        return self.gather_json(value if self.is_chief else None)[0]
+
+    def _mine(self, value: float) -> np.ndarray:
+        slots = np.zeros(self.size)
+        slots[self.index] = value
+        return slots
+
+    def check_in(self, step: Callable[[], T]) -> T:
+        """Run `step` on every worker; if it fails on any, every worker stops with that worker's message."""
+        try:
+            result, error = step(), None
+        except OSError as caught:
+            result, error = None, describe_os_error(caught)
+        except TaxifareError as caught:
+            result, error = None, caught
+        reports = self.gather_json(None if error is None else {"message": str(error), "exit_code": error.exit_code})
+        if error is not None:
+            raise error
+        for index, report in enumerate(reports):
+            if report:
+                failure = TaxifareError(f"{self.cluster.name(index)} stopped: {report['message']}")
+                failure.exit_code = report["exit_code"]
+                raise failure
+        return result
+
+    def build(self, make_model: Callable[[], object]):
+        """The model, built in the strategy's scope (its variables mirrored on every worker)."""
+        with self.strategy.scope():
+            model = make_model()
+            training_variables(model)  # Adam's variables, in the scope too
+        return model
+
+    def share_training(self, training) -> None:
+        """The chief's state and variables (fresh, warm-started or restored from its checkpoint) everywhere."""
+        saved = self.from_chief(training.state.to_json())
+        if not self.is_chief:
+            training.state = TrainingState.from_json(saved)
+        self.broadcast_variables(training_variables(training.model))
+
+    def published(self, run: Run | bool) -> Run:
+        """The run the chief published, on every worker (the others need no access to its registry)."""
+        shared = self.from_chief(run and {"run_id": run.run_id, "path": str(run.path), "params": run.params, "metrics": run.metrics})
+        if not self.is_chief:
+            log.info("the chief published run %s", shared["run_id"])
+        return Run(shared["run_id"], Path(shared["path"]), shared["params"], shared["metrics"])
+
+    def broadcast_variables(self, variables: list) -> None:
+        """Give every worker the chief's values of `variables`."""
+        values = [np.asarray(variable.numpy()) for variable in variables]
+        flat = np.concatenate([value.astype(np.float64).ravel() for value in values])
+        shared = self.sum(flat if self.is_chief else np.zeros_like(flat))
+        start = 0
+        for variable, value in zip(variables, values):
+            variable.assign(shared[start : start + value.size].reshape(value.shape).astype(value.dtype))
+            start += value.size
+
+    # Rows ----------------------------------------------------------------------------------------
+
+    def prepare_rows(self, data: ProcessedData, row_file: Path) -> PreparedRows:
+        """Split this worker's spans; exchange counts, statistics and held-out rows so that every worker
+        holds the whole file's PreparedRows (validation, test, statistics, rows per span) as a single
+        process would, and `self.share` for its own training rows."""
+        span_count, columns = len(data.spans), len(data.columns)
+        owned = list(range(self.index, span_count, self.size))
+        groups = [owned[i : i + SPANS_PER_CHUNK] for i in range(0, len(owned), SPANS_PER_CHUNK)]
+        shares, statistics = data.split_shares, FeatureStatistics.empty(columns)
+        counts = np.zeros((3, span_count))  # training rows, validation and test candidates of each span
+        candidates: dict[int, dict[int, np.ndarray]] = {VALIDATION: {}, TEST: {}}
+        with row_file.open("wb") as target:
+            load = lambda group: read_rows(data, [data.spans[span] for span in group])  # noqa: E731
+            for group, rows in zip(groups, read_ahead(groups, load)):
+                sets = shares.assign(rows)
+                target.write(rows[sets == TRAIN].tobytes())
+                statistics.add(rows[sets == TRAIN])
+                bounds = np.cumsum([0] + [data.spans[span].rows for span in group])
+                for span, start, end in zip(group, bounds[:-1], bounds[1:]):
+                    for row, name in ((0, TRAIN), (1, VALIDATION), (2, TEST)):
+                        picked = rows[start:end][sets[start:end] == name]
+                        counts[row, span] = len(picked)
+                        if name != TRAIN:
+                            candidates[name][span] = picked
+        ends = np.cumsum(counts[0, owned]).astype(np.int64)
+        ranges = {span: (int(end - counts[0, span]), int(end)) for span, end in zip(owned, ends)}
+        counts = self.sum(counts, self.timeout * _PREPARE_TIMEOUT_FACTOR)
+        held_out, given_back = {}, {span: [] for span in owned}
+        for row, name, cap in ((1, VALIDATION, VALIDATION_MAX_ROWS), (2, TEST, TEST_MAX_ROWS)):
+            # The first `cap` candidates in file order are held out, as in a single process; the rest train.
+            kept = np.clip(cap - np.concatenate([[0], np.cumsum(counts[row])[:-1]]), 0, counts[row]).astype(np.int64)
+            starts = np.concatenate([[0], np.cumsum(kept)])
+            gathered = np.zeros((int(starts[-1]), columns), dtype=np.float32)
+            for span in owned:
+                gathered[starts[span] : starts[span + 1]] = candidates[name][span][: kept[span]]
+                given_back[span].append(candidates[name][span][kept[span] :])
+            held_out[name] = self.sum(gathered)
+            counts[0] += counts[row] - kept
+        given_back = {span: np.concatenate(parts) for span, parts in given_back.items() if sum(map(len, parts))}
+        for rows in given_back.values():
+            statistics.add(rows)
+        self.share = Share(row_file, columns, owned, ranges, given_back, counts[0].astype(np.int64))
+        span_starts = np.concatenate([[0], np.cumsum(counts[0], dtype=np.int64)])
+        return PreparedRows(held_out[VALIDATION], held_out[TEST], self._merged(statistics), span_starts)
+
+    def _merged(self, mine: FeatureStatistics) -> FeatureStatistics:
+        fields = (mine.mean, mine.m2, mine.minimum, mine.maximum)
+        table = np.zeros((self.size, 1 + len(mine.mean) * 4))
+        table[self.index] = np.concatenate([[mine.count], *fields])
+        merged = FeatureStatistics.empty(len(mine.mean))
+        for count, *parts in ((row[0], *np.split(row[1:], 4)) for row in self.sum(table)):
+            merged.merge(FeatureStatistics(int(count), *parts))
+        return merged
+
+    def chunks_per_pass(self, span_count: int, seed: int) -> int:
+        return len(self._plan(span_count, seed, 0)[0])
+
+    def _plan(self, span_count: int, seed: int, pass_index: int) -> list[list[list[int]]]:
+        """Spans of each worker's chunks in a pass: the single-process order, each worker's own spans."""
+        order = [span for chunk in chunk_plan(span_count, seed, pass_index) for span in chunk]
+        per_chunk = -(-SPANS_PER_CHUNK // self.size)
+        mine = [[span for span in order if span % self.size == worker] for worker in range(self.size)]
+        chunks = -(-len(mine[0]) // per_chunk)
+        return [[spans[c * per_chunk : (c + 1) * per_chunk] for c in range(chunks)] for spans in mine]
+
+    def load_chunk(self, training, position: Position) -> TeamChunk:
+        settings, pass_index, chunk = training.settings, position.pass_index, position.chunk
+        plan = self._plan(len(training.data.spans), settings.seed, pass_index)
+        rows_by_worker = [int(self.share.span_rows[plan[worker][chunk]].sum()) for worker in range(self.size)]
+        batch = settings.batch_size // self.size
+        steps = -(-max(rows_by_worker) // batch)
+        if not steps:
+            return TeamChunk(0, None)
+        rows = self.share.read(plan[self.index][chunk])
+        order = np.random.default_rng([settings.seed, pass_index, chunk, self.index]).permutation(len(rows))
+        # Padding: rows of weight zero (repeats of this chunk's rows), so that every worker takes `steps` steps.
+        picks = np.resize(order, steps * batch) if len(order) else np.zeros(steps * batch, dtype=np.int64)
+        table = rows[picks] if len(rows) else np.zeros((steps * batch, rows.shape[1]), dtype=np.float32)
+        weights = (np.arange(steps * batch) < len(rows)).astype(np.float32)
+        shape = (steps, batch)
+        return TeamChunk(sum(rows_by_worker), (table[:, :-1].reshape(*shape, -1), table[:, -1].reshape(shape), weights.reshape(shape)))
+
+    # Training and scoring ------------------------------------------------------------------------
+
+    def fit(self, training, chunk: TeamChunk) -> dict:
+        if chunk.batches is None:
+            return {"loss": None, "mae": None}
+        if self._steps is None:
+            self._steps = _train_steps(self.strategy, training.model, training.settings.loss, training.settings.batch_size)
+        features, fares, weights = chunk.batches
+        sums = np.zeros(3)
+        for start in range(0, len(features), STEPS_PER_EXECUTION):
+            block = slice(start, start + STEPS_PER_EXECUTION)
+            sums += self._exchange(lambda: self._steps(features[block], fares[block], weights[block]).numpy())
+        loss_sum, error_sum, rows = self.sum(sums)
+        return {"loss": float(loss_sum / rows), "mae": float(error_sum / rows)}
+
+    def plain_model(self, training):
+        """A model outside the strategy with the training model's current variables (for scoring and
+        saving: Keras' predict and save are not for a multi-worker model)."""
+        if self._plain is None:
+            self._plain = training.make_model()
+        source, target = training_variables(training.model), training_variables(self._plain)
+        for variable, value in zip(target, source):
+            variable.assign(value.numpy())
+        return self._plain
+
+    def score(self, training, rows: np.ndarray) -> tuple[float, float]:
+        """The chief's MAE and RMSE of the training model on `rows`, on every worker."""
+        figures = np.array(fare_errors(self.plain_model(training), rows)) if self.is_chief else np.zeros(2)
+        mae, rmse = self.sum(figures)
+        return float(mae), float(rmse)
+
+
+def _train_steps(strategy, model, loss: str, global_batch: int):
+    """A function running a block of training steps, each `strategy.run` of one step on every worker."""
+    import tensorflow as tf
+
+    def per_row(error):
+        if loss == "mse":
+            return tf.square(error)
+        if loss == "mae":
+            return tf.abs(error)
+        size = tf.abs(error)  # Huber, as keras.losses.Huber
+        return tf.where(size <= HUBER_DELTA, 0.5 * tf.square(error), HUBER_DELTA * size - 0.5 * HUBER_DELTA**2)
+
+    def step(features, fares, weights):
+        with tf.GradientTape() as tape:
+            error = model(features, training=True)[:, 0] - fares
+            losses = per_row(error) * weights
+            # Summed over the global batch; the optimizer sums the workers' gradients.
+            objective = tf.reduce_sum(losses) / global_batch
+        gradients = tape.gradient(objective, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return tf.stack([tf.reduce_sum(losses), tf.reduce_sum(tf.abs(error) * weights), tf.reduce_sum(weights)])
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None]), tf.TensorSpec([None, None]), tf.TensorSpec([None, None])]
+    )
+    def steps(features, fares, weights):
+        sums = tf.zeros(3)
+        for index in tf.range(tf.shape(features)[0]):
+            sums += strategy.experimental_local_results(strategy.run(step, args=(features[index], fares[index], weights[index])))[0]
+        return sums
+
+    return steps
+
+
+def _configure_coordination(cluster: Cluster, timeout: float) -> None:
+    """Bounded waits in TensorFlow's coordination service (registration, heartbeats, shutdown), set before
+    the strategy sets its own defaults; skipped if this TensorFlow has no such (private) hook."""
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.eager import context
+    except ImportError:
+        return
+    leader = f"/job:{cluster.tasks[0][0]}/replica:0/task:0"
+    milliseconds = int(timeout * 1000)
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=leader,
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster.jobs[job])) for job in cluster.jobs],
+        cluster_register_timeout_in_ms=milliseconds,
+        heartbeat_timeout_in_ms=min(milliseconds, 30_000),
+        shutdown_barrier_timeout_in_ms=min(milliseconds, 30_000),
+    )
+
+
+def _wait_for_peers(cluster: Cluster, timeout: float) -> None:
+    """Listen on this task's port and connect to every peer's until all answered, at most `timeout`
+    seconds; then free the port for TensorFlow. A peer seen up joins: each is in this loop or listening."""
+    own = cluster.address(cluster.index)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(own.rpartition(":")[2])))
+        listener.listen(64)
+    except OSError as error:
+        listener.close()
+        raise TaxifareError(f"cannot listen on {own}, this task's address in TF_CONFIG ({error.strerror or error})") from None
+    waiting = [index for index in range(cluster.size) if index != cluster.index]
+    deadline = time.monotonic() + timeout
+    try:
+        while waiting and time.monotonic() < deadline:
+            waiting = [index for index in waiting if not _answers(cluster.address(index))]
+            time.sleep(0.2 if waiting else 0)
+    finally:
+        listener.close()
+    if waiting:
+        peers = ", ".join(cluster.name(index) for index in waiting)
+        raise TaxifareError(
+            f"the other workers did not all join within {timeout:.0f} s (no answer from {peers}); check that each "
+            "runs `taxifare train` with its own TF_CONFIG and that every address is reachable (COLLECTIVE_TIMEOUT sets the wait)"
+        )
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False

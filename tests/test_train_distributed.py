@@ -1,0 +1,188 @@
+"""Multi-worker training: TF_CONFIG checks, two worker processes on 127.0.0.1 against a single process,
+and a worker killed mid-run. Every wait on a worker is bounded (a hung collective must not hang the suite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from taxifare.errors import InputError
+from taxifare.model import load_model
+from taxifare.registry import RUN_FILES, Registry
+from taxifare.training import checkpoint_folder
+from taxifare.training.distributed import parse_tf_config
+from tests.conftest import assert_clean_error, cli_env, run_cli
+from tests.training_data import processed_demo, with_registry
+
+BASE_ARGS = ("train", "--batch-size", "128", "--hidden-units", "32,16", "--seed", "3")
+WAIT = 240
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return processed_demo(tmp_path_factory.mktemp("distributed"), rides=6000)
+
+
+def _tf_config(ports: list[int], index: int) -> str:
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}})
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _env(demo, registry, **extra):
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"LOCAL_DATA_PATH": str(demo.local_data_path), "LOCAL_REGISTRY_PATH": str(registry), "COLLECTIVE_TIMEOUT": "30"}
+    return cli_env(registry.parent, **{**settings, **extra})
+
+
+def _start_workers(demo, registry, args, ports) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "taxifare", *args],
+            cwd=registry.parent,
+            env=_env(demo, registry, TF_CONFIG=_tf_config(ports, index)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(len(ports))
+    ]
+
+
+def _finish(processes, timeout: float = WAIT) -> list[subprocess.CompletedProcess]:
+    """Each worker's exit code and output; any still running at the deadline is killed."""
+    deadline, results = time.monotonic() + timeout, []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            stdout, stderr = process.communicate(timeout=30)
+            stderr += "\n[killed at the test's deadline]"
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return results
+
+
+def _two_workers(demo, registry, *args) -> list[subprocess.CompletedProcess]:
+    return _finish(_start_workers(demo, registry, (*BASE_ARGS, *args), _free_ports(2)))
+
+
+def test_tf_config_names_the_cluster_and_this_task():
+    assert parse_tf_config(None) is None and parse_tf_config("") is None
+    # One task: the single-process path.
+    assert parse_tf_config(json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}})) is None
+    text = json.dumps({"cluster": {"worker": ["w0:2", "w1:2"], "chief": ["c:1"]}, "task": {"type": "worker", "index": 1}})
+    cluster = parse_tf_config(text)
+    assert (cluster.size, cluster.index) == (3, 2) and cluster.name(0) == "chief 0 (c:1)"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "expected an object"),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}', "task 'worker' 2 is not in the cluster"),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "ps", "index": 0}}', "not in the cluster"),
+        ('{"cluster": {"ps": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", "index": 0}}', "ps are not supported"),
+        ('{"cluster": {"worker": ["a", "b:1"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+        ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}', "appears twice"),
+    ],
+)
+def test_bad_tf_config_is_refused(text, message):
+    with pytest.raises(InputError, match=message):
+        parse_tf_config(text)
+
+
+def test_bad_tf_config_is_one_line_exit_2(demo, tmp_path):
+    result = run_cli(tmp_path, *BASE_ARGS, env=_env(demo, tmp_path / "registry", TF_CONFIG="{oops"), timeout=60)
+    assert_clean_error(result, 2, "TF_CONFIG is not valid JSON")
+
+
+def test_unreachable_peer_is_one_line_exit_1_in_bounded_time(demo, tmp_path):
+    ports = _free_ports(2)
+    env = _env(demo, tmp_path / "registry", TF_CONFIG=_tf_config(ports, 0), COLLECTIVE_TIMEOUT="5")
+    started = time.monotonic()
+    result = run_cli(tmp_path, *BASE_ARGS, env=env, timeout=90)
+    assert_clean_error(result, 1, "did not all join within 5 s", f"127.0.0.1:{ports[1]}")
+    assert time.monotonic() - started < 60
+
+
+def test_two_workers_publish_one_run_that_matches_a_single_process(demo, tmp_path):
+    args = ("--chunk-size", "1500", "--learning-rate", "0.01", "--epochs", "12", "--patience", "4", "--lr-patience", "2")
+    registry = tmp_path / "pair" / "registry"
+    chief, worker = _two_workers(demo, registry, *args)
+    assert chief.returncode == 0, chief.stderr[-2000:]
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    run = Registry(registry).latest()
+    assert chief.stdout.strip() == worker.stdout.strip() == str(run.path)
+    assert sorted(path.name for path in run.path.iterdir()) == sorted(RUN_FILES)
+    assert not [path for path in (registry / ".checkpoints").iterdir() if path.is_dir()]
+
+    single_registry = tmp_path / "single" / "registry"
+    single = run_cli(single_registry.parent, *BASE_ARGS, *args, env=_env(demo, single_registry))
+    assert single.returncode == 0, single.stderr[-2000:]
+    alone = Registry(single_registry).latest()
+    # The same rows in each set, and the same statistics for the model's inputs.
+    for key in ("train_rows", "validation_rows", "test_rows"):
+        assert run.params["data"][key] == alone.params["data"][key]
+    final, alone_final = run.metrics["final"], alone.metrics["final"]
+    assert final["rows_trained"] == final["passes"] * run.params["data"]["train_rows"] or final["stopped_early"]
+    assert abs(final["test_mae"] - alone_final["test_mae"]) <= 0.02 * alone_final["test_mae"], (final["test_mae"], alone_final["test_mae"])
+    assert final["test_mae"] < 0.5 * final["baseline_test_mae"]
+
+    # The published model is an ordinary one: pred and --from take it unchanged.
+    load_model(run.model_path)
+    pred = run_cli(registry.parent, "pred", env=_env(demo, registry), timeout=120)
+    assert pred.returncode == 0 and float(pred.stdout) > 0, pred.stderr[-2000:]
+    warm = train_from(demo, registry, run.run_id)
+    assert warm.params["parent_run_id"] == run.run_id
+
+
+def train_from(demo, registry, run_id):
+    from taxifare.training import train
+
+    settings = with_registry(demo, registry, chunk_size=1500, batch_size=128, hidden_units=(32, 16), epochs=1)
+    return train(settings, from_run=run_id).run
+
+
+def test_killed_worker_stops_the_run_and_the_same_commands_resume_it(demo, tmp_path):
+    args = (*BASE_ARGS, "--chunk-size", "200", "--epochs", "2")
+    registry = tmp_path / "registry"
+    state_file = checkpoint_folder(with_registry(demo, registry), demo.processed_path) / "state.json"
+    processes = _start_workers(demo, registry, args, _free_ports(2))
+    deadline = time.monotonic() + WAIT
+    try:
+        while time.monotonic() < deadline and processes[0].poll() is None:
+            if state_file.is_file() and json.loads(state_file.read_text())["chunks_trained"] >= 10:
+                break
+            time.sleep(0.05)
+        assert processes[1].poll() is None, "training finished before a worker could be killed"
+        os.kill(processes[1].pid, signal.SIGKILL)
+    finally:
+        chief, _ = _finish(processes)
+    assert_clean_error(chief, 1, "lost contact with the other workers", "rerun the same command")
+    position = json.loads(state_file.read_text())["position"]
+    assert Registry(registry).runs() == []
+
+    chief, worker = _finish(_start_workers(demo, registry, args, _free_ports(2)))
+    assert chief.returncode == 0 and worker.returncode == 0, (chief.stderr[-2000:], worker.stderr[-2000:])
+    assert "resumed:" in chief.stderr and f"at pass {position['pass_index'] + 1}, chunk {position['chunk'] + 1}" in chief.stderr
+    run = Registry(registry).latest()
+    assert run.params["resumed"] and run.metrics["final"]["rows_trained"] == 2 * run.params["data"]["train_rows"]
+    assert chief.stdout.strip() == worker.stdout.strip() == str(run.path)
