@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,31 +32,18 @@ from taxifare.config import load_settings  # noqa: E402
 from taxifare.demo import write_demo_rides  # noqa: E402
 from taxifare.preprocess import preprocess  # noqa: E402
 from taxifare.registry import Registry  # noqa: E402
+from taxifare.training.cluster import local_tf_configs  # noqa: E402
 
 ARGS = ("train", "--epochs", "1", "--batch-size", "256", "--chunk-size", "100000")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}})
 
 
 def train_run(workdir: Path, workers: int) -> dict:
     registry = workdir / f"registry-{workers}-{time.monotonic_ns()}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_DATA_PATH": str(workdir / "data"), "LOCAL_REGISTRY_PATH": str(registry), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    ports = free_ports(workers)
+    configs = local_tf_configs(workers)
     processes = []
     for index in range(workers):
-        extra = {"TF_CONFIG": tf_config(ports, index)} if workers > 1 else {}
+        extra = {"TF_CONFIG": configs[index]} if workers > 1 else {}
         processes.append(subprocess.Popen([sys.executable, "-m", "taxifare", *ARGS], env={**env, **extra}, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     for process in processes:
         _, stderr = process.communicate(timeout=1800)
@@ -74,16 +60,14 @@ def train_run(workdir: Path, workers: int) -> dict:
     }
 
 
-def allreduce_probe(index: int, ports: list[int], size: int, repeats: int) -> None:
-    """One of two processes: join, then time `repeats` all-reduces of `size` float32 (prints ms each)."""
+def allreduce_probe(size: int, repeats: int) -> None:
+    """One of two processes (its TF_CONFIG in the environment): join, then time `repeats` all-reduces of
+    `size` float32 (prints ms each)."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     import numpy as np
     import tensorflow as tf
 
-    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-        tf.train.ClusterSpec({"worker": [f"127.0.0.1:{port}" for port in ports]}), task_type="worker", task_id=index, rpc_layer="grpc"
-    )
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
     @tf.function
     def reduce_many(vector):
@@ -103,10 +87,12 @@ def allreduce_probe(index: int, ports: list[int], size: int, repeats: int) -> No
 
 
 def allreduce_ms(size: int, repeats: int) -> float:
-    ports = free_ports(2)
     processes = [
-        subprocess.Popen([sys.executable, __file__, "--probe", str(index), "--ports", *map(str, ports), "--size", str(size), "--probe-repeats", str(repeats)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        for index in range(2)
+        subprocess.Popen(
+            [sys.executable, __file__, "--probe", "--size", str(size), "--probe-repeats", str(repeats)],
+            env={**os.environ, "TF_CONFIG": config}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        for config in local_tf_configs(2)
     ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     return max(json.loads(output.strip().splitlines()[-1])["allreduce_ms"] for output in outputs)
@@ -129,13 +115,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rides", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--probe", type=int)
-    parser.add_argument("--ports", type=int, nargs="*")
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int)
     parser.add_argument("--probe-repeats", type=int, default=500)
     options = parser.parse_args()
-    if options.probe is not None:
-        allreduce_probe(options.probe, options.ports, options.size, options.probe_repeats)
+    if options.probe:
+        allreduce_probe(options.size, options.probe_repeats)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as folder:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from taxifare.errors import InputError
 from taxifare.model import load_model
 from taxifare.registry import RUN_FILES, Registry
 from taxifare.training import checkpoint_folder
-from taxifare.training.distributed import parse_tf_config
+from taxifare.training.cluster import local_tf_configs, parse_tf_config
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
 
@@ -30,37 +29,23 @@ def demo(tmp_path_factory):
     return processed_demo(tmp_path_factory.mktemp("distributed"), rides=6000)
 
 
-def _tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}})
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def _env(demo, registry, **extra):
     registry.parent.mkdir(parents=True, exist_ok=True)
     settings = {"LOCAL_DATA_PATH": str(demo.local_data_path), "LOCAL_REGISTRY_PATH": str(registry), "COLLECTIVE_TIMEOUT": "30"}
     return cli_env(registry.parent, **{**settings, **extra})
 
 
-def _start_workers(demo, registry, args, ports) -> list[subprocess.Popen]:
+def _start_workers(demo, registry, args, workers: int = 2) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
             [sys.executable, "-m", "taxifare", *args],
             cwd=registry.parent,
-            env=_env(demo, registry, TF_CONFIG=_tf_config(ports, index)),
+            env=_env(demo, registry, TF_CONFIG=config),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for index in range(len(ports))
+        for config in local_tf_configs(workers)
     ]
 
 
@@ -80,7 +65,7 @@ def _finish(processes, timeout: float = WAIT) -> list[subprocess.CompletedProces
 
 
 def _two_workers(demo, registry, *args) -> list[subprocess.CompletedProcess]:
-    return _finish(_start_workers(demo, registry, (*BASE_ARGS, *args), _free_ports(2)))
+    return _finish(_start_workers(demo, registry, (*BASE_ARGS, *args)))
 
 
 def test_tf_config_names_the_cluster_and_this_task():
@@ -115,11 +100,11 @@ def test_bad_tf_config_is_one_line_exit_2(demo, tmp_path):
 
 
 def test_unreachable_peer_is_one_line_exit_1_in_bounded_time(demo, tmp_path):
-    ports = _free_ports(2)
-    env = _env(demo, tmp_path / "registry", TF_CONFIG=_tf_config(ports, 0), COLLECTIVE_TIMEOUT="5")
+    config = local_tf_configs(2)[0]
+    env = _env(demo, tmp_path / "registry", TF_CONFIG=config, COLLECTIVE_TIMEOUT="5")
     started = time.monotonic()
     result = run_cli(tmp_path, *BASE_ARGS, env=env, timeout=90)
-    assert_clean_error(result, 1, "did not all join within 5 s", f"127.0.0.1:{ports[1]}")
+    assert_clean_error(result, 1, "did not all join within 5 s", json.loads(config)["cluster"]["worker"][1])
     assert time.monotonic() - started < 60
 
 
@@ -165,7 +150,7 @@ def test_killed_worker_stops_the_run_and_the_same_commands_resume_it(demo, tmp_p
     args = (*BASE_ARGS, "--chunk-size", "200", "--epochs", "2")
     registry = tmp_path / "registry"
     state_file = checkpoint_folder(with_registry(demo, registry), demo.processed_path) / "state.json"
-    processes = _start_workers(demo, registry, args, _free_ports(2))
+    processes = _start_workers(demo, registry, args)
     deadline = time.monotonic() + WAIT
     try:
         while time.monotonic() < deadline and processes[0].poll() is None:
@@ -180,7 +165,7 @@ def test_killed_worker_stops_the_run_and_the_same_commands_resume_it(demo, tmp_p
     position = json.loads(state_file.read_text())["position"]
     assert Registry(registry).runs() == []
 
-    chief, worker = _finish(_start_workers(demo, registry, args, _free_ports(2)))
+    chief, worker = _finish(_start_workers(demo, registry, args))
     assert chief.returncode == 0 and worker.returncode == 0, (chief.stderr[-2000:], worker.stderr[-2000:])
     assert "resumed:" in chief.stderr and f"at pass {position['pass_index'] + 1}, chunk {position['chunk'] + 1}" in chief.stderr
     run = Registry(registry).latest()
