@@ -177,7 +177,10 @@ def _failing_rename(*args):
 
 def _train_until_publish_fails(settings, monkeypatch) -> None:
     """Train to the end, then fail the registry's rename: the complete checkpoint stays behind."""
-    _train_until_publish_fails(settings, monkeypatch)
+    with monkeypatch.context() as patch:
+        patch.setattr(registry_module.os, "rename", _failing_rename)
+        with pytest.raises(TaxifareError):
+            train(settings)
 
 
 def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path, monkeypatch):
