@@ -43,6 +43,8 @@ class Settings:
     epochs: int
     patience: int
     seed: int
+    dask_scheduler_address: str | None
+    workers: int | None
 
     @property
     def window_tag(self) -> str:
@@ -142,6 +144,8 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "epochs": ("EPOCHS", "1", _int_in(1, 10_000)),
     "patience": ("PATIENCE", "5", _int_in(0, 10_000)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),
+    "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", None, _text),
+    "workers": ("DASK_WORKERS", None, _int_in(1, 1024)),
 }
 
 
