@@ -110,8 +110,10 @@ def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: di
     previous = parts.previous_job()
     if previous and previous["identity"] == identity and not force:
         plan = JobPlan.from_json(previous["plan"])
-        done = sum(parts.part_record(index).is_file() for index in range(len(plan.partitions)))
-        log.info("continuing the job in %s: %d of %d partitions already settled", parts.path, done, len(plan.partitions))
+        count = len(plan.partitions)
+        scanned = sum(parts.scan_record(index).is_file() for index in range(count))
+        settled = sum(parts.part_record(index).is_file() for index in range(count))
+        log.info("continuing the job in %s: %d of %d partitions already scanned, %d settled", parts.path, scanned, count, settled)
         return plan
     if job_input.files:
         total = sum(file.size for file in job_input.files)
@@ -129,6 +131,8 @@ def _estimated_rows(files: tuple[CsvFile, ...]) -> int | None:
         return None
     with fsspec.open(files[0].url, "rb") as file:
         sample = file.read(_SAMPLE_BYTES)
+    if not sample:
+        return None
     return int(sum(file.size for file in files) / (len(sample) / max(sample.count(b"\n"), 1)))
 
 
