@@ -57,17 +57,11 @@ class DaskCluster:
             assert len(client.nthreads()) == count, client.nthreads()
 
     def stop(self) -> None:
+        # Killed outright: a worker's graceful shutdown waits seconds for the scheduler.
         for process in [*self.workers.values(), self.scheduler]:
-            if process is not None and process.poll() is None:
-                process.terminate()
-        for process in [*self.workers.values(), self.scheduler]:
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            if process is not None:
                 process.kill()
-                process.wait()
+                process.wait(timeout=START_TIMEOUT_S)
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = (self.folder / f"{name}.log").open("ab")
