@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -25,6 +26,7 @@ from taxifare.sink import read_manifest
 from taxifare.source import CsvRideSource
 from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, real_file, run_cli, write_csv
 from tests.dask_cluster import DaskCluster, free_port
+from tests.fake_bigquery import typed_rides
 
 # Keys that differ between a local and a cluster run of the same job by design.
 ENGINE_KEYS = {"engine", "completed_at"}
@@ -248,3 +250,31 @@ def test_sigterm_stops_the_client_with_one_line(tmp_path, cluster, large_rides):
     assert client.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
     assert "taxifare: interrupted by SIGTERM; rerun the same command" in stderr
     assert read_manifest(output_of(tmp_path))["complete"] is False
+
+
+def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, cluster, fake_bigquery, rides):
+    fake_bigquery.tables["wagon-public-datasets.taxifare.raw_fake"] = typed_rides(pd.read_csv(rides, dtype=str).iloc[:20_000])
+    flags = {"data_size": "fake", "gcp_project": "taxifare-tests", "bigquery_emulator_host": fake_bigquery.url, "bq_deadline": 10}
+    local = preprocess(settings_for(tmp_path / "local", **flags))
+    settings = settings_for(tmp_path / "cluster", dask_scheduler_address=cluster.address, **flags)
+    result = preprocess(settings)
+    assert result.output.read_bytes() == local.output.read_bytes()
+    for key in ("rows_read", "rows_kept", "rejected", "target_sum", "bytes", "chunks_written", "duplicate_index_bytes"):
+        assert result.manifest[key] == local.manifest[key], key
+
+    windows = []
+    for insert in fake_bigquery.seen("insert")[1:]:
+        parameters = {item["name"]: item["parameterValue"]["value"] for item in insert.body["configuration"]["query"]["queryParameters"]}
+        windows.append((pd.Timestamp(parameters["min_date"]), pd.Timestamp(parameters["max_date"])))
+    windows.sort()
+    assert len(windows) == result.manifest["engine"]["partitions"] == 8
+    edges = [start for start, _ in windows] + [windows[-1][1]]
+    assert edges[0] == pd.Timestamp("2009-01-01", tz="UTC") and edges[-1] == pd.Timestamp("2015-01-01", tz="UTC")
+    assert all(end == start for (_, end), (start, _) in zip(windows, windows[1:]))
+    caches = result.manifest["source"]["caches"]
+    assert len(caches) == 8 and all(Path(cache).is_file() for cache in caches)
+    assert len(result.manifest["source_details"]["job_ids"]) == 8
+
+    again = preprocess(settings, force=True)
+    assert len(fake_bigquery.seen("insert")) == 1 + 8, "the rerun must read the sub-window caches"
+    assert again.output.read_bytes() == local.output.read_bytes()
