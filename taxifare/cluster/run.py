@@ -24,7 +24,7 @@ from taxifare.cluster.connect import Cluster, cluster_for
 from taxifare.cluster.parts import PartsFolder, parts_folder_for
 from taxifare.cluster.plan import CsvFile, JobPlan, csv_ranges, list_csv_files, new_plan, partition_bytes, query_windows
 from taxifare.cluster.target_sum import TargetSum
-from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, scan_partition, settle_partition
+from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
 from taxifare.config import Settings
 from taxifare.errors import TaxifareError, first_line
 from taxifare.files import StagedFile, atomic_write_json
@@ -34,7 +34,6 @@ from taxifare.sink import csv_header, manifest_path, new_manifest
 
 log = logging.getLogger("taxifare")
 
-_COPY_BYTES = 16 << 20
 _SAMPLE_BYTES = 1 << 20
 
 
@@ -87,7 +86,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(manifest_path(output), fresh)  # marked incomplete until the very end
             fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, _estimated_rows(job_input.files))
-        manifest = _assemble(output, parts, len(plan.partitions), fresh)
+            manifest = _assemble(cluster, output, parts, len(plan.partitions), fresh)
     except OSError as error:
         from taxifare.files import describe_os_error
 
@@ -191,26 +190,41 @@ def _run_tasks(cluster: Cluster, phase: str, calls: list[tuple], on_report: Call
         cluster.client.cancel(futures)
 
 
-def _assemble(output: Path, parts: PartsFolder, partitions: int, manifest: dict) -> dict:
-    """The processed CSV: the header, then every part in input order; then the complete manifest."""
+def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, partitions: int, manifest: dict) -> dict:
+    """The processed CSV: the header, then every part at its offset, copied there by the workers in
+    parallel; once it is on disk, the complete manifest."""
+    header = csv_header()
+    offsets = [len(header)]
+    for index in range(partitions):
+        offsets.append(offsets[-1] + parts.read_record(parts.part_record(index))["bytes"])
+    # A fixed temporary name, under the output's lock: a killed run leaves one file, which the next reuses.
+    with StagedFile(output, temporary=output.with_name(f".{output.name}.partial")) as staged:
+        staged.write(header)
+        os.ftruncate(staged.fileno(), offsets[-1])
+        calls = [(place_part, parts.path, index, staged.temporary, offsets[index]) for index in range(partitions)]
+        _run_tasks(cluster, "place", calls, lambda report, done: None)
+        staged.commit()
+    _count_parts(parts, partitions, manifest)
+    atomic_write_json(manifest_path(output), manifest)
+    return manifest
+
+
+def _count_parts(parts: PartsFolder, partitions: int, manifest: dict) -> None:
+    """Add up the parts' counts into the manifest, as the local run counts its chunks."""
     target = TargetSum()
     distinct = 0
     jobs = []
-    with StagedFile(output) as staged:
-        staged.write(csv_header())
-        for index in range(partitions):
-            record = parts.read_record(parts.part_record(index))
-            _append_file(staged, parts.part_csv(index))
-            manifest["rows_read"] += record["rows_read"]
-            manifest["rows_kept"] += record["rows_kept"]
-            manifest["bytes"] += record["bytes"]
-            for rule, count in record["rejects"].items():
-                manifest["rejected"][rule] += count
-            target.add(record["target_pieces"])
-            distinct += record["distinct_rows"]
-            if record["source_details"]:
-                jobs.append(record["source_details"])
-        staged.commit()
+    for index in range(partitions):
+        record = parts.read_record(parts.part_record(index))
+        manifest["rows_read"] += record["rows_read"]
+        manifest["rows_kept"] += record["rows_kept"]
+        manifest["bytes"] += record["bytes"]
+        for rule, count in record["rejects"].items():
+            manifest["rejected"][rule] += count
+        target.add(record["target_pieces"])
+        distinct += record["distinct_rows"]
+        if record["source_details"]:
+            jobs.append(record["source_details"])
     rows = manifest["rows_read"] - manifest["rejected"]["malformed_line"]
     manifest.update(
         target_sum=target.result(),
@@ -220,18 +234,6 @@ def _assemble(output: Path, parts: PartsFolder, partitions: int, manifest: dict)
         completed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         source_details=_query_details(jobs),
     )
-    atomic_write_json(manifest_path(output), manifest)
-    return manifest
-
-
-def _append_file(staged: StagedFile, path: Path) -> None:
-    with path.open("rb") as part:
-        if hasattr(os, "copy_file_range"):  # Linux: the kernel copies, the rows never enter this process
-            while os.copy_file_range(part.fileno(), staged.fileno(), _COPY_BYTES):
-                pass
-            return
-        while block := part.read(_COPY_BYTES):
-            staged.write(block)
 
 
 def _query_details(jobs: list[dict]) -> dict:

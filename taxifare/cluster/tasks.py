@@ -7,6 +7,7 @@
    before is a duplicate. This is the shuffle: each row's hash meets all its repeats in one bucket.
 3. settle: per partition, drop the duplicates from its features (a plain line filter), count every
    rule as the local run would, and sum its fares per local chunk.
+4. place: copy each part into the processed CSV at its offset (the client fsyncs the whole file once).
 
 A task that runs twice (retried after its worker died) writes the same files again.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,17 @@ def _write_part(parts: PartsFolder, index: int, kept: np.ndarray) -> None:
                 part.write(block[starts[first_line] : ends[end_line - 1]])
         part.commit()
     scanned.unlink()
+
+
+def place_part(folder: Path, index: int, output: Path, offset: int) -> TaskReport:
+    """Copy part `index` into `output` (already of its final size) from byte `offset` on."""
+    with PartsFolder(folder).part_csv(index).open("rb") as part, output.open("r+b") as target:
+        size = os.fstat(part.fileno()).st_size
+        if hasattr(os, "copy_file_range"):  # Linux: copied by the kernel
+            copied = 0
+            while copied < size:
+                copied += os.copy_file_range(part.fileno(), target.fileno(), size - copied, copied, offset + copied)
+        else:
+            target.seek(offset)
+            shutil.copyfileobj(part, target)
+    return _report()
