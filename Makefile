@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred soak clean
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-dask soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-train: install
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5
+
+## One process against a local Dask cluster of 2 workers, in pairs, same raw CSV.
+bench-dask: install
+	$(PY) benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 3 --workers 2
 
 ## Kill preprocess 20 times and train 10 times at random moments; check the outputs.
 soak: install

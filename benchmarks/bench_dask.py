@@ -26,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from bench_preprocess import REPO, scaled_raw_csv, seed_rows
+from bench_preprocess import REPO, scaled_raw_files
 
 
 def children_cpu_seconds() -> float:
@@ -74,14 +72,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    rng = np.random.default_rng(args.seed)
     summary = []
     with tempfile.TemporaryDirectory(prefix="taxifare-bench-dask-") as tmp:
         workdir = Path(tmp)
-        seed = seed_rows(workdir)
-        for rows in args.rows:
-            raw = workdir / f"raw_{rows}.csv"
-            scaled_raw_csv(seed, rows, raw, rng)
+        for rows, raw in scaled_raw_files(args.rows, args.seed, workdir):
             pairs = []
             for number in range(args.pairs):
                 order = [None, args.workers] if number % 2 == 0 else [args.workers, None]
@@ -93,7 +87,6 @@ def main() -> None:
                 print(json.dumps({"rows": rows, "pair": number, **{
                     f"{name}_{key}": value for name, run_ in (("single", single), ("cluster", cluster))
                     for key, value in run_.items() if key != "output"}}, default=lambda v: round(v, 2)))
-            raw.unlink()
             summary.append((rows, pairs))
 
     print(f"\n{args.workers} workers against one process; medians over the pairs (min..max of the ratios)")
@@ -113,6 +106,14 @@ def main() -> None:
             f"{max(p[0]['client_mb'] for p in pairs):.0f}, {max(p[1]['client_mb'] for p in pairs):<22.0f} "
             f"{max(max(p[1]['worker_mb'], default=0) for p in pairs)}"
         )
+    if len(summary) > 1:
+        # Fixed costs (starting workers, imports) cancel out: what each further million rows costs.
+        (small, small_pairs), (large, large_pairs) = summary[0], summary[-1]
+        marginal = [statistics.median(p[side]["cpu"] for p in large_pairs) - statistics.median(p[side]["cpu"] for p in small_pairs)
+                    for side in (0, 1)]
+        per_million = (large - small) / 1e6
+        print(f"marginal CPU s per million rows ({small:,} -> {large:,}): single {marginal[0] / per_million:.1f}, "
+              f"cluster {marginal[1] / per_million:.1f}, ratio {marginal[1] / marginal[0]:.2f}")
     print("targets: speedup >= 1.25; CPU ratio <= 1.3; the cluster client's MB flat across sizes")
 
 
