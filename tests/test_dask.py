@@ -110,7 +110,8 @@ def test_every_line_belongs_to_exactly_one_byte_range(tmp_path):
         assert sum(source.malformed_rows for source in sources) == whole.malformed_rows == 31
 
 
-def test_a_glob_reads_like_the_files_joined(tmp_path, cluster, rides):
+@pytest.mark.parametrize("scheme", ["", "file://"], ids=["path", "fsspec-url"])
+def test_a_glob_reads_like_the_files_joined(tmp_path, cluster, rides, scheme):
     lines = rides.read_text().splitlines()
     folder = tmp_path / "in"
     folder.mkdir()
@@ -118,10 +119,10 @@ def test_a_glob_reads_like_the_files_joined(tmp_path, cluster, rides):
         write_csv(folder / f"rides-{name}.csv", part, header=lines[0])
     local = local_run(tmp_path, rides)
     settings = settings_for(tmp_path / "cluster", dask_scheduler_address=cluster.address)
-    result = preprocess(settings, input_path=str(folder / "rides-*.csv"))
+    result = preprocess(settings, input_path=f"{scheme}{folder}/rides-*.csv")
     assert result.output.read_bytes() == local.output.read_bytes()
     assert result.manifest["rejected"] == local.manifest["rejected"]
-    assert result.manifest["source"]["files"] == [str(folder / "rides-a.csv"), str(folder / "rides-b.csv")]
+    assert result.manifest["source"]["files"] == [f"{scheme}{folder}/rides-a.csv", f"{scheme}{folder}/rides-b.csv"]
 
 
 def test_cli_on_a_local_cluster_of_worker_processes(tmp_path, rides):
