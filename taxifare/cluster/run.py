@@ -27,7 +27,7 @@ from taxifare.cluster.target_sum import TargetSum
 from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
 from taxifare.config import Settings
 from taxifare.errors import TaxifareError, first_line
-from taxifare.files import StagedFile, atomic_write_json
+from taxifare.files import StagedFile, atomic_write_json, describe_os_error
 from taxifare.preprocess import PreprocessResult, existing_manifest, log_result, reusable
 from taxifare.progress import Progress
 from taxifare.sink import csv_header, manifest_path, new_manifest
@@ -88,8 +88,6 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
             fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, _estimated_rows(job_input.files))
             manifest = _assemble(cluster, output, parts, len(plan.partitions), fresh)
     except OSError as error:
-        from taxifare.files import describe_os_error
-
         raise describe_os_error(error) from error
     parts.remove(keep_parts)
     result = PreprocessResult(output, manifest, False, None, time.monotonic() - started)
