@@ -4,7 +4,11 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
+<<<<<<< HEAD
 .PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed soak clean
+=======
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-dask soak clean
+>>>>>>> dask
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +51,10 @@ bench-distributed: install
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5
+
+## One process against a local Dask cluster of 2 workers, in pairs, same raw CSV.
+bench-dask: install
+	$(PY) benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 3 --workers 2
 
 ## Kill preprocess 20 times and train 10 times at random moments; check the outputs.
 soak: install

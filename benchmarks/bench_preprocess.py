@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +59,17 @@ def scaled_raw_csv(seed: pa.Table, rows: int, path: Path, rng: np.random.Generat
         columns[name] = pa.array(np.round(values + rng.normal(0, 2e-4, rows), 6))
     columns["passenger_count"] = picked.column("passenger_count")
     pa_csv.write_csv(pa.table(columns), path)
+
+
+def scaled_raw_files(sizes: list[int], seed: int, workdir: Path) -> Iterator[tuple[int, Path]]:
+    """For each size, a raw CSV of that many rows in `workdir`, deleted once the caller moves on."""
+    rng = np.random.default_rng(seed)
+    rows_seed = seed_rows(workdir)
+    for rows in sizes:
+        raw = workdir / f"raw_{rows}.csv"
+        scaled_raw_csv(rows_seed, rows, raw, rng)
+        yield rows, raw
+        raw.unlink()
 
 
 def run_preprocess(raw: Path, data_dir: Path, chunk_size: int) -> dict:
@@ -99,14 +111,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    rng = np.random.default_rng(args.seed)
     results = []
     with tempfile.TemporaryDirectory(prefix="taxifare-bench-") as tmp:
         workdir = Path(tmp)
-        seed = seed_rows(workdir)
-        for rows in args.rows:
-            raw = workdir / f"raw_{rows}.csv"
-            scaled_raw_csv(seed, rows, raw, rng)
+        for rows, raw in scaled_raw_files(args.rows, args.seed, workdir):
             measured = run_preprocess(raw, workdir / "data", args.chunk_size)
             read_s, write_s = io_floor(raw, measured["output"], workdir)
             manifest = measured["manifest"]
@@ -125,7 +133,6 @@ def main() -> None:
                     "dup_index_mb": manifest["duplicate_index_bytes"] / 2**20,
                 }
             )
-            raw.unlink()
             print(json.dumps(results[-1], indent=None, default=lambda v: round(v, 3)))
 
     print("\nrows       raw MB  kept       preprocess s  rows/s     floor s (read+write)  x floor  peak RSS MB  dup index MB")

@@ -1,3 +1,4 @@
 from taxifare.cli import main
 
-main()
+if __name__ == "__main__":  # not when a worker process started by multiprocessing imports this module
+    main()

@@ -89,6 +89,19 @@ class CleanChunk:
     rejects: dict[str, int]
 
 
+@dataclass
+class ScreenedRides:
+    """Rows that pass the rules before `duplicate`, with their row hashes (for that rule) and the counts so far."""
+
+    rides: pd.DataFrame
+    hashes: np.ndarray
+    rejects: dict[str, int]
+
+
+# The verdict of a ride that breaks none of the rules after `duplicate`.
+KEPT = -1
+
+
 def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values (NaN where unusable) and a mask of present-but-unparseable cells."""
     try:
@@ -162,32 +175,58 @@ def _outside(values: pd.Series, low: float, high: float) -> np.ndarray:
 
 def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, seen: SeenRows) -> CleanChunk:
     """The chunk's valid rides (pickup_datetime as UTC datetime64) and how many rows each rule dropped."""
+    screened = screen_rides(table, min_date, max_date)
+    first = seen.first_occurrences(screened.hashes)
+    verdicts = later_verdicts(screened.rides)
+    keep = first & (verdicts == KEPT)
+    rejects = settle_rejects(screened.rejects, first, verdicts)
+    return CleanChunk(rides=screened.rides[keep].reset_index(drop=True), rejects=rejects)
+
+
+def screen_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime) -> ScreenedRides:
+    """Parse the rows and apply the rules before `duplicate`; the rides' index is their row in `table`."""
     rides, parse_failures = parse_rides(table)
     rejects = dict.fromkeys(REJECT_RULES, 0)
     keep = np.ones(len(rides), dtype=bool)
-
-    def drop(rule: str, mask: np.ndarray) -> None:
-        nonlocal keep
-        hit = keep & mask
-        rejects[rule] += int(hit.sum())
-        keep &= ~hit
-
-    for rule, mask in parse_failures.items():
-        drop(rule, mask)
     pickup = rides["pickup_datetime"].to_numpy()
     window_low = np.datetime64(min_date.replace(tzinfo=None), "s")
     window_high = np.datetime64(max_date.replace(tzinfo=None), "s")
-    drop("outside_date_window", ~((pickup >= window_low) & (pickup < window_high)))
+    failures = {**parse_failures, "outside_date_window": ~((pickup >= window_low) & (pickup < window_high))}
+    for rule, mask in failures.items():
+        hit = keep & mask
+        rejects[rule] += int(hit.sum())
+        keep &= ~hit
+    rides = rides[keep]
+    return ScreenedRides(rides=rides, hashes=_row_hashes(rides), rejects=rejects)
 
-    rides, keep = rides[keep], keep[keep]
-    drop("duplicate", ~seen.first_occurrences(_row_hashes(rides)))
+
+def later_verdicts(rides: pd.DataFrame) -> np.ndarray:
+    """Per ride, the index in REJECT_RULES of the first rule after `duplicate` that it breaks, else KEPT.
+
+    Exact duplicates get the same verdict, so it can be computed before knowing which rows repeat others.
+    """
     coords = rides[list(COORDINATE_COLUMNS)]
-    drop("zero_coordinates", (coords == 0).all(axis=1).to_numpy())
-    drop("passenger_count_out_of_range", bad_passenger_counts(rides))
     fare = rides["fare_amount"]
-    drop("fare_out_of_range", ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])).to_numpy())
-    drop("outside_nyc", outside_nyc(rides))
-    return CleanChunk(rides=rides[keep].reset_index(drop=True), rejects=rejects)
+    failures = {
+        "zero_coordinates": (coords == 0).all(axis=1).to_numpy(),
+        "passenger_count_out_of_range": bad_passenger_counts(rides),
+        "fare_out_of_range": ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])).to_numpy(),
+        "outside_nyc": outside_nyc(rides),
+    }
+    verdicts = np.full(len(rides), KEPT, dtype=np.int8)
+    for rule, mask in failures.items():
+        verdicts[(verdicts == KEPT) & mask] = REJECT_RULES.index(rule)
+    return verdicts
+
+
+def settle_rejects(screened: dict[str, int], first: np.ndarray, verdicts: np.ndarray) -> dict[str, int]:
+    """The screening counts plus the `duplicate` rule (rows not `first`) and the rules after it, for the rest."""
+    rejects = dict(screened)
+    rejects["duplicate"] += int((~first).sum())
+    counts = np.bincount(verdicts[first & (verdicts != KEPT)], minlength=len(REJECT_RULES))
+    for index, rule in enumerate(REJECT_RULES):
+        rejects[rule] += int(counts[index])
+    return rejects
 
 
 def _row_hashes(rides: pd.DataFrame) -> np.ndarray:

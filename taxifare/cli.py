@@ -67,13 +67,31 @@ def preprocess(
     gcp_project_data: GcpProjectData = None,
     bq_dataset: BqDataset = None,
     input: Annotated[
-        Optional[Path], typer.Option("--input", help="Raw CSV to read instead of the cached query for the window.")
+        Optional[str],
+        typer.Option(
+            "--input",
+            help="Raw CSV to read instead of the cached query for the window. On a cluster also a glob "
+            "(rides-*.csv) or an fsspec URL (gs://..., s3://...) that the workers can read.",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo the output even if it is complete.")] = False,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option("--scheduler", help="Run on the Dask cluster of this scheduler, e.g. tcp://HOST:8786. [env: DASK_SCHEDULER_ADDRESS]"),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", help="Run on a local Dask cluster of this many worker processes. [env: DASK_WORKERS]"),
+    ] = None,
+    keep_parts: Annotated[
+        bool, typer.Option("--keep-parts", help="On a cluster, keep the workers' parts of the output beside it.")
+    ] = False,
 ) -> None:
     """Clean raw rides and turn them into model features, chunk by chunk, into one processed CSV.
 
     The rides come from --input, else the raw cache of the window, else BigQuery (which fills the cache).
+    With --scheduler or --workers, Dask workers process partitions of the input in parallel; the output
+    is byte-identical.
     """
     from taxifare.preprocess import preprocess as run_preprocess
 
@@ -85,8 +103,10 @@ def preprocess(
         gcp_project=gcp_project,
         gcp_project_data=gcp_project_data,
         bq_dataset=bq_dataset,
+        dask_scheduler_address=scheduler,
+        workers=workers,
     )
-    result = run_preprocess(settings, input_path=input, force=force)
+    result = run_preprocess(settings, input_path=input, force=force, keep_parts=keep_parts)
     typer.echo(result.output)
 
 

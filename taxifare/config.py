@@ -48,6 +48,8 @@ class Settings:
     dropout: float
     loss: str
     seed: int
+    dask_scheduler_address: str | None
+    workers: int | None
     # Multi-worker training (see training/distributed.py): the cluster and this task, as JSON; None alone.
     tf_config: str | None = None
     collective_timeout: float = 120.0
@@ -185,6 +187,8 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "dropout": ("DROPOUT", "0.1", _share),
     "loss": ("LOSS", "huber", _one_of(*LOSSES)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),
+    "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", None, _text),
+    "workers": ("DASK_WORKERS", None, _int_in(1, 1024)),
     "tf_config": ("TF_CONFIG", None, _text),
     "collective_timeout": ("COLLECTIVE_TIMEOUT", "120", _positive_float),
 }

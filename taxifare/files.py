@@ -38,6 +38,11 @@ class StagedFile:
     def write(self, data: bytes) -> None:
         self._file.write(data)
 
+    def fileno(self) -> int:
+        """The file descriptor, for copies made by the kernel; what write() buffered is flushed first."""
+        self._file.flush()
+        return self._file.fileno()
+
     def commit(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -80,15 +80,31 @@ class OutputLock:
         file.write(_owner_text())
         file.flush()
         self._file = file
+        _held.add(file.fileno())
         return self
 
     def __exit__(self, *exc_info) -> None:
         # The file stays: removing it would let a third process lock a new inode while a second
         # still waits on the old one.
+        _held.discard(self._file.fileno())
         self._file.seek(0)
         self._file.truncate()
         self._file.close()
         self._file = None
+
+
+# Descriptors of the locks this process holds. A forked child (a local Dask worker) closes its copies,
+# so that the lock dies with the process that took it, not with the last of its children.
+_held: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for descriptor in _held:
+        os.close(descriptor)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks)
 
 
 def _is_alive(owner: dict) -> bool:

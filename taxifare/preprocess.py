@@ -51,7 +51,7 @@ def _matches(previous: dict, fresh: dict, keys: tuple[str, ...]) -> bool:
     return all(previous.get(key) == fresh[key] for key in keys)
 
 
-def _reusable(previous: dict | None, fresh: dict, output: Path) -> bool:
+def reusable(previous: dict | None, fresh: dict, output: Path) -> bool:
     return bool(previous and previous.get("complete") and _matches(previous, fresh, _SAME_JOB_KEYS)) and (
         output.is_file() and output.stat().st_size == previous.get("bytes")
     )
@@ -65,7 +65,7 @@ def _resumable(previous: dict | None, fresh: dict, output: Path, source: RideSou
     return output.is_file() and output.stat().st_size >= previous.get("bytes", 0)
 
 
-def _existing_manifest(output: Path) -> dict | None:
+def existing_manifest(output: Path) -> dict | None:
     if not manifest_path(output).is_file():
         return None
     try:
@@ -74,10 +74,38 @@ def _existing_manifest(output: Path) -> dict | None:
         return None
 
 
-def preprocess(settings: Settings, input_path: Path | None = None, force: bool = False) -> PreprocessResult:
+def preprocess(
+    settings: Settings,
+    input_path: Path | str | None = None,
+    force: bool = False,
+    keep_parts: bool = False,
+    partition_size: int | None = None,
+) -> PreprocessResult:
+    """Raw rides -> the processed CSV and its manifest, in this process or, when the settings name a Dask
+    scheduler or a number of workers, on that cluster. There `input_path` may also be a glob or a URL,
+    `keep_parts` keeps the workers' parts of the output, and `partition_size` (bytes of raw CSV) replaces
+    the automatic size."""
+    on_cluster = bool(settings.dask_scheduler_address or settings.workers)
+    if on_cluster:
+        from taxifare.cluster.connect import require_dask
+
+        require_dask()
+    elif not isinstance(input_path, Path) and input_path is not None:
+        input_path = _local_input(input_path)
     output = settings.processed_path
     with OutputLock(output, "processed file"):
+        if on_cluster:
+            from taxifare.cluster.run import preprocess_on_cluster
+
+            input_text = None if input_path is None else str(input_path)
+            return preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size)
         return _preprocess_locked(settings, input_path, force)
+
+
+def _local_input(text: str) -> Path:
+    if "://" in text or (any(char in text for char in "*?[") and not Path(text).exists()):
+        raise InputError(f"--input {text}: a glob or URL is read by Dask workers; add --workers N or --scheduler ADDRESS")
+    return Path(text)
 
 
 def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool) -> PreprocessResult:
@@ -88,8 +116,8 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool)
         source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
     )
     fresh["input"] = str(input_path.resolve()) if input_path else None
-    previous = _existing_manifest(output)
-    if _reusable(previous, fresh, output) and not force:
+    previous = existing_manifest(output)
+    if reusable(previous, fresh, output) and not force:
         log.info("%s is complete; reusing it (pass --force to redo it)", output)
         return PreprocessResult(output, previous, True, None, time.monotonic() - started)
 
@@ -109,7 +137,7 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool)
     result = PreprocessResult(
         output, writer.manifest, False, previous["chunks_written"] if resume else None, time.monotonic() - started
     )
-    _log_result(result)
+    log_result(result)
     return result
 
 
@@ -147,7 +175,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     )
 
 
-def _log_result(result: PreprocessResult) -> None:
+def log_result(result: PreprocessResult) -> None:
     manifest = result.manifest
     rows_read = manifest["rows_read"]
     rejected = sum(manifest["rejected"].values())
@@ -168,6 +196,14 @@ def _log_result(result: PreprocessResult) -> None:
         ("peak memory", f"{peak_rss_mb():,.0f} MB"),
         ("preprocessor", f"version {PREPROCESSOR_VERSION}"),
     ]
+    engine = manifest.get("engine")
+    if engine:
+        peaks = engine["worker_peak_mb"].values()
+        rows += [
+            ("cluster", f"Dask {engine['scheduler']}, {engine['workers']} workers, {engine['threads']} threads"),
+            ("partitions", f"{engine['partitions']} ({engine['buckets']} hash buckets)"),
+            ("worker memory", f"peak {max(peaks, default=0):,.0f} MB"),
+        ]
     log_summary("preprocess complete", rows)
 
 
@@ -177,5 +213,8 @@ def _describe_source(source: dict, details: dict) -> str:
     if source.get("kind") == "bigquery":
         processed = details.get("bytes_processed")
         scanned = f", {processed / 1e6:,.1f} MB processed" if processed is not None else ""
+        if "caches" in source:
+            jobs = f"{len(details.get('job_ids', []))} jobs"
+            return f"BigQuery {source['table']} ({jobs}{scanned}), cached as {len(source['caches'])} sub-window files"
         return f"BigQuery {source['table']} (job {details.get('job_id')}{scanned}), cached as {source['cache']}"
     return ", ".join(f"{key}={value}" for key, value in source.items())

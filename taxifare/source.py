@@ -72,23 +72,27 @@ def read_header(path: Path, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     with path.open("rb") as file:
-        header_line = file.readline(BLOCK_SIZE)
+        return parse_header(file.readline(BLOCK_SIZE), path, required)
+
+
+def parse_header(header_line: bytes, where: object, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
+    """Column names in a CSV's first line, checked for the `required` columns; `where` names the file in errors."""
     if not header_line.strip():
-        raise InputError(f"{path}: the file is empty; expected a CSV header with {', '.join(required)}")
+        raise InputError(f"{where}: the file is empty; expected a CSV header with {', '.join(required)}")
     try:
         text = header_line.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = "\0"
     if any(char < " " and char not in "\t\r\n" for char in text):
-        raise InputError(f"{path}: not a text CSV file (the first line holds binary or non-UTF-8 bytes)")
+        raise InputError(f"{where}: not a text CSV file (the first line holds binary or non-UTF-8 bytes)")
     names = [name.strip() for name in next(csv.reader(io.StringIO(text)))]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise InputError(f"{path}: column named more than once: {', '.join(repeated)}")
+        raise InputError(f"{where}: column named more than once: {', '.join(repeated)}")
     missing = [name for name in required if name not in names]
     if missing:
         raise InputError(
-            f"{path}: missing column(s) {', '.join(missing)}; the header has {', '.join(names)[:200]}"
+            f"{where}: missing column(s) {', '.join(missing)}; the header has {', '.join(names)[:200]}"
         )
     return names
 
@@ -102,44 +106,24 @@ def estimate_row_count(path: Path) -> int:
     return max(int(size / (len(sample) / lines)) - 1, 0)
 
 
-class CsvRideSource:
-    """Raw rides from a CSV file, in chunks of exactly `chunk_size` rows (the last may be shorter).
+class RawLineParser:
+    """Parses blocks of whole CSV lines into RAW_SCHEMA batches, one block at a time.
 
     Lines with the wrong number of fields are skipped and counted in `malformed_rows`.
-    A file reads the same every time, so an interrupted run over it can be resumed.
     """
 
-    resumable = True
-
-    def __init__(self, path: Path, chunk_size: int):
-        self.path = Path(path)
-        self.chunk_size = chunk_size
-        self.columns = read_header(self.path)
+    def __init__(self, columns: list[str], where: object):
+        self.columns = columns
+        self.where = where
         self.malformed_rows = 0
 
-    def describe(self) -> dict:
-        return {"kind": "csv", "path": str(self.path)}
-
-    def estimated_rows(self) -> int:
-        return estimate_row_count(self.path)
-
-    def chunks(self) -> Iterator[pa.Table]:
-        return exact_size_chunks(self._batches(), self.chunk_size)
-
-    def run_details(self) -> dict:
-        return {}
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        # Whole-line blocks read here and parsed one at a time: Arrow's own streaming reader reads
-        # ahead of a slower consumer and, on a large file, holds hundreds of megabytes doing so.
-        with self.path.open("rb") as file:
-            file.readline()  # the header, already read by read_header
-            for block in _line_blocks(file, self.path):
-                try:
-                    table = pa_csv.read_csv(io.BytesIO(block), **self._csv_options(len(block)))
-                except pa.ArrowInvalid as error:
-                    raise InputError(f"{self.path}: unreadable CSV: {first_line(error) or type(error).__name__}") from None
-                yield from table.select(list(RAW_COLUMNS)).to_batches()
+    def batches(self, blocks: Iterable[bytes]) -> Iterator[pa.RecordBatch]:
+        for block in blocks:
+            try:
+                table = pa_csv.read_csv(io.BytesIO(block), **self._csv_options(len(block)))
+            except pa.ArrowInvalid as error:
+                raise InputError(f"{self.where}: unreadable CSV: {first_line(error) or type(error).__name__}") from None
+            yield from table.select(list(RAW_COLUMNS)).to_batches()
 
     def _csv_options(self, block_bytes: int) -> dict:
         def skip_malformed(row: pa_csv.InvalidRow) -> str:
@@ -159,17 +143,66 @@ class CsvRideSource:
         }
 
 
-def _line_blocks(file: BinaryIO, path: Path) -> Iterator[bytes]:
-    """The rest of `file` in blocks of whole lines, about BLOCK_SIZE bytes each."""
+class CsvRideSource:
+    """Raw rides from a CSV file, in chunks of exactly `chunk_size` rows (the last may be shorter).
+
+    Lines with the wrong number of fields are skipped and counted in `malformed_rows`.
+    A file reads the same every time, so an interrupted run over it can be resumed.
+    """
+
+    resumable = True
+
+    def __init__(self, path: Path, chunk_size: int):
+        self.path = Path(path)
+        self.chunk_size = chunk_size
+        self._parser = RawLineParser(read_header(self.path), self.path)
+
+    @property
+    def malformed_rows(self) -> int:
+        return self._parser.malformed_rows
+
+    def describe(self) -> dict:
+        return {"kind": "csv", "path": str(self.path)}
+
+    def estimated_rows(self) -> int:
+        return estimate_row_count(self.path)
+
+    def chunks(self) -> Iterator[pa.Table]:
+        return exact_size_chunks(self._batches(), self.chunk_size)
+
+    def run_details(self) -> dict:
+        return {}
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        # Whole-line blocks read here and parsed one at a time: Arrow's own streaming reader reads
+        # ahead of a slower consumer and, on a large file, holds hundreds of megabytes doing so.
+        with self.path.open("rb") as file:
+            file.readline()  # the header, already read by read_header
+            yield from self._parser.batches(line_blocks(file, self.path))
+
+
+def line_blocks(file: BinaryIO, where: object, limit: int | None = None) -> Iterator[bytes]:
+    """The rest of `file` in blocks of whole lines, about BLOCK_SIZE bytes each.
+
+    With `limit`, only the lines that start within the next `limit` bytes: the last one is read to
+    its end, wherever that is, and the next reader of the file starts after it.
+    """
     rest = b""
-    while data := file.read(BLOCK_SIZE):
+    remaining = limit
+    while remaining is None or remaining > 0:
+        data = file.read(BLOCK_SIZE if remaining is None else min(BLOCK_SIZE, remaining))
+        if not data:
+            break
+        if remaining is not None:
+            remaining -= len(data)
         data = rest + data
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) > MAX_LINE_BYTES:
-            raise InputError(f"{path}: a line longer than {MAX_LINE_BYTES >> 20} MB; expected CSV rows of rides")
+            raise InputError(f"{where}: a line longer than {MAX_LINE_BYTES >> 20} MB; expected CSV rows of rides")
         if cut:
             yield data[:cut]
         rest = data[cut:]
+    if rest and limit is not None:
+        rest += file.readline()
     if rest.strip():
         yield rest
-

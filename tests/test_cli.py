@@ -12,7 +12,7 @@ try:
     main({args!r})
 except SystemExit:
     pass
-print(sorted(name for name in ("tensorflow", "keras", "pandas", "pyarrow", "google.cloud.bigquery") if name in sys.modules))
+print(sorted(name for name in ("tensorflow", "keras", "pandas", "pyarrow", "google.cloud.bigquery", "dask", "distributed", "fsspec") if name in sys.modules))
 """
 
 
@@ -29,6 +29,17 @@ def test_help_imports_no_heavy_library(tmp_path):
     assert modules_imported_by(tmp_path, "preprocess", "--help") == "[]"
 
 
+def test_preprocess_without_dask_says_how_to_install_it(tmp_path):
+    (tmp_path / "raw.csv").write_text(RAW_HEADER + "\n")
+    program = "import sys; sys.modules['distributed'] = None\n" + IMPORTS_AFTER.format(
+        args=["preprocess", "--input", str(tmp_path / "raw.csv"), "--scheduler", "tcp://127.0.0.1:8786"]
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True)
+    assert done.stderr.splitlines() == [
+        "taxifare: error: --scheduler and --workers need Dask, an optional extra: pip install 'taxifare[dask]'"
+    ]
+
+
 def test_preprocess_never_imports_tensorflow(tmp_path):
     (tmp_path / "raw.csv").write_text(RAW_HEADER + "\n")
     assert modules_imported_by(tmp_path, "preprocess", "--input", str(tmp_path / "raw.csv")) == "['pandas', 'pyarrow']"
@@ -41,6 +52,7 @@ def test_help_documents_every_option_and_its_environment_variable(tmp_path):
                              ("--chunk-size", "CHUNK_SIZE")]:
         assert option in done.stdout and variable in done.stdout
     assert "--input" in done.stdout and "--force" in done.stdout
+    assert "--scheduler" in done.stdout and "DASK_SCHEDULER_ADDRESS" in done.stdout and "--workers" in done.stdout
 
 
 class FakeTerminal(io.StringIO):

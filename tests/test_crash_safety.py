@@ -149,3 +149,21 @@ def test_ctrl_c_or_sigterm_is_a_one_line_message_and_the_rerun_resumes(tmp_path,
     rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
     assert rerun.returncode == 0, rerun.stderr
     assert_matches_reference(tmp_path, reference)
+
+
+def test_a_forked_child_does_not_keep_the_lock_alive(tmp_path):
+    # Local Dask workers are forked from the preprocess process while it holds the output's lock.
+    started, ready = os.pipe()
+    with OutputLock(output_of(tmp_path), "processed file"):
+        child = os.fork()
+        if child == 0:
+            os.write(ready, b"1")  # the at-fork handlers have run by now
+            time.sleep(5)
+            os._exit(0)
+        assert os.read(started, 1) == b"1"
+    try:
+        with OutputLock(output_of(tmp_path), "processed file"):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -1,0 +1,121 @@
+"""The parts folder beside the processed CSV: what each phase leaves, every file complete or absent.
+
+    processed_….parts/
+      job.json               the job's identity and plan; a different job clears the folder
+      scan-00007.csv         features of partition 7's rows that break no rule, duplicates still in
+      scan-00007.hashes.npy  hashes of its rows that reach the duplicate rule, grouped by hash bucket
+      scan-00007.npz         per such row: later-rule verdict and row number; per candidate: fare
+      scan-00007.json        its counts, written last: partition 7 is scanned
+      bucket-00002.npy       where the duplicates of hash bucket 2 are, grouped by partition
+      part-00007.csv         partition 7's final rows, no header (the processed CSV is the header and
+                             the parts in order)
+      part-00007.json        its counts and fare sums, written last: partition 7 is settled
+
+Every file is written to a temporary name and renamed into place, so a task that runs twice (retried
+after its worker died, or left running by a killed client) leaves the same complete files.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from taxifare.files import atomic_write_bytes, atomic_write_json, read_json
+
+
+def parts_folder_for(processed_path: Path) -> Path:
+    return processed_path.with_suffix(".parts")
+
+
+class PartsFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def scan_csv(self, index: int) -> Path:
+        return self.path / f"scan-{index:05d}.csv"
+
+    def scan_hashes(self, index: int) -> Path:
+        return self.path / f"scan-{index:05d}.hashes.npy"
+
+    def scan_arrays(self, index: int) -> Path:
+        return self.path / f"scan-{index:05d}.npz"
+
+    def scan_record(self, index: int) -> Path:
+        return self.path / f"scan-{index:05d}.json"
+
+    def bucket(self, bucket: int) -> Path:
+        return self.path / f"bucket-{bucket:05d}.npy"
+
+    def part_csv(self, index: int) -> Path:
+        return self.path / f"part-{index:05d}.csv"
+
+    def part_record(self, index: int) -> Path:
+        return self.path / f"part-{index:05d}.json"
+
+    @property
+    def job_path(self) -> Path:
+        return self.path / "job.json"
+
+    def read_record(self, path: Path) -> dict:
+        return read_json(path, "part record")
+
+    def write_record(self, path: Path, value: dict) -> None:
+        atomic_write_json(path, value)
+
+    def previous_job(self) -> dict | None:
+        return read_json(self.job_path, "parts job") if self.job_path.is_file() else None
+
+    def start_job(self, job: dict) -> None:
+        """An empty folder for `job`, whatever an earlier job left."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True)
+        atomic_write_json(self.job_path, job)
+
+    def remove(self, keep_parts: bool) -> None:
+        """Everything once the processed CSV is complete; with `keep_parts`, all but the final parts."""
+        if not keep_parts:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for path in self.path.iterdir():
+            if not path.name.startswith("part-") and path.name != "job.json":
+                path.unlink()
+
+    def write_hashes(self, index: int, hashes: np.ndarray, positions: np.ndarray, buckets: int) -> None:
+        """Row hashes with their positions, grouped by bucket (hash modulo `buckets`), input order kept within each."""
+        bucket = hashes % np.uint64(buckets)
+        order = np.argsort(bucket, kind="stable")
+        offsets = np.searchsorted(bucket[order], np.arange(buckets + 1, dtype=np.uint64))
+        _save_array(
+            self.scan_hashes(index),
+            np.concatenate([offsets.astype(np.uint64), hashes[order], positions[order].astype(np.uint64)]),
+        )
+
+    def read_hashes(self, index: int, bucket: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+        """One bucket's hashes and positions from one partition; only that slice is read from disk."""
+        data = np.load(self.scan_hashes(index), mmap_mode="r")
+        offsets = data[: buckets + 1].astype(np.int64)
+        start, stop, count = buckets + 1 + offsets[bucket], buckets + 1 + offsets[bucket + 1], offsets[-1]
+        return np.array(data[start:stop]), np.array(data[start + count : stop + count]).astype(np.int64)
+
+    def write_duplicates(self, bucket: int, owners: np.ndarray, positions: np.ndarray, partitions: int) -> None:
+        """Positions of duplicate rows, `owners` (their partitions) in ascending order."""
+        offsets = np.searchsorted(owners, np.arange(partitions + 1))
+        _save_array(self.bucket(bucket), np.concatenate([offsets, positions]).astype(np.int64))
+
+    def read_duplicates(self, bucket: int, index: int, partitions: int) -> np.ndarray:
+        data = np.load(self.bucket(bucket), mmap_mode="r")
+        return np.array(data[partitions + 1 + data[index] : partitions + 1 + data[index + 1]])
+
+    def write_arrays(self, path: Path, **arrays: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())

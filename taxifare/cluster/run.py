@@ -1,0 +1,245 @@
+"""The client's side of preprocess on a Dask cluster: plan the partitions, run the three phases of tasks,
+assemble the one processed CSV from the parts in order, and write the same manifest as a local run.
+
+The client holds no rows: the tasks exchange files in the parts folder (which the workers and the
+client must all see: this machine's disk for --workers, a shared file system for a real cluster), and
+tell the client only counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import fsspec
+
+from taxifare.cluster.connect import Cluster, cluster_for
+from taxifare.cluster.parts import PartsFolder, parts_folder_for
+from taxifare.cluster.plan import CsvFile, JobPlan, csv_ranges, list_csv_files, new_plan, partition_bytes, query_windows
+from taxifare.cluster.target_sum import TargetSum
+from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
+from taxifare.config import Settings
+from taxifare.errors import TaxifareError, first_line
+from taxifare.files import StagedFile, atomic_write_json, describe_os_error
+from taxifare.preprocess import PreprocessResult, existing_manifest, log_result, reusable
+from taxifare.progress import Progress
+from taxifare.sink import csv_header, manifest_path, new_manifest
+
+log = logging.getLogger("taxifare")
+
+_SAMPLE_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInput:
+    """The raw rides of a job: CSV files (`--input`, or the window's raw cache), else BigQuery."""
+
+    source: dict  # as the manifest records it
+    input: str | None  # the manifest's `input`: what the user passed, resolved
+    files: tuple[CsvFile, ...]  # none for BigQuery
+
+    @classmethod
+    def of(cls, settings: Settings, input_text: str | None) -> "JobInput":
+        if input_text is not None:
+            resolved = input_text if "://" in input_text else str(Path(input_text).expanduser().resolve())
+            files = tuple(list_csv_files(resolved))
+            source = {"kind": "csv", "path": input_text}
+            if [file.url for file in files] != [resolved]:
+                source["files"] = [file.url for file in files]
+            return cls(source, resolved, files)
+        if settings.raw_cache_path.is_file():
+            cache = str(settings.raw_cache_path)
+            return cls({"kind": "csv", "path": cache}, None, tuple(list_csv_files(cache)))
+        from taxifare.source_bigquery import query_sql
+
+        query_sql(settings.bq_table)  # refuses an unsafe table name before any worker sends a query
+        return cls({"kind": "bigquery", "table": settings.bq_table}, None, ())
+
+
+def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool, partition_size: int | None = None) -> PreprocessResult:
+    """preprocess(), on the cluster that `settings` name; `partition_size` (bytes) overrides the automatic one."""
+    started = time.monotonic()
+    output = settings.processed_path
+    job_input = JobInput.of(settings, input_text)
+    fresh = new_manifest(job_input.source, settings.min_date, settings.max_date, settings.data_size, settings.chunk_size)
+    fresh["input"] = job_input.input
+    previous = existing_manifest(output)
+    if reusable(previous, fresh, output) and not force:
+        log.info("%s is complete; reusing it (pass --force to redo it)", output)
+        return PreprocessResult(output, previous, True, None, time.monotonic() - started)
+
+    parts = PartsFolder(parts_folder_for(output))
+    try:
+        with cluster_for(settings) as cluster:
+            plan = _plan(parts, settings, job_input, fresh, cluster, force, partition_size)
+            if job_input.files == ():
+                fresh["source"]["caches"] = [str(_window_cache(settings, part)) for part in plan.partitions]
+            fresh["engine"] = {"kind": "dask", "scheduler": cluster.address, "workers": cluster.workers,
+                               "threads": cluster.threads, "partitions": len(plan.partitions), "buckets": plan.buckets}
+            output.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(manifest_path(output), fresh)  # marked incomplete until the very end
+            fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, _estimated_rows(job_input.files))
+            manifest = _assemble(cluster, output, parts, len(plan.partitions), fresh)
+    except OSError as error:
+        raise describe_os_error(error) from error
+    parts.remove(keep_parts)
+    result = PreprocessResult(output, manifest, False, None, time.monotonic() - started)
+    log_result(result)
+    return result
+
+
+def _window_cache(settings: Settings, part) -> Path:
+    return dataclasses.replace(settings, min_date=part.min_date, max_date=part.max_date).raw_cache_path
+
+
+def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: dict, cluster: Cluster,
+          force: bool, partition_size: int | None) -> JobPlan:
+    """The saved plan when the parts folder holds this very job (a rerun continues it), else a new one."""
+    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "source", "min_date", "max_date",
+                                            "data_size", "chunk_size")}
+    identity["files"] = [[file.url, file.size] for file in job_input.files]
+    previous = parts.previous_job()
+    if previous and previous["identity"] == identity and not force:
+        plan = JobPlan.from_json(previous["plan"])
+        count = len(plan.partitions)
+        scanned = sum(parts.scan_record(index).is_file() for index in range(count))
+        settled = sum(parts.part_record(index).is_file() for index in range(count))
+        log.info("continuing the job in %s: %d of %d partitions already scanned, %d settled", parts.path, scanned, count, settled)
+        return plan
+    if job_input.files:
+        total = sum(file.size for file in job_input.files)
+        step = partition_size or partition_bytes(total, cluster.threads)
+        plan = new_plan(csv_ranges(list(job_input.files), step))
+    else:
+        plan = new_plan(query_windows(settings.min_date, settings.max_date, 4 * cluster.threads))
+    parts.start_job({"identity": identity, "plan": plan.to_json()})
+    return plan
+
+
+def _estimated_rows(files: tuple[CsvFile, ...]) -> int | None:
+    """Rows in the CSV files, from the line length in the first megabyte of the first (for an ETA only)."""
+    if not files:
+        return None
+    with fsspec.open(files[0].url, "rb") as file:
+        sample = file.read(_SAMPLE_BYTES)
+    if not sample:
+        return None
+    return int(sum(file.size for file in files) / (len(sample) / max(sample.count(b"\n"), 1)))
+
+
+def _run_phases(cluster: Cluster, settings: Settings, parts: PartsFolder, plan: JobPlan, estimated_rows: int | None) -> dict[str, float]:
+    """Scan, find duplicates, settle: each phase's tasks for what the parts folder does not hold yet.
+
+    Returns each worker's peak memory (MB) as its tasks reported it.
+    """
+    partitions = range(len(plan.partitions))
+    peaks: dict[str, float] = {}
+    progress = Progress("preprocess", total=estimated_rows)
+    scanned = [index for index in partitions if parts.scan_record(index).is_file()]
+    if scanned:
+        progress.advance(sum(parts.read_record(parts.scan_record(index))["rows_read"] for index in scanned))
+
+    def scan_done(report: TaskReport, done: int) -> None:
+        peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
+        progress.advance(report.rows_read, note=f"{len(scanned) + done}/{len(partitions)} partitions")
+
+    todo = [index for index in partitions if index not in scanned]
+    _run_tasks(cluster, "scan", [(scan_partition, settings, plan.partitions[i], i, parts.path, plan.buckets) for i in todo], scan_done)
+    progress.close()
+
+    def task_done(report: TaskReport, done: int) -> None:
+        peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
+
+    started = time.monotonic()
+    buckets = [bucket for bucket in range(plan.buckets) if not parts.bucket(bucket).is_file()]
+    _run_tasks(cluster, "duplicates", [(find_duplicates, parts.path, b, plan.buckets, len(partitions)) for b in buckets], task_done)
+    log.info("found the duplicates in %d hash buckets in %.1f s", plan.buckets, time.monotonic() - started)
+
+    started = time.monotonic()
+    row_counts = [parts.read_record(parts.scan_record(index))["rows"] for index in partitions]
+    first_rows = [sum(row_counts[:index]) for index in partitions]
+    jobs = [SettleJob(index, first_rows[index], sum(row_counts), plan.buckets, len(partitions), settings.chunk_size)
+            for index in partitions if not parts.part_record(index).is_file()]
+    _run_tasks(cluster, "settle", [(settle_partition, parts.path, job) for job in jobs], task_done)
+    log.info("settled %d partitions in %.1f s", len(partitions), time.monotonic() - started)
+    return peaks
+
+
+def _run_tasks(cluster: Cluster, phase: str, calls: list[tuple], on_report: Callable[[TaskReport, int], None]) -> None:
+    """Run the calls (function, *args) as tasks; stop at the first failure and re-raise it here."""
+    from distributed import KilledWorker, as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    futures = [cluster.client.submit(call[0], *call[1:], key=f"{phase}-{number}-{run_id}", pure=False)
+               for number, call in enumerate(calls)]
+    try:
+        for done, future in enumerate(as_completed(futures), 1):
+            on_report(future.result(), done)
+    except KilledWorker as error:
+        raise TaxifareError(f"a {phase} task failed on every worker it ran on ({first_line(error)}); see the workers' logs") from None
+    finally:
+        cluster.client.cancel(futures)
+
+
+def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, partitions: int, manifest: dict) -> dict:
+    """The processed CSV: the header, then every part at its offset, copied there by the workers in
+    parallel; once it is on disk, the complete manifest."""
+    header = csv_header()
+    offsets = [len(header)]
+    for index in range(partitions):
+        offsets.append(offsets[-1] + parts.read_record(parts.part_record(index))["bytes"])
+    # A fixed temporary name, under the output's lock: a killed run leaves one file, which the next reuses.
+    with StagedFile(output, temporary=output.with_name(f".{output.name}.partial")) as staged:
+        staged.write(header)
+        os.ftruncate(staged.fileno(), offsets[-1])
+        calls = [(place_part, parts.path, index, staged.temporary, offsets[index]) for index in range(partitions)]
+        _run_tasks(cluster, "place", calls, lambda report, done: None)
+        staged.commit()
+    _count_parts(parts, partitions, manifest)
+    atomic_write_json(manifest_path(output), manifest)
+    return manifest
+
+
+def _count_parts(parts: PartsFolder, partitions: int, manifest: dict) -> None:
+    """Add up the parts' counts into the manifest, as the local run counts its chunks."""
+    target = TargetSum()
+    distinct = 0
+    jobs = []
+    for index in range(partitions):
+        record = parts.read_record(parts.part_record(index))
+        manifest["rows_read"] += record["rows_read"]
+        manifest["rows_kept"] += record["rows_kept"]
+        manifest["bytes"] += record["bytes"]
+        for rule, count in record["rejects"].items():
+            manifest["rejected"][rule] += count
+        target.add(record["target_pieces"])
+        distinct += record["distinct_rows"]
+        if record["source_details"]:
+            jobs.append(record["source_details"])
+    rows = manifest["rows_read"] - manifest["rejected"]["malformed_line"]
+    manifest.update(
+        target_sum=target.result(),
+        chunks_written=math.ceil(rows / manifest["chunk_size"]),
+        complete=True,
+        duplicate_index_bytes=8 * distinct,
+        completed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        source_details=_query_details(jobs),
+    )
+
+
+def _query_details(jobs: list[dict]) -> dict:
+    """The BigQuery jobs of the sub-windows, summed up; nothing for CSV input (as a local run)."""
+    if not jobs:
+        return {}
+    return {
+        "job_ids": [job["job_id"] for job in jobs],
+        "bytes_processed": sum(job["bytes_processed"] or 0 for job in jobs),
+        "rows": sum(job["rows"] or 0 for job in jobs),
+    }

@@ -1,0 +1,60 @@
+"""What a worker reads for one partition: a byte range of a CSV file, or one BigQuery sub-window.
+
+Both hand out RAW_SCHEMA tables through `chunks()` and count `malformed_rows`, like the local sources,
+and a sub-window is read by the local sources themselves: its own raw cache when present, else a
+query that writes that cache through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import BinaryIO, Iterator
+
+import fsspec
+import pyarrow as pa
+
+from taxifare.cluster.plan import CsvRange, Partition
+from taxifare.config import Settings
+from taxifare.source import BLOCK_SIZE, CsvRideSource, RawLineParser, RideSource, exact_size_chunks, line_blocks, parse_header
+
+
+class CsvRangeSource:
+    """The rows of a CsvRange, in chunks of `chunk_size` rows. Each line belongs to the range it starts in,
+    so consecutive ranges read every line once; the header is checked by every range of the file."""
+
+    def __init__(self, part: CsvRange, chunk_size: int):
+        self.part = part
+        self.chunk_size = chunk_size
+        self._parser: RawLineParser | None = None
+
+    @property
+    def malformed_rows(self) -> int:
+        return self._parser.malformed_rows if self._parser else 0
+
+    def run_details(self) -> dict:
+        return {}
+
+    def chunks(self) -> Iterator[pa.Table]:
+        with fsspec.open(self.part.url, "rb") as file:
+            header = file.readline()
+            self._parser = RawLineParser(parse_header(header[:BLOCK_SIZE], self.part.url), self.part.url)
+            first = self._first_line_start(file, len(header))
+            blocks = line_blocks(file, self.part.url, limit=self.part.end - first)
+            yield from exact_size_chunks(self._parser.batches(blocks), self.chunk_size)
+
+    def _first_line_start(self, file: BinaryIO, header_end: int) -> int:
+        if self.part.start > header_end:
+            file.seek(self.part.start - 1)
+            file.readline()  # the end of the line that the previous range reads
+        return file.tell()
+
+
+def open_partition(part: Partition, settings: Settings) -> RideSource | CsvRangeSource:
+    if isinstance(part, CsvRange):
+        return CsvRangeSource(part, settings.chunk_size)
+    window = dataclasses.replace(settings, min_date=part.min_date, max_date=part.max_date)
+    if window.raw_cache_path.is_file():
+        return CsvRideSource(window.raw_cache_path, settings.chunk_size)
+    from taxifare.source_bigquery import BigQueryRideSource
+
+    return BigQueryRideSource(window)

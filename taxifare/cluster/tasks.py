@@ -1,0 +1,187 @@
+"""What the workers run, in three phases; every task reads and writes the parts folder only.
+
+1. scan: read one partition, apply the cleaning rules before `duplicate` (screen_rides) and the ones
+   after it (later_verdicts), write the features of the rows that break none, and the row hashes
+   grouped by bucket.
+2. find duplicates: per hash bucket, every partition's hashes in input order; a row whose hash came
+   before is a duplicate. This is the shuffle: each row's hash meets all its repeats in one bucket.
+3. settle: per partition, drop the duplicates from its features (a plain line filter), count every
+   rule as the local run would, and sum its fares per local chunk.
+4. place: copy each part into the processed CSV at its offset (the client fsyncs the whole file once).
+
+A task that runs twice (retried after its worker died) writes the same files again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from taxifare.clean import KEPT, REJECT_RULES, later_verdicts, screen_rides, settle_rejects
+from taxifare.cluster.parts import PartsFolder
+from taxifare.cluster.plan import Partition
+from taxifare.cluster.sources import open_partition
+from taxifare.cluster.target_sum import chunk_pieces
+from taxifare.config import Settings
+from taxifare.features import ride_features
+from taxifare.files import StagedFile, fsync_directory
+from taxifare.progress import peak_rss_mb
+from taxifare.sink import write_rows
+from taxifare.source import line_blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskReport:
+    """What a task tells the client, for progress and the workers' peak memory."""
+
+    worker: str
+    peak_mb: float
+    rows_read: int = 0
+
+
+def _report(rows_read: int = 0) -> TaskReport:
+    from distributed import get_worker
+
+    return TaskReport(get_worker().address, peak_rss_mb(), rows_read)
+
+
+def scan_partition(settings: Settings, part: Partition, index: int, folder: Path, buckets: int) -> TaskReport:
+    parts = PartsFolder(folder)
+    source = open_partition(part, settings)
+    rejects = dict.fromkeys(REJECT_RULES, 0)
+    hashes, verdicts, rows, fares = [], [], [], []
+    row_count = 0
+    with StagedFile(parts.scan_csv(index)) as candidates:
+        for raw in source.chunks():
+            screened = screen_rides(raw, settings.min_date, settings.max_date)
+            verdict = later_verdicts(screened.rides)
+            kept = screened.rides[verdict == KEPT]
+            buffer = io.BytesIO()
+            write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), buffer)
+            candidates.write(buffer.getvalue())
+            for rule, count in screened.rejects.items():
+                rejects[rule] += count
+            hashes.append(screened.hashes)
+            verdicts.append(verdict)
+            rows.append(screened.rides.index.to_numpy() + row_count)
+            fares.append(kept["fare_amount"].to_numpy())
+            row_count += raw.num_rows
+        candidates.commit()
+    rejects["malformed_line"] = source.malformed_rows
+    hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+    parts.write_hashes(index, hashes, np.arange(len(hashes)), buckets)
+    parts.write_arrays(
+        parts.scan_arrays(index),
+        verdicts=_joined(verdicts, np.int8),
+        rows=_joined(rows, np.int64),
+        fares=_joined(fares, np.float64),
+    )
+    rows_read = row_count + source.malformed_rows
+    parts.write_record(
+        parts.scan_record(index),
+        {"rows": row_count, "rows_read": rows_read, "rejects": rejects, "source_details": source.run_details()},
+    )
+    return _report(rows_read)
+
+
+def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype=dtype)
+
+
+def find_duplicates(folder: Path, bucket: int, buckets: int, partitions: int) -> TaskReport:
+    parts = PartsFolder(folder)
+    hashes, positions, owners = [], [], []
+    for index in range(partitions):
+        bucket_hashes, bucket_positions = parts.read_hashes(index, bucket, buckets)
+        hashes.append(bucket_hashes)
+        positions.append(bucket_positions)
+        owners.append(np.full(len(bucket_hashes), index, dtype=np.int64))
+    hashes = np.concatenate(hashes)
+    # Concatenated in partition order, each partition's rows in input order: NumPy reports the index of
+    # each hash's first occurrence, so every other occurrence is a duplicate.
+    duplicate = np.ones(len(hashes), dtype=bool)
+    duplicate[np.unique(hashes, return_index=True)[1]] = False
+    parts.write_duplicates(bucket, np.concatenate(owners)[duplicate], np.concatenate(positions)[duplicate], partitions)
+    return _report()
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleJob:
+    """Where a partition's rows sit in the whole input, and the shape of the shuffle."""
+
+    index: int
+    first_row: int
+    total_rows: int
+    buckets: int
+    partitions: int
+    chunk_size: int
+
+
+def settle_partition(folder: Path, job: SettleJob) -> TaskReport:
+    parts = PartsFolder(folder)
+    scan = parts.read_record(parts.scan_record(job.index))
+    arrays = np.load(parts.scan_arrays(job.index))
+    verdicts = arrays["verdicts"]
+    first = np.ones(len(verdicts), dtype=bool)
+    for bucket in range(job.buckets):
+        first[parts.read_duplicates(bucket, job.index, job.partitions)] = False
+    candidates = verdicts == KEPT
+    kept = first[candidates]
+    if not parts.part_csv(job.index).exists():
+        _write_part(parts, job.index, kept)
+    kept_rows = arrays["rows"][candidates][kept] + job.first_row
+    pieces = chunk_pieces(arrays["fares"][kept], kept_rows, job.first_row, scan["rows"], job.total_rows, job.chunk_size)
+    parts.write_record(
+        parts.part_record(job.index),
+        {
+            "rows_read": scan["rows_read"],
+            "rows_kept": int(kept.sum()),
+            "distinct_rows": int(first.sum()),
+            "rejects": settle_rejects(scan["rejects"], first, verdicts),
+            "bytes": parts.part_csv(job.index).stat().st_size,
+            "target_pieces": pieces,
+            "source_details": scan["source_details"],
+        },
+    )
+    return _report()
+
+
+def _write_part(parts: PartsFolder, index: int, kept: np.ndarray) -> None:
+    """The scanned features without the duplicates' lines: the scan file itself when there are none."""
+    scanned, final = parts.scan_csv(index), parts.part_csv(index)
+    if kept.all():
+        os.replace(scanned, final)
+        fsync_directory(final.parent)
+        return
+    with StagedFile(final) as part, scanned.open("rb") as lines:
+        line = 0
+        for block in line_blocks(lines, scanned):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n")) + 1
+            starts = np.concatenate([[0], ends[:-1]])
+            keep = kept[line : line + len(ends)]
+            line += len(ends)
+            # Runs of consecutive kept lines, copied as whole slices.
+            edges = np.flatnonzero(np.diff(np.concatenate([[False], keep, [False]]).astype(np.int8)))
+            for first_line, end_line in zip(edges[::2], edges[1::2]):
+                part.write(block[starts[first_line] : ends[end_line - 1]])
+        part.commit()
+    scanned.unlink()
+
+
+def place_part(folder: Path, index: int, output: Path, offset: int) -> TaskReport:
+    """Copy part `index` into `output` (already of its final size) from byte `offset` on."""
+    with PartsFolder(folder).part_csv(index).open("rb") as part, output.open("r+b") as target:
+        size = os.fstat(part.fileno()).st_size
+        if hasattr(os, "copy_file_range"):  # Linux: copied by the kernel
+            copied = 0
+            while copied < size:
+                copied += os.copy_file_range(part.fileno(), target.fileno(), size - copied, copied, offset + copied)
+        else:
+            target.seek(offset)
+            shutil.copyfileobj(part, target)
+    return _report()
