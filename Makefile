@@ -4,11 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-<<<<<<< HEAD
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed soak clean
-=======
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-dask soak clean
->>>>>>> dask
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +29,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
-bench: bench-preprocess bench-train bench-pred bench-quality
+bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed
 
 bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
