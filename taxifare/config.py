@@ -102,11 +102,15 @@ def _int_in(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
-def _positive_float(name: str, text: str) -> float:
+def _number(name: str, text: str) -> float:
     try:
-        value = float(str(text).strip())
+        return float(str(text).strip())
     except ValueError:
         raise InputError(f"{name}: expected a number, received {text!r}") from None
+
+
+def _positive_float(name: str, text: str) -> float:
+    value = _number(name, text)
     if not 0 < value < float("inf"):
         raise InputError(f"{name}: expected a positive finite number, received {text!r}")
     return value
@@ -130,10 +134,7 @@ def _units(name: str, text: str) -> tuple[int, ...]:
 
 
 def _share(name: str, text: str) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise InputError(f"{name}: expected a number, received {text!r}") from None
+    value = _number(name, text)
     if not 0 <= value < 1:
         raise InputError(f"{name}: expected a number from 0 to below 1, received {text!r}")
     return value
