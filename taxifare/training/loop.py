@@ -23,6 +23,7 @@ schedule, early stopping and splits of its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -159,9 +160,9 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
     prepared = team.prepare_rows(data, checkpoint.row_file)
     _check_split_sizes(data, prepared)
     training = _start(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
-    resumed_at = None if state is None else Position(**vars(state.position))
-    resumed_at = team.from_chief(resumed_at and vars(resumed_at))
-    resumed_at = resumed_at and Position(**resumed_at)
+    # Where the chief's checkpoint left off (None for a new run), as every worker reports it.
+    saved_position = team.from_chief(dataclasses.asdict(state.position) if state is not None else None)
+    resumed_at = Position(**saved_position) if saved_position is not None else None
     if not training.state.done:
         _train_passes(training, team)
     assign_variables(training.model.variables, training.best_weights)
