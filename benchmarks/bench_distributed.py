@@ -33,7 +33,7 @@ from taxifare.config import load_settings  # noqa: E402
 from taxifare.demo import write_demo_rides  # noqa: E402
 from taxifare.preprocess import preprocess  # noqa: E402
 from taxifare.registry import Registry  # noqa: E402
-from taxifare.training.cluster import local_tf_configs  # noqa: E402
+from taxifare.training.tf_cluster import local_tf_configs  # noqa: E402
 
 # Three passes of one chunk each: the first pays for tracing the step function, the other two are measured.
 ARGS = ("train", "--epochs", "3", "--patience", "100", "--batch-size", "256", "--chunk-size", "200000")

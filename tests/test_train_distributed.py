@@ -16,7 +16,7 @@ from taxifare.errors import InputError
 from taxifare.model import load_model
 from taxifare.registry import RUN_FILES, Registry
 from taxifare.training import checkpoint_folder
-from taxifare.training.cluster import local_tf_configs, parse_tf_config
+from taxifare.training.tf_cluster import local_tf_configs, parse_tf_config
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
 

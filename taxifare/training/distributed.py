@@ -40,7 +40,7 @@ import numpy as np
 from taxifare.errors import InputError, TaxifareError, first_line
 from taxifare.files import describe_os_error
 from taxifare.model import HUBER_DELTA, STEPS_PER_EXECUTION, import_keras, training_variables
-from taxifare.training.cluster import Cluster, configure_coordination, parse_tf_config, wait_for_peers
+from taxifare.training.tf_cluster import Cluster, configure_coordination, parse_tf_config, wait_for_peers
 from taxifare.training.data import (
     SPANS_PER_CHUNK,
     TEST,
