@@ -11,17 +11,18 @@ Refused: named zones (`EST`, `America/New_York`), whose offset depends on a zone
 date; ambiguous or partial forms (`01/02/2010`, `Jan 2013`, `March`).
 
 `parse_datetime` reads one value; `parse_datetime_column` reads a pyarrow column at once with the same
-pattern and the same range checks (days per month, hours, offsets).
+pattern and the same range checks (days per month, hours, offsets); a test feeds both the same strings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:  # numpy and pyarrow load only with a column to read: settings and --help stay light
+    import numpy as np
+    import pyarrow as pa
 
 EXPECTED = "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS[.fff] with an optional Z, UTC or offset (+05:00), e.g. 2013-07-06 17:18:00 UTC"
 
@@ -34,7 +35,7 @@ PATTERN = (
 _DATETIME = re.compile(PATTERN)
 _NAMED_ZONE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,]+ ?(?P<zone>[A-Za-z][A-Za-z_+-]*(?:/[A-Za-z_+-]+)*)$")
 _NUMBER_FIELDS = ("year", "month", "day", "hour", "minute", "second", "offset_hours", "offset_minutes")
-_FIRST, _LAST = np.datetime64("0001-01-01T00:00:00", "s"), np.datetime64("9999-12-31T23:59:59", "s")
+_FIRST, _LAST = "0001-01-01T00:00:00", "9999-12-31T23:59:59"  # the range of datetime.datetime
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -70,6 +71,9 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     One regular-expression pass checks the grammar; the fields are then read from fixed byte positions
     (the grammar pins them), several times faster than extracting them with the pattern.
     """
+    import numpy as np
+    import pyarrow.compute as pc
+
     matched = pc.fill_null(pc.match_substring_regex(column, PATTERN), False).to_numpy(zero_copy_only=False)
     head, tail, lengths = _head_and_tail_bytes(column)
     year, month, day = _number(head, 0, 4), _number(head, 5, 2), _number(head, 8, 2)
@@ -84,7 +88,7 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         matched
         & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days_in_month)
         & (hour <= 23) & (minute <= 59) & (second <= 59) & (offset_hours <= 23) & (offset_minutes <= 59)
-        & (values >= _FIRST) & (values <= _LAST)
+        & (values >= np.datetime64(_FIRST)) & (values <= np.datetime64(_LAST))
     )
     values[~valid] = np.datetime64("NaT")
     return values
@@ -100,6 +104,10 @@ def _head_and_tail_bytes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray
     Every value is padded with spaces, so that both reads stay inside the buffer without a bounds check.
     (The tail of a value shorter than _TAIL is meaningless; no such value is in the grammar.)
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     text = pc.fill_null(column.cast(pa.binary()), b"")
     padded = pc.binary_join_element_wise(text, _PADDING, b"")
     array = (padded.combine_chunks() if isinstance(padded, pa.ChunkedArray) else padded).cast(pa.large_binary())
@@ -114,6 +122,8 @@ def _head_and_tail_bytes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray
 
 def _number(bytes_: np.ndarray, first: int, digits: int) -> np.ndarray:
     """The decimal number in columns first .. first + digits - 1 (meaningful where those are digits)."""
+    import numpy as np
+
     value = np.zeros(len(bytes_), dtype=np.int64)
     for column in range(first, first + digits):
         value = value * 10 + bytes_[:, column] - ord("0")
@@ -127,6 +137,8 @@ def _offsets(tail: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndar
     the value: `+HH`, `+HHMM` or `+HH:MM`, so the sign is 3, 5 or 6 bytes before the end; the minutes,
     when given, are the last two bytes.
     """
+    import numpy as np
+
     sign_column = np.full(len(tail), -1, dtype=np.int64)
     for back in (3, 5, 6):
         column = _TAIL - back
