@@ -4,8 +4,8 @@ Accepted (ISO 8601): `YYYY-MM-DD`, or `YYYY-MM-DD` then `T` or a space then `HH:
 followed by nothing, `Z`, ` UTC` or a numeric offset (`+05:00`, `-0500`, `+05`). A time with an offset
 is converted to UTC; one with nothing is taken as UTC. That is how the public NYC taxi data reads: its
 times are New York local times written with a ` UTC` suffix, and taxifare keeps them as written, so
-training, prediction and date windows all agree. Fractions of a second are dropped on CSV values
-(rides are kept to the second).
+training, prediction and date windows all agree. Fractions of a second are read and dropped: rides
+and windows are kept to the second.
 
 Refused: named zones (`EST`, `America/New_York`), whose offset depends on a zone database and on the
 date; ambiguous or partial forms (`01/02/2010`, `Jan 2013`, `March`).
@@ -29,8 +29,8 @@ EXPECTED = "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS[.fff] with an optional Z, UTC or o
 # [0-9], not \d: Python's \d also matches other scripts' digits, RE2's (pyarrow's) does not.
 PATTERN = (
     r"^(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
-    r"(?:[T ](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2})(?:[.,](?P<fraction>[0-9]+))?)?"
-    r"(?P<zone>Z| UTC|(?P<sign>[+-])(?P<offset_hours>[0-9]{2})(?::?(?P<offset_minutes>[0-9]{2}))?)?)?$"
+    r"(?:[T ](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2})(?:[.,][0-9]+)?)?"
+    r"(?:Z| UTC|(?P<sign>[+-])(?P<offset_hours>[0-9]{2})(?::?(?P<offset_minutes>[0-9]{2}))?)?)?$"
 )
 _DATETIME = re.compile(PATTERN)
 _NAMED_ZONE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,]+ ?(?P<zone>[A-Za-z][A-Za-z_+-]*(?:/[A-Za-z_+-]+)*)$")
@@ -39,7 +39,7 @@ _FIRST, _LAST = "0001-01-01T00:00:00", "9999-12-31T23:59:59"  # the range of dat
 
 
 def parse_datetime(text: str) -> dt.datetime:
-    """`text` as an aware UTC datetime; ValueError saying what was expected if it is not in the grammar."""
+    """`text` as an aware UTC datetime, in whole seconds; ValueError saying what was expected if it is not in the grammar."""
     match = _DATETIME.match(text)
     if match is None:
         raise ValueError(_refusal(text))
@@ -47,9 +47,8 @@ def parse_datetime(text: str) -> dt.datetime:
     if fields["offset_hours"] > 23 or fields["offset_minutes"] > 59:
         raise ValueError(f"{text!r} has an offset out of range; expected -23:59 to +23:59")
     offset = dt.timedelta(hours=fields["offset_hours"], minutes=fields["offset_minutes"])
-    microsecond = int((match["fraction"] or "0")[:6].ljust(6, "0"))
     try:
-        value = dt.datetime(*(fields[name] for name in _NUMBER_FIELDS[:6]), microsecond, tzinfo=dt.timezone.utc)
+        value = dt.datetime(*(fields[name] for name in _NUMBER_FIELDS[:6]), tzinfo=dt.timezone.utc)
         return value - offset if match["sign"] == "+" else value + offset
     except (ValueError, OverflowError) as error:
         raise ValueError(f"{text!r} is not a real date and time ({error})") from None
