@@ -2,10 +2,9 @@
 
 Accepted (ISO 8601): `YYYY-MM-DD`, or `YYYY-MM-DD` then `T` or a space then `HH:MM[:SS[.fraction]]`,
 followed by nothing, `Z`, ` UTC` or a numeric offset (`+05:00`, `-0500`, `+05`). A time with an offset
-is converted to UTC; one with nothing is taken as UTC. That is how the public NYC taxi data reads: its
-times are New York local times written with a ` UTC` suffix, and taxifare keeps them as written, so
-training, prediction and date windows all agree. Fractions of a second are read and dropped: rides
-and windows are kept to the second.
+is converted to UTC; one with nothing is taken as UTC, like the ` UTC` of the BigQuery and Kaggle
+exports (features.py then derives New York local hours, weekdays and months). Fractions of a second
+are read and dropped: rides and windows are kept to the second.
 
 Refused: named zones (`EST`, `America/New_York`), whose offset depends on a zone database and on the
 date; ambiguous or partial forms (`01/02/2010`, `Jan 2013`, `March`).
