@@ -76,7 +76,7 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     head, tail, lengths = _head_and_tail_bytes(column)
     year, month, day = _number(head, 0, 4), _number(head, 5, 2), _number(head, 8, 2)
     hour, minute = _number(head, 11, 2) * (lengths > 10), _number(head, 14, 2) * (lengths > 10)
-    second = _number(head, 17, 2) * (head[:, 16] == ord(":"))
+    second = _number(head, 17, 2) * ((lengths >= 19) & (head[:, 16] == ord(":")))
     offset_hours, offset_minutes, sign = _offsets(tail, lengths)
     first_of_month = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
     days_in_month = ((first_of_month + 1).astype("datetime64[D]") - first_of_month.astype("datetime64[D]")).astype(np.int64)
@@ -93,26 +93,23 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 _HEAD, _TAIL = 19, 6  # `YYYY-MM-DD HH:MM:SS`; the longest offset, `+HH:MM`
-_PADDING = b" " * (_HEAD + _TAIL)
 
 
 def _head_and_tail_bytes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each value's first _HEAD and last _TAIL bytes, and its length; spaces past its end.
+    """Each value's first _HEAD and last _TAIL bytes, and its length in bytes.
 
-    Every value is padded with spaces, so that both reads stay inside the buffer without a bounds check.
-    (The tail of a value shorter than _TAIL is meaningless; no such value is in the grammar.)
+    Bytes past a value's end belong to the next value (or are 0 after the last): read them only where
+    the length says they are the value's own. A value of the grammar has at least _TAIL bytes.
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    text = pc.fill_null(column.cast(pa.binary()), b"")
-    padded = pc.binary_join_element_wise(text, _PADDING, b"")
-    array = (padded.combine_chunks() if isinstance(padded, pa.ChunkedArray) else padded).cast(pa.large_binary())
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    array = array.cast(pa.large_binary())
     _, offsets, data = array.buffers()
     offsets = np.frombuffer(offsets, np.int64)[array.offset : array.offset + len(array) + 1]
-    data, starts = np.frombuffer(data, np.uint8), offsets[:-1]
-    lengths = np.diff(offsets) - len(_PADDING)
+    data = np.concatenate([np.frombuffer(data, np.uint8) if data else np.empty(0, np.uint8), np.zeros(_HEAD, np.uint8)])
+    starts, lengths = offsets[:-1], np.diff(offsets)
     head = data[starts[:, None] + np.arange(_HEAD)]
     tail = data[np.maximum(starts + lengths - _TAIL, 0)[:, None] + np.arange(_TAIL)]
     return head, tail, lengths

@@ -125,3 +125,8 @@ def test_refusals_say_what_is_expected(text, message):
     with pytest.raises(ValueError) as caught:
         parse_datetime(text)
     assert message in str(caught.value)
+
+
+def test_column_path_reads_no_byte_of_the_next_value():
+    values = parse_datetime_column(pa.array(["2013-07-06 17:18", ":30:00 next value", "2013-07-06", "T17:18:00"]))
+    assert values.tolist()[::2] == [dt.datetime(2013, 7, 6, 17, 18), dt.datetime(2013, 7, 6)]
