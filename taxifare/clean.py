@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taxifare.dates import parse_datetime_column
 from taxifare.source import RAW_COLUMNS
 
 NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
@@ -41,17 +42,6 @@ FARE_RANGE = (0.0, 400.0)  # exclusive at both ends
 
 # A plain decimal or scientific number; "nan" and "inf" are not accepted as ride values.
 _NUMBER_PATTERN = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
-# The BigQuery export form first; the others are unambiguous and common in hand-made files.
-_DATETIME_FORMATS = (
-    "%Y-%m-%d %H:%M:%S UTC",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%dT%H:%M:%SZ",
-    "%Y-%m-%d %H:%M:%S%z",
-    "%Y-%m-%dT%H:%M:%S%z",
-)
-
-
 class SeenRows:
     """Hashes of every kept row so far, to drop exact duplicates across the whole input.
 
@@ -117,35 +107,6 @@ def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values, present & unusable
 
 
-def _parse_datetimes(column: pa.ChunkedArray) -> np.ndarray:
-    """Seconds since the epoch (int64, UTC) as datetime64[s]; NaT where unparseable."""
-    parsed = pc.strptime(column, format=_DATETIME_FORMATS[0], unit="s", error_is_null=True)
-    for fmt in _DATETIME_FORMATS[1:]:
-        if parsed.null_count == column.null_count:
-            break
-        fallback = pc.strptime(column, format=fmt, unit="s", error_is_null=True)
-        parsed = pc.coalesce(parsed, fallback)
-    seconds = pc.cast(parsed, pa.timestamp("s")).to_numpy(zero_copy_only=False).astype("datetime64[s]", copy=True)
-    seconds[~_calendar_valid(column)] = np.datetime64("NaT")
-    return seconds
-
-
-def _calendar_valid(column: pa.ChunkedArray) -> np.ndarray:
-    """Whether each leading date exists: strptime rolls 2013-02-30 over to March 2nd instead of failing.
-
-    Only days 29-31 can roll over, so only those rows pay for the round-trip check.
-    """
-    valid = np.ones(len(column), dtype=bool)
-    day = pc.utf8_slice_codeunits(column, 8, 10)
-    suspects = pc.indices_nonzero(pc.fill_null(pc.greater(day, "28"), False))
-    if len(suspects):
-        date = pc.utf8_slice_codeunits(pc.take(column, suspects), 0, 10)
-        parsed = pc.strptime(date, format="%Y-%m-%d", unit="s", error_is_null=True)
-        same = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), date), False)
-        valid[suspects.to_numpy()] = same.to_numpy(zero_copy_only=False)
-    return valid
-
-
 def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Typed rides and, per parse rule, the mask of rows that break it (in rule order, overlaps allowed)."""
     columns = {}
@@ -158,7 +119,7 @@ def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         missing |= pc.is_null(column).to_numpy(zero_copy_only=False)
         unparseable |= bad
     pickup_text = table.column("pickup_datetime")
-    pickup = _parse_datetimes(pickup_text)
+    pickup = parse_datetime_column(pickup_text)
     missing |= pc.is_null(pickup_text).to_numpy(zero_copy_only=False)
     columns["pickup_datetime"] = pickup
     rides = pd.DataFrame({name: columns[name] for name in RAW_COLUMNS})

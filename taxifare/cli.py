@@ -28,8 +28,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-MinDate = Annotated[Optional[str], typer.Option(help="First pickup date kept (inclusive, UTC). [env: MIN_DATE; default 2009-01-01]")]
-MaxDate = Annotated[Optional[str], typer.Option(help="Pickup dates kept are before this (UTC). [env: MAX_DATE; default 2015-01-01]")]
+MinDate = Annotated[
+    Optional[str],
+    typer.Option(help="First pickup kept (inclusive), ISO 8601: 2009-01-01 or 2009-01-01T06:00:00Z; UTC unless it has an offset. [env: MIN_DATE; default 2009-01-01]"),
+]
+MaxDate = Annotated[Optional[str], typer.Option(help="Pickups kept are before this (same forms as --min-date). [env: MAX_DATE; default 2015-01-01]")]
 DataSize = Annotated[
     Optional[str],
     typer.Option(help="Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo]"),
@@ -46,15 +49,26 @@ BqDataset = Annotated[
     Optional[str], typer.Option(help="BigQuery dataset of the raw tables. [env: BQ_DATASET; default taxifare]")
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+LocalDataPath = Annotated[
+    Optional[str], typer.Option(help="Raw caches and processed files. [env: LOCAL_DATA_PATH; default ~/.taxifare/data]")
+]
+LocalRegistryPath = Annotated[
+    Optional[str], typer.Option(help="Trained runs. [env: LOCAL_REGISTRY_PATH; default ~/.taxifare/registry]")
+]
+
+
+# The settings flags given before the command; the root callback sets them on every invocation.
+_global_flags: dict[str, str | None] = {}
 
 
 @app.callback()
-def _root(debug: Debug = False) -> None:
+def _root(debug: Debug = False, local_data_path: LocalDataPath = None, local_registry_path: LocalRegistryPath = None) -> None:
     """Configuration: flags > environment > ./.env > defaults (see .env.sample)."""
+    _global_flags.update(local_data_path=local_data_path, local_registry_path=local_registry_path)
 
 
 def settings_from(**flags) -> Settings:
-    return load_settings(flags)
+    return load_settings({**_global_flags, **flags})
 
 
 @app.command()
@@ -225,7 +239,9 @@ RunDataSize = Annotated[
 def pred(
     model: ModelSpec = None,
     data_size: RunDataSize = None,
-    pickup_datetime: Annotated[Optional[str], typer.Option(help="Pickup time (UTC unless it names a zone). [default 2013-07-06 17:18:00]")] = None,
+    pickup_datetime: Annotated[
+        Optional[str], typer.Option(help="Pickup time, ISO 8601 (--min-date forms); UTC unless it has an offset. [default 2013-07-06 17:18:00]")
+    ] = None,
     pickup_longitude: Annotated[Optional[float], typer.Option(help="[default -73.950655]")] = None,
     pickup_latitude: Annotated[Optional[float], typer.Option(help="[default 40.783282]")] = None,
     dropoff_longitude: Annotated[Optional[float], typer.Option(help="[default -73.984365]")] = None,

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
+import logging
 import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from dateutil import parser as date_parser
+from dotenv.parser import parse_stream
 
+from taxifare.dates import parse_datetime
 from taxifare.errors import InputError
+
+log = logging.getLogger("taxifare")
 
 # BigQuery naming rules: project ids are 6-30 lowercase letters, digits and hyphens (some legacy
 # ids carry a "domain:" prefix); dataset and table names are letters, digits and underscores.
@@ -76,17 +81,11 @@ def _date_tag(value: dt.datetime) -> str:
 
 
 def parse_date(name: str, text: str) -> dt.datetime:
-    """A date or datetime in any common notation, as an aware UTC datetime (naive means UTC)."""
+    """An ISO 8601 date or datetime (the grammar of taxifare.dates) as an aware UTC datetime."""
     try:
-        value = date_parser.isoparse(text)
-    except ValueError:
-        try:
-            value = date_parser.parse(text)
-        except (ValueError, OverflowError):
-            raise InputError(f"{name}: could not read {text!r} as a date; expected e.g. 2009-01-01") from None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return parse_datetime(str(text))
+    except ValueError as error:
+        raise InputError(f"{name}: {error}") from None
 
 
 def _int_in(low: int, high: int) -> Callable[[str, str], int]:
@@ -195,23 +194,38 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
 }
 
 
+SETTING_NAMES = tuple(env_name for env_name, _, _ in _FIELDS.values())
+# How close (difflib ratio) an unknown .env key must be to a setting's name to be taken for a typo of it.
+_TYPO_CUTOFF = 0.75
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines, `#` comments, `export ` prefixes and surrounding quotes allowed."""
+    """The settings of a .env file, read as python-dotenv reads it: comments, quotes, `export` prefixes.
+
+    Values are literal (no ${VAR} expansion). A key that looks like a misspelt setting is an error; any
+    other unknown key is ignored with a warning, since taxifare passes .env values on to nothing else.
+    """
     if not path.is_file():
         return {}
     values = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if not sep:
-            raise InputError(f"{path}:{number}: expected KEY=VALUE, received {line[:60]!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        for binding in parse_stream(stream):
+            where = f"{path}:{binding.original.line}"
+            if binding.error:
+                raise InputError(f"{where}: expected KEY=VALUE, received {binding.original.string.strip()[:60]!r}")
+            if binding.key is not None and _known_setting(where, binding.key) and binding.value is not None:
+                values[binding.key] = binding.value
     return values
+
+
+def _known_setting(where: str, key: str) -> bool:
+    if key in SETTING_NAMES:
+        return True
+    near = difflib.get_close_matches(key.upper(), SETTING_NAMES, n=1, cutoff=_TYPO_CUTOFF)
+    if near:
+        raise InputError(f"{where}: unknown setting {key} in .env; did you mean {near[0]}?")
+    log.warning("%s: %s is not a taxifare setting; ignored (taxifare does not export .env values)", where, key)
+    return False
 
 
 def load_settings(

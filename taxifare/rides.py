@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from taxifare.clean import FARE_RANGE, LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
+from taxifare.dates import EXPECTED
 from taxifare.errors import InputError, first_line
 from taxifare.features import TARGET
 from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
@@ -40,7 +41,7 @@ RULE_TEXT = {
     "fare_out_of_range": f"fare_amount is outside the training range ({FARE_RANGE[0]:g} < fare < {FARE_RANGE[1]:g})",
     "missing_value": "a value is missing",
     "unparseable_number": "a value is not a number",
-    "bad_datetime": "pickup_datetime is not a date and time",
+    "bad_datetime": f"pickup_datetime is not a date and time of the form {EXPECTED}",
     "passenger_count_out_of_range": f"passenger_count is not a whole number from {PASSENGER_RANGE[0]} to {PASSENGER_RANGE[1]}",
     "outside_nyc": (
         f"a point is outside the area the model knows (latitude {LATITUDE_RANGE[0]}..{LATITUDE_RANGE[1]}, "

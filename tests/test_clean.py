@@ -1,6 +1,7 @@
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
@@ -42,6 +43,9 @@ def only(rejects):
         ("7.5,2013-13-45 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,not a date,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,2013-07-06 17:18:00 EST,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,2013-07-06 17:18:00 America/New_York,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,07/06/2013 17:18,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,2013-02-29 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,2008-12-31 23:59:59 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
         ("7.5,2015-01-01 00:00:00 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
         ("7.5,1969-07-20 20:17:00 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
@@ -76,6 +80,13 @@ def test_rows_at_the_edges_of_the_ranges_are_kept(tmp_path):
     kept, rejects = clean_lines(tmp_path, lines)
     assert only(rejects) == {}
     assert sum(len(frame) for frame in kept) == 3
+
+
+def test_iso_forms_with_fractions_and_offsets_are_read_as_utc(tmp_path):
+    forms = ["2013-07-06 17:18:00.000", "2013-07-06T17:18:00.5Z", "2013-07-06T13:18:00-04:00", "2013-07-06 22:48+0530"]
+    kept, rejects = clean_lines(tmp_path, [f"{i + 5},{form},-73.95,40.78,-73.98,40.76,1" for i, form in enumerate(forms)])
+    assert only(rejects) == {}
+    assert kept[0]["pickup_datetime"].tolist() == [pd.Timestamp("2013-07-06 17:18:00")] * len(forms)
 
 
 def test_duplicates_are_removed_across_chunks_and_keep_the_first(tmp_path):

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from taxifare.progress import Progress
-from tests.conftest import RAW_HEADER, cli_env, run_cli
+from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, run_cli
 
 IMPORTS_AFTER = """
 import sys
@@ -53,6 +53,22 @@ def test_help_documents_every_option_and_its_environment_variable(tmp_path):
         assert option in done.stdout and variable in done.stdout
     assert "--input" in done.stdout and "--force" in done.stdout
     assert "--scheduler" in done.stdout and "DASK_SCHEDULER_ADDRESS" in done.stdout and "--workers" in done.stdout
+
+
+def test_global_path_flags_come_before_environment_and_dotenv(tmp_path):
+    (tmp_path / ".env").write_text(f"LOCAL_DATA_PATH={tmp_path / 'dotenv-data'}  # a comment, not part of the path\n")
+    demo = ("demo-data", "--rows", "10")
+    cache = "raw/query_2009-01-01_2015-01-01_demo.csv"
+    without_environment = {key: value for key, value in cli_env(tmp_path).items() if key != "LOCAL_DATA_PATH"}
+    assert run_cli(tmp_path, *demo, env=without_environment).stdout.strip() == str(tmp_path / "dotenv-data" / cache)
+    assert run_cli(tmp_path, *demo).stdout.strip() == str(tmp_path / "data" / cache)
+    flagged = run_cli(tmp_path, "--local-data-path", str(tmp_path / "flag-data"), *demo)
+    assert flagged.stdout.strip() == str(tmp_path / "flag-data" / cache)
+    registry = tmp_path / "flag-registry"
+    assert_clean_error(run_cli(tmp_path, "--local-registry-path", str(registry), "pred"), 2, f"no trained model in {registry}")
+    usage = run_cli(tmp_path, "--help", env={**cli_env(tmp_path), "COLUMNS": "200"}).stdout
+    assert "--local-data-path" in usage and "LOCAL_DATA_PATH" in usage
+    assert "--local-registry-path" in usage and "LOCAL_REGISTRY_PATH" in usage
 
 
 class FakeTerminal(io.StringIO):

@@ -70,11 +70,53 @@ def test_bad_values_are_clear_input_errors(tmp_path, environ, fragment):
 
 def test_dates_accept_times_and_offsets_and_mean_utc():
     settings = load_settings(
-        environ={"MIN_DATE": "2013-07-06T12:00:00-04:00", "MAX_DATE": "July 8 2013"}, dotenv_path=None
+        environ={"MIN_DATE": "2013-07-06T12:00:00.000-04:00", "MAX_DATE": "2013-07-08"}, dotenv_path=None
     )
     assert settings.min_date == dt.datetime(2013, 7, 6, 16, tzinfo=dt.timezone.utc)
     assert settings.max_date == dt.datetime(2013, 7, 8, tzinfo=dt.timezone.utc)
     assert settings.raw_cache_path.name == "query_2013-07-06T160000_2013-07-08_demo.csv"
+
+
+@pytest.mark.parametrize("text", ["July 8 2013", "01/02/2010", "Jan 2013", "March", "2013-07-06 17:18:00 EST"])
+def test_ambiguous_dates_and_named_zones_are_refused_with_the_expected_form(text):
+    with pytest.raises(InputError) as caught:
+        load_settings({"max_date": text}, environ={}, dotenv_path=None)
+    assert str(caught.value).startswith(f"--max-date: ")
+    assert "expected YYYY-MM-DD" in str(caught.value) or "use Z, UTC or a numeric offset" in str(caught.value)
+
+
+def test_dotenv_comments_quotes_and_export(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "LOCAL_DATA_PATH=/srv/data  # where the rides go\n"
+        "export LOCAL_REGISTRY_PATH='/srv/runs # not a comment'\n"
+        'DATA_SIZE="1k"  # quoted\n'
+        "MIN_DATE=2010-01-01T00:00:00Z\n"
+    )
+    settings = load_settings(environ={}, dotenv_path=dotenv)
+    assert settings.local_data_path == Path("/srv/data")
+    assert settings.local_registry_path == Path("/srv/runs # not a comment")
+    assert settings.data_size == "1k"
+    assert settings.min_date == dt.datetime(2010, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("line, suggestion", [("EPOCH=20", "EPOCHS"), ("epochs=20", "EPOCHS"), ("DATA_PATH=/x", "LOCAL_DATA_PATH")])
+def test_misspelt_dotenv_setting_is_an_error_with_a_suggestion(tmp_path, line, suggestion):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"SEED=1\n{line}\n")
+    with pytest.raises(InputError) as caught:
+        load_settings(environ={}, dotenv_path=dotenv)
+    key = line.partition("=")[0]
+    assert str(caught.value) == f"{dotenv}:2: unknown setting {key} in .env; did you mean {suggestion}?"
+
+
+def test_foreign_dotenv_keys_are_ignored_with_a_warning_and_the_environment_is_not_checked(tmp_path, caplog):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GOOGLE_APPLICATION_CREDENTIALS=/keys/sa.json\nEPOCHS=7\n")
+    settings = load_settings(environ={"EPOCH": "20", "PATH": "/bin"}, dotenv_path=dotenv)
+    assert settings.epochs == 7
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == [f"{dotenv}:1: GOOGLE_APPLICATION_CREDENTIALS is not a taxifare setting; ignored (taxifare does not export .env values)"]
 
 
 def test_malformed_dotenv_line(tmp_path):

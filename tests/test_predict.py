@@ -84,6 +84,14 @@ def test_one_ride_outside_the_area_is_a_clear_error(trained):
         predict_ride(trained, {**REFERENCE_RIDE, "pickup_latitude": 41.5})
 
 
+def test_one_ride_reads_the_csv_date_grammar(trained):
+    same_instant = {**REFERENCE_RIDE, "pickup_datetime": "2013-07-06T13:18:00.000-04:00"}
+    assert predict_ride(trained, same_instant) == predict_ride(trained, REFERENCE_RIDE)
+    for text, fragment in [("2013-07-06 17:18:00 EST", "names the time zone EST"), ("07/06/2013", "expected YYYY-MM-DD")]:
+        with pytest.raises(InputError, match=f"^--pickup-datetime: .*{fragment}"):
+            predict_ride(trained, {**REFERENCE_RIDE, "pickup_datetime": text})
+
+
 def _ride_at(pickup: dt.datetime) -> dict:
     return {**REFERENCE_RIDE, "pickup_datetime": f"{pickup:%Y-%m-%d %H:%M:%S} UTC"}
 
@@ -139,6 +147,12 @@ def test_pred_cli_one_ride_prints_the_fare(trained, tmp_path):
     result = run_cli(tmp_path, "pred", env=_env(tmp_path, trained))
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.strip()) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
+
+
+def test_pred_cli_named_zone_is_one_clear_error(trained, tmp_path):
+    result = run_cli(tmp_path, "pred", "--pickup-datetime", "2013-07-06 17:18:00 EST", env=_env(tmp_path, trained))
+    assert_clean_error(result, 2, "--pickup-datetime:", "named zones are not accepted", "-05:00")
+    assert "Warning" not in result.stderr
 
 
 def test_pred_cli_csv(trained, tmp_path):
