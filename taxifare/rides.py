@@ -24,7 +24,7 @@ import pyarrow.csv as pa_csv
 from taxifare.clean import FARE_RANGE, LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
 from taxifare.errors import InputError, first_line
 from taxifare.features import TARGET
-from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
+from taxifare.lines import LineSpan, iter_line_spans, kept_line_numbers, read_span_bytes
 from taxifare.source import RAW_COLUMNS
 
 log = logging.getLogger("taxifare")
@@ -157,13 +157,3 @@ def _read_text_rows(source, span: LineSpan, header: list[str], rejections: Rejec
     skipped = np.asarray(malformed, dtype=np.int64)
     rejections.add(span.first_line - 1 + skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
     return table, span.first_line - 1 + kept_line_numbers(table.num_rows, skipped)
-
-
-def kept_line_numbers(kept: int, skipped: np.ndarray) -> np.ndarray:
-    """1-based line numbers of the kept rows of a block whose lines `skipped` (1-based, sorted) were dropped.
-
-    Row k lands on line k + 1 pushed down by every skipped line at or before it: skipped line i (0-based)
-    comes before row k exactly when skipped[i] - i <= k + 1.
-    """
-    positions = np.arange(1, kept + 1)
-    return positions + np.searchsorted(skipped - np.arange(len(skipped)), positions, side="right")
