@@ -66,11 +66,18 @@ class Rejections:
         return sum(self.counts.values())
 
     def add(self, lines: np.ndarray, rules: np.ndarray) -> None:
-        for line, rule in zip(lines.tolist(), rules.tolist()):
-            self.counts[rule] += 1
-            if len(self.first_lines) < REPORTED_LINES:
-                self.first_lines.append((line, rule))
-                log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+        for rule, count in zip(*np.unique(rules, return_counts=True)):
+            self.counts[rule] += int(count)
+        room = REPORTED_LINES - len(self.first_lines)
+        for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
+            self.first_lines.append((line, rule))
+            log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+
+    def log_unreported(self) -> None:
+        """The line that ends the capped list of warnings."""
+        unreported = self.total - len(self.first_lines)
+        if unreported:
+            log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
 
 
 @dataclass
@@ -93,6 +100,7 @@ def iter_ride_blocks(path: Path, header: list[str], rows_per_block: int, rejecti
             usable = reasons == ""
             rejections.add(lines[~usable], reasons[~usable])
             yield RideBlock(span.rows, table, lines, rides, usable)
+    rejections.log_unreported()
 
 
 def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray]:

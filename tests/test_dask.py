@@ -260,7 +260,7 @@ def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, c
     settings = settings_for(tmp_path / "cluster", dask_scheduler_address=cluster.address, **flags)
     result = preprocess(settings)
     assert result.output.read_bytes() == local.output.read_bytes()
-    for key in ("rows_read", "rows_kept", "rejected", "target_sum", "bytes", "chunks_written", "duplicate_index_bytes"):
+    for key in ("rows_read", "rows_kept", "rejected", "rejected_samples", "target_sum", "bytes", "chunks_written", "duplicate_index_bytes"):
         assert result.manifest[key] == local.manifest[key], key
 
     windows = []
