@@ -9,7 +9,7 @@ Lines with the wrong number of fields never reach this module; the source counts
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxifare.dates import parse_datetime_column
-from taxifare.source import RAW_COLUMNS
+from taxifare.source import RAW_COLUMNS, SAMPLE_CHARS
 
 NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
 COORDINATE_COLUMNS = ("pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude")
@@ -39,6 +39,7 @@ LATITUDE_RANGE = (40.5, 40.9)
 LONGITUDE_RANGE = (-74.3, -73.7)
 PASSENGER_RANGE = (1, 7)
 FARE_RANGE = (0.0, 400.0)  # exclusive at both ends
+_BOX = {name: LONGITUDE_RANGE if name.endswith("longitude") else LATITUDE_RANGE for name in COORDINATE_COLUMNS}
 
 # A plain decimal or scientific number; "nan" and "inf" are not accepted as ride values.
 _NUMBER_PATTERN = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
@@ -74,9 +75,26 @@ class SeenRows:
 
 
 @dataclass
+class Rejects:
+    """Rows dropped, per rule, and the first of them: its row in the table that was cleaned (a caller
+    turns it into a line of the input) and the offending value as text (None for `duplicate`)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_RULES, 0))
+    samples: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+
+    def count(self, rule: str, mask: np.ndarray, rows: np.ndarray, value) -> None:
+        """Count the rows of `mask`; the first, if it is the first of its rule, is the sample (`value(row)`)."""
+        hits = int(mask.sum())
+        self.counts[rule] += hits
+        if hits and rule not in self.samples:
+            row = int(rows[np.argmax(mask)])
+            self.samples[rule] = (row, value(row))
+
+
+@dataclass
 class CleanChunk:
     rides: pd.DataFrame
-    rejects: dict[str, int]
+    rejects: Rejects
 
 
 @dataclass
@@ -85,7 +103,7 @@ class ScreenedRides:
 
     rides: pd.DataFrame
     hashes: np.ndarray
-    rejects: dict[str, int]
+    rejects: Rejects
 
 
 # The verdict of a ride that breaks none of the rules after `duplicate`.
@@ -140,22 +158,25 @@ def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, s
     first = seen.first_occurrences(screened.hashes)
     verdicts = later_verdicts(screened.rides)
     keep = first & (verdicts == KEPT)
-    rejects = settle_rejects(screened.rejects, first, verdicts)
-    return CleanChunk(rides=screened.rides[keep].reset_index(drop=True), rejects=rejects)
+    rows = screened.rides.index.to_numpy()
+    settle_rejects(screened.rejects, first, verdicts, rows)
+    screened.rejects.samples.update(later_samples(table, screened.rides, verdicts, screened.rejects.samples))
+    return CleanChunk(rides=screened.rides[keep].reset_index(drop=True), rejects=screened.rejects)
 
 
 def screen_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime) -> ScreenedRides:
     """Parse the rows and apply the rules before `duplicate`; the rides' index is their row in `table`."""
     rides, parse_failures = parse_rides(table)
-    rejects = dict.fromkeys(REJECT_RULES, 0)
+    rejects = Rejects()
     keep = np.ones(len(rides), dtype=bool)
     pickup = rides["pickup_datetime"].to_numpy()
     window_low = np.datetime64(min_date.replace(tzinfo=None), "s")
     window_high = np.datetime64(max_date.replace(tzinfo=None), "s")
     failures = {**parse_failures, "outside_date_window": ~((pickup >= window_low) & (pickup < window_high))}
+    rows = np.arange(len(rides))
     for rule, mask in failures.items():
         hit = keep & mask
-        rejects[rule] += int(hit.sum())
+        rejects.count(rule, hit, rows, lambda row: sample_value(rule, table, rides, row))
         keep &= ~hit
     rides = rides[keep]
     return ScreenedRides(rides=rides, hashes=_row_hashes(rides), rejects=rejects)
@@ -180,14 +201,47 @@ def later_verdicts(rides: pd.DataFrame) -> np.ndarray:
     return verdicts
 
 
-def settle_rejects(screened: dict[str, int], first: np.ndarray, verdicts: np.ndarray) -> dict[str, int]:
-    """The screening counts plus the `duplicate` rule (rows not `first`) and the rules after it, for the rest."""
-    rejects = dict(screened)
-    rejects["duplicate"] += int((~first).sum())
+def settle_rejects(rejects: Rejects, first: np.ndarray, verdicts: np.ndarray, rows: np.ndarray) -> None:
+    """Add to the screening's `rejects` the `duplicate` rule (rows not `first`, whose sample is its row in
+    `rows`) and the counts of the rules after it, for the rest."""
+    rejects.count("duplicate", ~first, rows, lambda row: None)
     counts = np.bincount(verdicts[first & (verdicts != KEPT)], minlength=len(REJECT_RULES))
     for index, rule in enumerate(REJECT_RULES):
-        rejects[rule] += int(counts[index])
-    return rejects
+        rejects.counts[rule] += int(counts[index])
+
+
+def later_samples(table: pa.Table, rides: pd.DataFrame, verdicts: np.ndarray, known: dict) -> dict[str, tuple[int, str]]:
+    """The first ride of each verdict (not yet in `known`) with its value: always a first occurrence, since
+    an earlier exact copy would have the same verdict."""
+    samples = {}
+    for index in np.unique(verdicts[verdicts != KEPT]):
+        rule = REJECT_RULES[index]
+        if rule not in known:
+            row = int(rides.index[np.argmax(verdicts == index)])
+            samples[rule] = (row, sample_value(rule, table, rides, row))
+    return samples
+
+
+def sample_value(rule: str, table: pa.Table, rides: pd.DataFrame, row: int) -> str:
+    """`column=text` of the value that makes row `row` of `table` break `rule` (rides: its parsed rows)."""
+    text = {name: _text_at(table.column(name), row) for name in RAW_COLUMNS}
+    parsed = rides.loc[row]
+    candidates = {
+        "missing_value": [name for name in RAW_COLUMNS if text[name] is None],
+        "unparseable_number": [name for name in NUMERIC_COLUMNS if text[name] is not None and np.isnan(parsed[name])],
+        "outside_nyc": [name for name in COORDINATE_COLUMNS if not _BOX[name][0] <= parsed[name] <= _BOX[name][1]],
+        "zero_coordinates": list(COORDINATE_COLUMNS),
+        "passenger_count_out_of_range": ["passenger_count"],
+        "fare_out_of_range": ["fare_amount"],
+    }.get(rule, ["pickup_datetime"])
+    shown = candidates if rule == "zero_coordinates" else candidates[:1]
+    return " ".join(f"{name}={text[name] or ''}" for name in shown)[:SAMPLE_CHARS]
+
+
+def _text_at(column: pa.ChunkedArray, row: int) -> str | None:
+    """A cell's text; bytes that are not UTF-8 (which the rules read as not a number) become U+FFFD."""
+    value = column.slice(row, 1).cast(pa.binary())[0].as_py()
+    return None if value is None else value.decode("utf-8", "replace")
 
 
 def _row_hashes(rides: pd.DataFrame) -> np.ndarray:

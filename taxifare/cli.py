@@ -55,6 +55,8 @@ LocalDataPath = Annotated[
 LocalRegistryPath = Annotated[
     Optional[str], typer.Option(help="Trained runs. [env: LOCAL_REGISTRY_PATH; default ~/.taxifare/registry]")
 ]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors (no progress, no summaries).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines too, and TensorFlow's own log lines.")]
 
 
 # The settings flags given before the command; the root callback sets them on every invocation.
@@ -62,9 +64,38 @@ _global_flags: dict[str, str | None] = {}
 
 
 @app.callback()
-def _root(debug: Debug = False, local_data_path: LocalDataPath = None, local_registry_path: LocalRegistryPath = None) -> None:
+def _root(
+    debug: Debug = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    local_data_path: LocalDataPath = None,
+    local_registry_path: LocalRegistryPath = None,
+) -> None:
     """Configuration: flags > environment > ./.env > defaults (see .env.sample)."""
+    if quiet and verbose:
+        raise InputError("pass either --quiet or --verbose, not both")
+    logging.getLogger("taxifare").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    _quiet_libraries(verbose)
     _global_flags.update(local_data_path=local_data_path, local_registry_path=local_registry_path)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Silence TensorFlow, absl and gRPC (which log to stderr on their own) unless --verbose.
+
+    Set before TensorFlow is imported, which reads these once. TF_CPP_MIN_LOG_LEVEL=3 drops its C++ lines
+    of every level (a user's 2 still lets errors through); GRPC_VERBOSITY covers the gRPC lines a
+    multi-worker run prints when a peer goes away.
+    """
+    import os
+    import warnings
+
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    if verbose:
+        return
+    os.environ["GRPC_VERBOSITY"] = "NONE"
+    for name in ("tensorflow", "absl", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl)(\.|$)")
 
 
 def settings_from(**flags) -> Settings:
@@ -134,13 +165,15 @@ def demo_data(
 ) -> None:
     """Write a SYNTHETIC ride data set as the raw cache for DATA_SIZE=demo (no account needed)."""
     from taxifare.demo import write_demo_rides
+    from taxifare.files import writing
 
     settings = settings_from(min_date=min_date, max_date=max_date, data_size="demo")
     path = settings.raw_cache_path
     if path.exists() and not force:
         log.info("%s exists; keeping it (pass --force to regenerate)", path)
     else:
-        write_demo_rides(path, rows=rows, seed=seed)
+        with writing("writing the demo rides"):
+            write_demo_rides(path, rows=rows, seed=seed)
         log.info("wrote %s synthetic rides to %s", f"{rows:,}", path)
     typer.echo(path)
 
@@ -430,6 +463,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # the last line of defence: never a raw traceback without --debug
         if debug:
             raise
+        from taxifare.files import file_system_error
+
+        explained = file_system_error(error)
+        if explained is not None:
+            _report_error(f"taxifare: error: {explained}")
+            sys.exit(explained.exit_code)
         _report_error(
             f"taxifare: internal error: {type(error).__name__}: {first_line(error)} (rerun with --debug for details)"
         )

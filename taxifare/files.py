@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from taxifare.errors import InputError, TaxifareError
 
@@ -81,8 +83,34 @@ def read_json(path: Path, what: str) -> dict:
     return value
 
 
-def describe_os_error(error: OSError, path: Path | None = None) -> TaxifareError:
-    """One readable line for a failed write: no space, file too large, read-only, permission."""
+def describe_os_error(error: OSError, path: Path | None = None, doing: str | None = None) -> TaxifareError:
+    """One readable line for a failed write: no space, file too large, read-only, permission; `doing` names
+    the operation, e.g. "creating the processed file"."""
     where = path or error.filename or "file"
     reason = error.strerror or str(error)
-    return TaxifareError(f"could not write {where}: {reason}")
+    return TaxifareError(f"could not write {where}{f' ({doing})' if doing else ''}: {reason}")
+
+
+@contextmanager
+def writing(doing: str) -> Iterator[None]:
+    """`with writing("creating the processed file"):` a failed file operation inside is one line naming it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FILE_SYSTEM_ERRNOS:
+            raise
+        raise describe_os_error(error, doing=doing) from error
+
+
+# Failures of the file system rather than of taxifare: the user can act on them (another path, more space).
+_WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+FILE_SYSTEM_ERRNOS = {*_WRITE_ERRNOS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
+
+
+def file_system_error(error: BaseException) -> TaxifareError | None:
+    """One line naming the file, for an OSError of the file system that nothing closer to it explained."""
+    if not isinstance(error, OSError) or error.errno not in FILE_SYSTEM_ERRNOS:
+        return None
+    if error.errno in _WRITE_ERRNOS:
+        return describe_os_error(error)
+    return TaxifareError(f"could not access {error.filename or 'a file'}: {error.strerror or error}")

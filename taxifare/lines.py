@@ -48,3 +48,30 @@ def iter_line_spans(path: Path, lines_per_span: int) -> Iterator[LineSpan]:
 def read_span_bytes(file, span: LineSpan) -> bytes:
     file.seek(span.start)
     return file.read(span.end - span.start)
+
+
+def kept_line_numbers(kept: int, skipped: np.ndarray) -> np.ndarray:
+    """1-based line numbers of the kept rows of a block whose lines `skipped` (1-based, sorted) were dropped."""
+    return line_numbers(np.arange(1, kept + 1), skipped)
+
+
+def line_numbers(positions: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+    """The line (1-based) of each kept line, given its 1-based position among the kept lines, when the
+    lines `skipped` (1-based, sorted) were dropped.
+
+    Kept line k lands on line k pushed down by every skipped line at or before it: skipped line i
+    (0-based) comes before it exactly when skipped[i] - i <= k.
+    """
+    return positions + np.searchsorted(skipped - np.arange(len(skipped)), positions, side="right")
+
+
+def empty_lines(block: bytes) -> np.ndarray:
+    """1-based numbers of the empty lines ("" or a lone carriage return) of a block of whole lines."""
+    if b"\n\n" not in block and b"\n\r\n" not in block and not block.startswith((b"\n", b"\r\n")):
+        return np.empty(0, dtype=np.int64)  # the common case, found at memory speed
+    data = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts
+    empty = (lengths == 0) | ((lengths == 1) & (data[starts] == 13))
+    return np.flatnonzero(empty).astype(np.int64) + 1

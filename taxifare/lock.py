@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from taxifare.errors import TaxifareError
+from taxifare.files import writing
 
 log = logging.getLogger("taxifare")
 
@@ -54,14 +55,16 @@ def _read_owner(file) -> dict:
 class OutputLock:
     """`with OutputLock(path, "processed file"):` holds the lock for `path` or raises LockedError."""
 
-    def __init__(self, target: Path, what: str):
+    def __init__(self, target: Path, what: str, doing: str | None = None):
         self.path = lock_path(Path(target))
         self.what = what
+        self.doing = doing or f"creating the {what}"
         self._file = None
 
     def __enter__(self) -> "OutputLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(self.path, "a+", encoding="utf-8")
+        with writing(self.doing):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            file = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -32,8 +32,9 @@ _KERAS_MEMBERS = ("config.json", "model.weights.h5")
 
 
 def import_keras():
-    # TensorFlow reads these when it is first imported; quiet its C++ start-up chatter.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow reads these when it is first imported; quiet its C++ start-up chatter (the CLI sets it
+    # to 3, or 0 with --verbose, before this).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # This model's operations are too small to split across threads: on two cores, splitting them cost
     # more in thread wake-ups than it saved (training ~20% slower). TensorFlow's own variable; override it.
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")

@@ -9,14 +9,16 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
+import numpy as np
+
+from taxifare.clean import REJECT_RULES, Rejects, SeenRows, clean_rides
 from taxifare.config import Settings
 from taxifare.errors import InputError
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
-from taxifare.sink import ProcessedWriter, manifest_path, new_manifest, read_manifest
+from taxifare.sink import ProcessedWriter, manifest_path, new_manifest, read_manifest, sample_record
 from taxifare.source import CsvRideSource, RideSource
 
 log = logging.getLogger("taxifare")
@@ -98,8 +100,12 @@ def preprocess(
             from taxifare.cluster.run import preprocess_on_cluster
 
             input_text = None if input_path is None else str(input_path)
-            return preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size)
-        return _preprocess_locked(settings, input_path, force)
+            result = preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size)
+        else:
+            result = _preprocess_locked(settings, input_path, force)
+    if result.manifest["rows_kept"] == 0:
+        raise nothing_kept(result.manifest)
+    return result
 
 
 def _local_input(text: str) -> Path:
@@ -144,7 +150,7 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool)
 def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
     seen = SeenRows()
     progress = Progress("preprocess", total=source.estimated_rows())
-    malformed_before = 0
+    malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
     with closing(source.chunks()) as chunks:
         for index, raw in enumerate(chunks):
@@ -153,13 +159,15 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
             malformed_before = source.malformed_rows
             if progress.total is None:
                 progress.total = source.estimated_rows()
+            rows_before += raw.num_rows
             if index < skip_chunks:
                 # Already in the output: replayed only to rebuild the duplicate index.
                 progress.advance(raw.num_rows + malformed)
                 continue
-            cleaned.rejects["malformed_line"] += malformed
+            cleaned.rejects.counts["malformed_line"] += malformed
+            samples = located_samples(cleaned.rejects, source, rows_before - raw.num_rows)
             features = ride_features(cleaned.rides)
-            writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects)
+            writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects.counts, samples)
             kept += len(features)
             progress.advance(raw.num_rows + malformed, note=f"kept {kept:,}")
     trailing_malformed = source.malformed_rows - malformed_before
@@ -167,12 +175,25 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     writer.finish(
         rows_read=trailing_malformed,
         rejects={"malformed_line": trailing_malformed},
+        samples=malformed_sample(source),
         extra={
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "source_details": source.run_details(),
         },
     )
+
+
+def located_samples(rejects: Rejects, source, first_row: int) -> dict[str, dict]:
+    """The chunk's samples, each at its line in the input (or row of the query result)."""
+    rules = list(rejects.samples)
+    lines = source.lines_of(np.array([first_row + rejects.samples[rule][0] for rule in rules], dtype=np.int64))
+    return {rule: sample_record(source.position, line, rejects.samples[rule][1]) for rule, line in zip(rules, lines)}
+
+
+def malformed_sample(source) -> dict[str, dict]:
+    first = source.first_malformed
+    return {"malformed_line": sample_record(source.position, *first)} if first else {}
 
 
 def log_result(result: PreprocessResult) -> None:
@@ -186,7 +207,9 @@ def log_result(result: PreprocessResult) -> None:
         ("rows kept", f"{manifest['rows_kept']:,}"),
         ("rows rejected", f"{rejected:,}"),
     ]
-    rows += [(f"  {rule}", f"{manifest['rejected'][rule]:,}") for rule in REJECT_RULES if manifest["rejected"][rule]]
+    samples = manifest.get("rejected_samples", {})
+    rows += [(f"  {rule}", f"{manifest['rejected'][rule]:,}{_first_text(samples.get(rule))}")
+             for rule in REJECT_RULES if manifest["rejected"][rule]]
     if result.resumed_from_chunk is not None:
         rows.append(("resumed", f"after chunk {result.resumed_from_chunk}"))
     rows += [
@@ -205,6 +228,26 @@ def log_result(result: PreprocessResult) -> None:
             ("worker memory", f"peak {max(peaks, default=0):,.0f} MB"),
         ]
     log_summary("preprocess complete", rows)
+
+
+def _first_text(sample: dict | None) -> str:
+    if not sample:
+        return ""
+    where = " ".join(f"{key} {value:,}" for key, value in sample.items() if key in ("line", "row"))
+    if "file" in sample:
+        where += f" of {sample['file']}"
+    return f" (first: {where}{': ' + sample['value'] if 'value' in sample else ''})"
+
+
+def nothing_kept(manifest: dict) -> InputError:
+    """Exit 2 for a run that kept no row: the main reasons, each with its first sample."""
+    rejected = sorted((rule for rule in REJECT_RULES if manifest["rejected"][rule]), key=lambda rule: -manifest["rejected"][rule])
+    samples = manifest.get("rejected_samples", {})
+    reasons = "; ".join(f"{rule} {manifest['rejected'][rule]:,}{_first_text(samples.get(rule))}" for rule in rejected[:3])
+    more = f"; and {len(rejected) - 3} more reason(s)" if len(rejected) > 3 else ""
+    if not manifest["rows_read"]:
+        return InputError(f"preprocess read no rows from {_describe_source(manifest['source'], {})}; expected raw rides")
+    return InputError(f"preprocess kept none of the {manifest['rows_read']:,} rows it read: {reasons}{more}")
 
 
 def _describe_source(source: dict, details: dict) -> str:

@@ -53,7 +53,8 @@ class Progress:
         self.total = total
         self.unit = unit
         self.stream = stream or sys.stderr
-        self.interactive = self.stream.isatty()
+        # No bar under --quiet, which sets the taxifare logger to warnings and errors only.
+        self.interactive = self.stream.isatty() and log.level <= logging.INFO
         self.done = 0
         self.note = ""
         self.started = time.monotonic()

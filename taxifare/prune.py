@@ -80,7 +80,7 @@ def _remove_unheld_checkpoints(checkpoints: Path, result: PruneResult) -> bool:
     held = False
     for folder in sorted(checkpoints / name for name in names):
         try:
-            with OutputLock(folder, "training checkpoint"):
+            with OutputLock(folder, "training checkpoint", doing="removing abandoned training scratch"):
                 if folder.is_dir():
                     result.removed.append(Removed(folder, "scratch", delete_tree(folder)))
         except LockedError:

@@ -25,7 +25,7 @@ from taxifare.clean import FARE_RANGE, LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGE
 from taxifare.dates import EXPECTED
 from taxifare.errors import InputError, first_line
 from taxifare.features import TARGET
-from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
+from taxifare.lines import LineSpan, iter_line_spans, kept_line_numbers, read_span_bytes
 from taxifare.source import RAW_COLUMNS
 
 log = logging.getLogger("taxifare")
@@ -67,11 +67,18 @@ class Rejections:
         return sum(self.counts.values())
 
     def add(self, lines: np.ndarray, rules: np.ndarray) -> None:
-        for line, rule in zip(lines.tolist(), rules.tolist()):
-            self.counts[rule] += 1
-            if len(self.first_lines) < REPORTED_LINES:
-                self.first_lines.append((line, rule))
-                log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+        for rule, count in zip(*np.unique(rules, return_counts=True)):
+            self.counts[rule] += int(count)
+        room = REPORTED_LINES - len(self.first_lines)
+        for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
+            self.first_lines.append((line, rule))
+            log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+
+    def log_unreported(self) -> None:
+        """The line that ends the capped list of warnings."""
+        unreported = self.total - len(self.first_lines)
+        if unreported:
+            log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
 
 
 @dataclass
@@ -94,6 +101,7 @@ def iter_ride_blocks(path: Path, header: list[str], rows_per_block: int, rejecti
             usable = reasons == ""
             rejections.add(lines[~usable], reasons[~usable])
             yield RideBlock(span.rows, table, lines, rides, usable)
+    rejections.log_unreported()
 
 
 def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
@@ -158,13 +166,3 @@ def _read_text_rows(source, span: LineSpan, header: list[str], rejections: Rejec
     skipped = np.asarray(malformed, dtype=np.int64)
     rejections.add(span.first_line - 1 + skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
     return table, span.first_line - 1 + kept_line_numbers(table.num_rows, skipped)
-
-
-def kept_line_numbers(kept: int, skipped: np.ndarray) -> np.ndarray:
-    """1-based line numbers of the kept rows of a block whose lines `skipped` (1-based, sorted) were dropped.
-
-    Row k lands on line k + 1 pushed down by every skipped line at or before it: skipped line i (0-based)
-    comes before row k exactly when skipped[i] - i <= k + 1.
-    """
-    positions = np.arange(1, kept + 1)
-    return positions + np.searchsorted(skipped - np.arange(len(skipped)), positions, side="right")

@@ -57,10 +57,21 @@ def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, dat
         "rows_kept": 0,
         "target_sum": 0.0,
         "rejected": dict.fromkeys(REJECT_RULES, 0),
+        "rejected_samples": {},
         "chunks_written": 0,
         "bytes": len(csv_header()),
         "complete": False,
     }
+
+
+def add_samples(manifest: dict, samples: dict[str, dict]) -> None:
+    """Keep the first sample of each rule ({"line" or "row": N, "value": text}), in REJECT_RULES order."""
+    known = {**samples, **manifest.setdefault("rejected_samples", {})}
+    manifest["rejected_samples"] = {rule: known[rule] for rule in REJECT_RULES if rule in known}
+
+
+def sample_record(position: str, at: int, value: str | None) -> dict:
+    return {position: int(at), **({"value": value} if value is not None else {})}
 
 
 def read_manifest(processed_path: Path) -> dict:
@@ -97,9 +108,9 @@ class ProcessedWriter:
         self._file.seek(self.manifest["bytes"])
         self._sync()
 
-    def append(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int]) -> None:
+    def append(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
         self.wait()
-        self._pending = self._worker.submit(self._write_chunk, features, target, rows_read, rejects)
+        self._pending = self._worker.submit(self._write_chunk, features, target, rows_read, rejects, samples)
 
     def wait(self) -> None:
         """Block until the chunk in flight is on disk and in the manifest; re-raise its error."""
@@ -107,26 +118,27 @@ class ProcessedWriter:
         if pending is not None:
             pending.result()
 
-    def _write_chunk(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int]) -> None:
+    def _write_chunk(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
         write_rows(features, target, self._file)
         self._sync()
         self.manifest["bytes"] = self._file.tell()
         self.manifest["rows_kept"] += len(features)
         self.manifest["target_sum"] += float(np.sum(target, dtype=np.float64))
         self.manifest["chunks_written"] += 1
-        self._count_read(rows_read, rejects)
+        self._count_read(rows_read, rejects, samples)
         self._save_manifest()
 
-    def _count_read(self, rows_read: int, rejects: dict[str, int]) -> None:
+    def _count_read(self, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
         self.manifest["rows_read"] += rows_read
         for rule, count in rejects.items():
             self.manifest["rejected"][rule] += count
+        add_samples(self.manifest, samples)
 
-    def finish(self, rows_read: int = 0, rejects: dict[str, int] | None = None, extra: dict | None = None) -> None:
+    def finish(self, rows_read: int = 0, rejects: dict[str, int] | None = None, samples: dict[str, dict] | None = None, extra: dict | None = None) -> None:
         """Mark the output complete, counting rows read (and rejected) after the last chunk."""
         self.wait()
         self.close()
-        self._count_read(rows_read, rejects or {})
+        self._count_read(rows_read, rejects or {}, samples or {})
         self.manifest.update(extra or {})
         self.manifest["complete"] = True
         self._save_manifest()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, Protocol, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from taxifare.errors import InputError, first_line
+from taxifare.lines import empty_lines, line_numbers
 
 RAW_COLUMNS = (
     "fare_amount",
@@ -30,6 +33,7 @@ RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
 BLOCK_SIZE = 16 << 20
 MAX_LINE_BYTES = 64 << 20
 _SAMPLE_BYTES = 1 << 20
+SAMPLE_CHARS = 80  # of a rejected value or line, quoted in the manifest and the summary
 
 
 class RideSource(Protocol):
@@ -37,6 +41,8 @@ class RideSource(Protocol):
 
     resumable: bool  # reads the same rows in the same order every time
     malformed_rows: int  # rows skipped so far because they could not be split into fields
+    first_malformed: tuple[int, str] | None  # the line and text of the first of them
+    position: str  # what `lines_of` counts: "line" (of a file) or "row" (of a query result)
 
     def describe(self) -> dict:
         """Stable identity of the input, recorded in the manifest."""
@@ -49,6 +55,9 @@ class RideSource(Protocol):
 
     def run_details(self) -> dict:
         """Facts learnt while reading (e.g. a query job id), recorded in the manifest at the end."""
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        """Where each row read so far (0-based over all chunks) is in the input: its `position`, 1-based."""
 
 
 def exact_size_chunks(batches: Iterable[pa.RecordBatch], chunk_size: int) -> Iterator[pa.Table]:
@@ -106,28 +115,69 @@ def estimate_row_count(path: Path) -> int:
     return max(int(size / (len(sample) / lines)) - 1, 0)
 
 
+@dataclass(frozen=True)
+class _Block:
+    """Where a parsed block's rows lie: its first row and line, and the lines that gave no row."""
+
+    first_row: int
+    first_line: int
+    malformed: np.ndarray  # 1-based among the block's non-empty lines
+    empty: np.ndarray  # 1-based among all its lines
+
+
 class RawLineParser:
     """Parses blocks of whole CSV lines into RAW_SCHEMA batches, one block at a time.
 
-    Lines with the wrong number of fields are skipped and counted in `malformed_rows`.
+    Lines with the wrong number of fields are skipped and counted in `malformed_rows`; the first is kept
+    as `first_malformed` (its line and text). Empty lines are skipped. `lines_of` gives the line of any
+    row parsed so far, counting from line `first_line`.
     """
 
-    def __init__(self, columns: list[str], where: object):
+    def __init__(self, columns: list[str], where: object, first_line: int = 1):
         self.columns = columns
         self.where = where
         self.malformed_rows = 0
+        self.first_malformed: tuple[int, str] | None = None
+        self.lines_read = 0
+        self._first_line = first_line
+        self._rows = 0
+        self._blocks: list[_Block] = []
 
     def batches(self, blocks: Iterable[bytes]) -> Iterator[pa.RecordBatch]:
         for block in blocks:
+            malformed: list[tuple[int, str]] = []
             try:
-                table = pa_csv.read_csv(io.BytesIO(block), **self._csv_options(len(block)))
+                table = pa_csv.read_csv(io.BytesIO(block), **self._csv_options(len(block), malformed))
             except pa.ArrowInvalid as error:
                 raise InputError(f"{self.where}: unreadable CSV: {first_line(error) or type(error).__name__}") from None
+            self._count_lines(block, table.num_rows, malformed)
             yield from table.select(list(RAW_COLUMNS)).to_batches()
 
-    def _csv_options(self, block_bytes: int) -> dict:
+    def _count_lines(self, block: bytes, rows: int, malformed: list[tuple[int, str]]) -> None:
+        numbers = np.array([number for number, _ in malformed], dtype=np.int64)
+        located = _Block(self._rows, self._first_line + self.lines_read, numbers, empty_lines(block))
+        if malformed and self.first_malformed is None:
+            line = int(line_numbers(numbers[:1], located.empty)[0]) + located.first_line - 1
+            self.first_malformed = (line, malformed[0][1][:SAMPLE_CHARS])
+        self._blocks.append(located)
+        self._rows += rows
+        self.malformed_rows += len(malformed)
+        self.lines_read += block.count(b"\n") + (not block.endswith(b"\n"))
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        """The line of each row (0-based, counted over every batch so far), for the rejection samples."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lines = np.zeros(len(rows), dtype=np.int64)
+        block_of = np.searchsorted([block.first_row for block in self._blocks], rows, side="right") - 1
+        for index in np.unique(block_of):
+            block, inside = self._blocks[index], block_of == index
+            among_filled = line_numbers(rows[inside] - block.first_row + 1, block.malformed)
+            lines[inside] = block.first_line - 1 + line_numbers(among_filled, block.empty)
+        return lines
+
+    def _csv_options(self, block_bytes: int, malformed: list[tuple[int, str]]) -> dict:
         def skip_malformed(row: pa_csv.InvalidRow) -> str:
-            self.malformed_rows += 1
+            malformed.append((row.number, row.text))
             return "skip"
 
         return {
@@ -151,15 +201,23 @@ class CsvRideSource:
     """
 
     resumable = True
+    position = "line"
 
     def __init__(self, path: Path, chunk_size: int):
         self.path = Path(path)
         self.chunk_size = chunk_size
-        self._parser = RawLineParser(read_header(self.path), self.path)
+        self._parser = RawLineParser(read_header(self.path), self.path, first_line=2)
 
     @property
     def malformed_rows(self) -> int:
         return self._parser.malformed_rows
+
+    @property
+    def first_malformed(self) -> tuple[int, str] | None:
+        return self._parser.first_malformed
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._parser.lines_of(rows)
 
     def describe(self) -> dict:
         return {"kind": "csv", "path": str(self.path)}

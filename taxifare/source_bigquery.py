@@ -15,6 +15,7 @@ import re
 from contextlib import closing
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -131,6 +132,8 @@ class BigQueryRideSource:
     """
 
     resumable = False
+    position = "row"
+    first_malformed = None
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -149,6 +152,9 @@ class BigQueryRideSource:
 
     def run_details(self) -> dict:
         return dict(self._details)
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(rows) + 1
 
     def chunks(self) -> Iterator[pa.Table]:
         with closing(self._cached_text_batches()) as batches:

@@ -21,7 +21,7 @@ def clean_lines(tmp_path, lines, window=WINDOW, chunk_size=1000):
     for table in source.chunks():
         chunk = clean_rides(table, *window, seen)
         kept.append(chunk.rides)
-        for rule, count in chunk.rejects.items():
+        for rule, count in chunk.rejects.counts.items():
             rejects[rule] += count
     rejects["malformed_line"] += source.malformed_rows
     return kept, rejects

@@ -1,9 +1,13 @@
 import io
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from taxifare.progress import Progress
-from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, run_cli
+from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 
 IMPORTS_AFTER = """
 import sys
@@ -93,3 +97,49 @@ def test_progress_logs_plain_lines_when_not_a_terminal(caplog):
         progress.advance(10)
     assert plain.getvalue() == ""
     assert caplog.records and "train: 10 rows" in caplog.records[0].getMessage()
+
+
+TAXIFARE_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) ")
+
+
+def test_train_and_pred_print_no_line_of_tensorflow_absl_or_onednn(tmp_path):
+    env = cli_env(tmp_path)
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # as cron runs it: the CLI alone must keep TensorFlow quiet
+    assert run_cli(tmp_path, "demo-data", "--rows", "2000", env=env).returncode == 0
+    quiet = run_cli(tmp_path, "--quiet", "preprocess", env=env)
+    assert quiet.returncode == 0 and quiet.stdout and quiet.stderr == ""
+    for args in (["train", "--epochs", "1", "--chunk-size", "1000"], ["pred"]):
+        done = run_cli(tmp_path, *args, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stderr and all(TAXIFARE_LOG_LINE.match(line) for line in done.stderr.splitlines()), done.stderr
+
+
+def test_a_data_path_under_a_file_is_one_line_naming_the_path_and_the_operation(tmp_path):
+    (tmp_path / "file.txt").write_text("not a folder\n")
+    data = tmp_path / "file.txt" / "data"
+    raw = write_csv(tmp_path / "raw.csv", [REFERENCE_ROW])
+    done = run_cli(tmp_path, "preprocess", "--input", str(raw), env=cli_env(tmp_path, LOCAL_DATA_PATH=str(data)))
+    assert_clean_error(done, 1, f"could not write {data / 'processed'} (creating the processed file): Not a directory")
+    registry = tmp_path / "file.txt" / "registry"
+    done = run_cli(tmp_path, "demo-data", "--rows", "10", env=cli_env(tmp_path, LOCAL_DATA_PATH=str(data)))
+    assert_clean_error(done, 1, f"could not write {data / 'raw'} (writing the demo rides): Not a directory")
+    assert run_cli(tmp_path, "demo-data", "--rows", "500").returncode == 0
+    assert run_cli(tmp_path, "preprocess").returncode == 0
+    done = run_cli(tmp_path, "train", "--epochs", "1", env=cli_env(tmp_path, LOCAL_REGISTRY_PATH=str(registry)))
+    assert_clean_error(done, 1, f"could not write {registry}", "(creating the training checkpoint for processed_", "Not a directory")
+
+
+def test_a_read_only_data_path_is_one_line_naming_the_path_and_the_operation(tmp_path):
+    # sysfs refuses new folders even to root, so this runs where a chmod-based test would be skipped.
+    data = Path("/sys/taxifare-test/data")
+    try:
+        data.mkdir(parents=True)
+    except PermissionError:
+        pass
+    except OSError as error:
+        pytest.skip(f"no read-only /sys here ({error})")
+    else:
+        pytest.skip("this system lets /sys have new folders")
+    done = run_cli(tmp_path, "demo-data", "--rows", "10", env=cli_env(tmp_path, LOCAL_DATA_PATH=str(data)))
+    assert_clean_error(done, 1, "could not write /sys/taxifare-test (writing the demo rides): ", "not permitted")
+    assert "internal error" not in done.stderr

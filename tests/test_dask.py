@@ -123,6 +123,9 @@ def test_a_glob_reads_like_the_files_joined(tmp_path, cluster, rides, scheme):
     assert result.output.read_bytes() == local.output.read_bytes()
     assert result.manifest["rejected"] == local.manifest["rejected"]
     assert result.manifest["source"]["files"] == [f"{scheme}{folder}/rides-a.csv", f"{scheme}{folder}/rides-b.csv"]
+    # Samples name their file, and count lines from its own header.
+    malformed = result.manifest["rejected_samples"]["malformed_line"]
+    assert malformed == {"line": lines.index(DIRT[0]) - 9000 + 2, "value": DIRT[0], "file": f"{scheme}{folder}/rides-b.csv"}
 
 
 def test_cli_on_a_local_cluster_of_worker_processes(tmp_path, rides):
@@ -260,7 +263,7 @@ def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, c
     settings = settings_for(tmp_path / "cluster", dask_scheduler_address=cluster.address, **flags)
     result = preprocess(settings)
     assert result.output.read_bytes() == local.output.read_bytes()
-    for key in ("rows_read", "rows_kept", "rejected", "target_sum", "bytes", "chunks_written", "duplicate_index_bytes"):
+    for key in ("rows_read", "rows_kept", "rejected", "rejected_samples", "target_sum", "bytes", "chunks_written", "duplicate_index_bytes"):
         assert result.manifest[key] == local.manifest[key], key
 
     windows = []

@@ -200,3 +200,16 @@ def _run_ids(settings) -> list[str]:
 
 def _env(tmp_path, settings, registry=None):
     return cli_env(tmp_path, LOCAL_REGISTRY_PATH=str(registry or settings.local_registry_path))
+
+
+def test_warnings_about_bad_lines_stop_at_twenty_and_say_how_many_more(trained, tmp_path, caplog):
+    bad = "k,6,not a date,-73.97,40.76,-73.98,40.75,1"
+    rides = write_csv(tmp_path / "rides.csv", [REFERENCE_ROW, *[bad] * 25])
+    with caplog.at_level("WARNING", logger="taxifare"):
+        result = predict_csv(with_registry(trained, trained.local_registry_path, chunk_size=7), rides, tmp_path / "out.csv")
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert result.rejected.counts["bad_datetime"] == 25
+    assert [message for message in warnings if "not predicted" in message][-1] == (
+        "... and 5 more lines not predicted (counted by reason in the summary)"
+    )
+    assert sum(message.startswith("line ") for message in warnings) == 20

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from taxifare.config import load_settings
+from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION
 from taxifare.preprocess import preprocess
 from taxifare.sink import manifest_path
@@ -101,10 +102,56 @@ def test_text_in_numbers_and_bad_datetimes_are_counted_not_fatal(tmp_path):
     assert result.manifest["rejected"]["bad_datetime"] == 2
 
 
-def test_header_only_gives_an_empty_complete_output(tmp_path):
-    result = run(tmp_path, write_csv(tmp_path / "header.csv", []))
-    assert result.output.read_text().splitlines() == [",".join([*FEATURE_NAMES, "fare_amount"])]
-    assert result.manifest["complete"] and result.manifest["rows_read"] == 0
+def test_header_only_gives_an_empty_complete_output_and_exit_2(tmp_path):
+    path = write_csv(tmp_path / "header.csv", [])
+    with pytest.raises(InputError, match="read no rows from CSV .*header.csv; expected raw rides"):
+        run(tmp_path, path)
+    output = settings_for(tmp_path).processed_path
+    assert output.read_text().splitlines() == [",".join([*FEATURE_NAMES, "fare_amount"])]
+    manifest = json.loads(manifest_path(output).read_text())
+    assert manifest["complete"] and manifest["rows_read"] == 0
+
+
+UNUSABLE = [
+    "k1,7.5,2013-07-06 17:18:00 UTC,-73.95",  # line 2: malformed
+    "",  # line 3: empty, skipped without a count
+    "k2,-5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1",
+    "k3,7.5,2008-01-01 00:00:00 UTC,-73.95,40.78,-73.98,40.76,1",
+    "\r",  # line 6: empty too
+    "k4,-5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1",  # a repeat of line 4
+    "k5,-6.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1",
+    "k6,7.5,2013-07-06 17:18:00 UTC,-73.95,41.5,-73.98,40.76,1",
+    "k7,7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1,extra",
+]
+
+
+def test_each_rule_keeps_its_first_value_and_line_whatever_the_blocks(tmp_path, monkeypatch):
+    path = write_csv(tmp_path / "unusable.csv", UNUSABLE)
+    expected = {
+        "malformed_line": {"line": 2, "value": "k1,7.5,2013-07-06 17:18:00 UTC,-73.95"},
+        "outside_date_window": {"line": 5, "value": "pickup_datetime=2008-01-01 00:00:00 UTC"},
+        "duplicate": {"line": 7},
+        "fare_out_of_range": {"line": 4, "value": "fare_amount=-5"},
+        "outside_nyc": {"line": 9, "value": "pickup_latitude=41.5"},
+    }
+    for block_size in (1 << 20, 40):  # one block, or a block per line or two
+        monkeypatch.setattr("taxifare.source.BLOCK_SIZE", block_size)
+        with pytest.raises(InputError):
+            run(tmp_path, path, chunk_size=2)
+        manifest = json.loads(manifest_path(settings_for(tmp_path).processed_path).read_text())
+        assert manifest["rejected_samples"] == expected, block_size
+        assert manifest["rejected"]["malformed_line"] == 2 and manifest["rejected"]["fare_out_of_range"] == 2
+
+
+def test_keeping_no_row_exits_2_with_the_main_reasons_their_first_values_and_lines(tmp_path):
+    result = run_cli(tmp_path, "preprocess", "--input", str(write_csv(tmp_path / "unusable.csv", UNUSABLE)))
+    assert_clean_error(
+        result, 2,
+        "preprocess kept none of the 7 rows it read: malformed_line 2 (first: line 2: k1,7.5,2013-07-06 17:18:00 UTC,-73.95); "
+        "fare_out_of_range 2 (first: line 4: fare_amount=-5); outside_date_window 1 (first: line 5: pickup_datetime=2008-01-01 00:00:00 UTC); "
+        "and 2 more reason(s)",
+    )
+    assert "fare_out_of_range:   2 (first: line 4: fare_amount=-5)" in result.stderr
 
 
 @pytest.mark.parametrize(

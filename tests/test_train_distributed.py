@@ -162,6 +162,7 @@ def test_killed_worker_stops_the_run_and_the_same_commands_resume_it(demo, tmp_p
     finally:
         chief, _ = _finish(processes)
     assert_clean_error(chief, 1, "lost contact with the other workers", "rerun the same command")
+    assert all(line.startswith(("taxifare: ", "20")) for line in chief.stderr.splitlines()), chief.stderr  # no E0000 lines of gRPC
     position = json.loads(state_file.read_text())["position"]
     assert Registry(registry).runs() == []
 

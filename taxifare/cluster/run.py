@@ -22,7 +22,7 @@ import fsspec
 
 from taxifare.cluster.connect import Cluster, cluster_for
 from taxifare.cluster.parts import PartsFolder, parts_folder_for
-from taxifare.cluster.plan import CsvFile, JobPlan, csv_ranges, list_csv_files, new_plan, partition_bytes, query_windows
+from taxifare.cluster.plan import CsvFile, CsvRange, JobPlan, csv_ranges, list_csv_files, new_plan, partition_bytes, query_windows
 from taxifare.cluster.target_sum import TargetSum
 from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
 from taxifare.config import Settings
@@ -30,7 +30,7 @@ from taxifare.errors import TaxifareError, first_line
 from taxifare.files import StagedFile, atomic_write_json, describe_os_error
 from taxifare.preprocess import PreprocessResult, existing_manifest, log_result, reusable
 from taxifare.progress import Progress
-from taxifare.sink import csv_header, manifest_path, new_manifest
+from taxifare.sink import add_samples, csv_header, manifest_path, new_manifest, sample_record
 
 log = logging.getLogger("taxifare")
 
@@ -86,7 +86,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(manifest_path(output), fresh)  # marked incomplete until the very end
             fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, _estimated_rows(job_input.files))
-            manifest = _assemble(cluster, output, parts, len(plan.partitions), fresh)
+            manifest = _assemble(cluster, output, parts, plan, fresh)
     except OSError as error:
         raise describe_os_error(error) from error
     parts.remove(keep_parts)
@@ -188,9 +188,10 @@ def _run_tasks(cluster: Cluster, phase: str, calls: list[tuple], on_report: Call
         cluster.client.cancel(futures)
 
 
-def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, partitions: int, manifest: dict) -> dict:
+def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict) -> dict:
     """The processed CSV: the header, then every part at its offset, copied there by the workers in
     parallel; once it is on disk, the complete manifest."""
+    partitions = len(plan.partitions)
     header = csv_header()
     offsets = [len(header)]
     for index in range(partitions):
@@ -202,18 +203,26 @@ def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, partitions: in
         calls = [(place_part, parts.path, index, staged.temporary, offsets[index]) for index in range(partitions)]
         _run_tasks(cluster, "place", calls, lambda report, done: None)
         staged.commit()
-    _count_parts(parts, partitions, manifest)
+    _count_parts(parts, plan, manifest)
     atomic_write_json(manifest_path(output), manifest)
     return manifest
 
 
-def _count_parts(parts: PartsFolder, partitions: int, manifest: dict) -> None:
+def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict) -> None:
     """Add up the parts' counts into the manifest, as the local run counts its chunks."""
     target = TargetSum()
     distinct = 0
     jobs = []
-    for index in range(partitions):
+    files = {part.url for part in plan.partitions if isinstance(part, CsvRange)}
+    before: dict[str | None, int] = {}  # lines (or result rows) of the earlier partitions of each file
+    for index, part in enumerate(plan.partitions):
         record = parts.read_record(parts.part_record(index))
+        url = part.url if isinstance(part, CsvRange) else None
+        offset = before.get(url, 1 if url else 0)  # a file's line 1 is its header
+        for rule, (at, value) in record["samples"].items():
+            sample = sample_record("line" if url else "row", offset + at, value)
+            add_samples(manifest, {rule: {**sample, "file": url} if len(files) > 1 else sample})
+        before[url] = offset + record["positions"]
         manifest["rows_read"] += record["rows_read"]
         manifest["rows_kept"] += record["rows_kept"]
         manifest["bytes"] += record["bytes"]

@@ -27,9 +27,24 @@ class CsvRangeSource:
         self.chunk_size = chunk_size
         self._parser: RawLineParser | None = None
 
+    position = "line"
+
     @property
     def malformed_rows(self) -> int:
         return self._parser.malformed_rows if self._parser else 0
+
+    @property
+    def first_malformed(self) -> tuple[int, str] | None:
+        return self._parser.first_malformed if self._parser else None
+
+    @property
+    def lines_read(self) -> int:
+        """Lines of the range read so far, for the line numbers of the ranges after it."""
+        return self._parser.lines_read if self._parser else 0
+
+    def lines_of(self, rows):
+        """Lines counted from the range's first line (line 1); the client adds the lines before it."""
+        return self._parser.lines_of(rows)
 
     def run_details(self) -> dict:
         return {}

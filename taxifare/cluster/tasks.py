@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taxifare.clean import KEPT, REJECT_RULES, later_verdicts, screen_rides, settle_rejects
+from taxifare.clean import KEPT, Rejects, later_samples, later_verdicts, screen_rides, settle_rejects
 from taxifare.cluster.parts import PartsFolder
-from taxifare.cluster.plan import Partition
+from taxifare.cluster.plan import CsvRange, Partition
 from taxifare.cluster.sources import open_partition
 from taxifare.cluster.target_sum import chunk_pieces
 from taxifare.config import Settings
@@ -53,7 +53,7 @@ def _report(rows_read: int = 0) -> TaskReport:
 def scan_partition(settings: Settings, part: Partition, index: int, folder: Path, buckets: int) -> TaskReport:
     parts = PartsFolder(folder)
     source = open_partition(part, settings)
-    rejects = dict.fromkeys(REJECT_RULES, 0)
+    rejects = Rejects()
     hashes, verdicts, rows, fares = [], [], [], []
     row_count = 0
     with StagedFile(parts.scan_csv(index)) as candidates:
@@ -64,29 +64,54 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
             buffer = io.BytesIO()
             write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), buffer)
             candidates.write(buffer.getvalue())
-            for rule, count in screened.rejects.items():
-                rejects[rule] += count
+            screened.rejects.samples.update(later_samples(raw, screened.rides, verdict, screened.rejects.samples))
+            _add_rejects(rejects, screened.rejects, row_count)
             hashes.append(screened.hashes)
             verdicts.append(verdict)
             rows.append(screened.rides.index.to_numpy() + row_count)
             fares.append(kept["fare_amount"].to_numpy())
             row_count += raw.num_rows
         candidates.commit()
-    rejects["malformed_line"] = source.malformed_rows
+    rejects.counts["malformed_line"] = source.malformed_rows
     hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
     parts.write_hashes(index, hashes, np.arange(len(hashes)), buckets)
+    rows = _joined(rows, np.int64)
     parts.write_arrays(
         parts.scan_arrays(index),
         verdicts=_joined(verdicts, np.int8),
-        rows=_joined(rows, np.int64),
+        rows=rows,
+        lines=_positions(source, part, rows),
         fares=_joined(fares, np.float64),
     )
     rows_read = row_count + source.malformed_rows
     parts.write_record(
         parts.scan_record(index),
-        {"rows": row_count, "rows_read": rows_read, "rejects": rejects, "source_details": source.run_details()},
+        {"rows": row_count, "rows_read": rows_read, "rejects": rejects.counts, "source_details": source.run_details(),
+         "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count},
     )
     return _report(rows_read)
+
+
+def _add_rejects(total: Rejects, chunk: Rejects, first_row: int) -> None:
+    for rule, count in chunk.counts.items():
+        total.counts[rule] += count
+    for rule, (row, value) in chunk.samples.items():
+        total.samples.setdefault(rule, (first_row + row, value))
+
+
+def _positions(source, part: Partition, rows: np.ndarray) -> np.ndarray:
+    """Where the partition's rows are: lines from the range's first (1), or rows of the sub-window's result
+    (1-based, also when it comes from the sub-window's cache). The client adds what comes before."""
+    return source.lines_of(rows) if isinstance(part, CsvRange) else rows + 1
+
+
+def _scan_samples(rejects: Rejects, source, part: Partition) -> dict[str, dict]:
+    rules = list(rejects.samples)
+    where = _positions(source, part, np.array([rejects.samples[rule][0] for rule in rules], dtype=np.int64))
+    samples = {rule: [int(at), rejects.samples[rule][1]] for rule, at in zip(rules, where)}
+    if source.first_malformed:
+        samples["malformed_line"] = list(source.first_malformed)
+    return samples
 
 
 def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -136,13 +161,17 @@ def settle_partition(folder: Path, job: SettleJob) -> TaskReport:
         _write_part(parts, job.index, kept)
     kept_rows = arrays["rows"][candidates][kept] + job.first_row
     pieces = chunk_pieces(arrays["fares"][kept], kept_rows, job.first_row, scan["rows"], job.total_rows, job.chunk_size)
+    rejects = Rejects(dict(scan["rejects"]), {rule: tuple(sample) for rule, sample in scan["samples"].items()})
+    settle_rejects(rejects, first, verdicts, arrays["lines"])
     parts.write_record(
         parts.part_record(job.index),
         {
             "rows_read": scan["rows_read"],
             "rows_kept": int(kept.sum()),
             "distinct_rows": int(first.sum()),
-            "rejects": settle_rejects(scan["rejects"], first, verdicts),
+            "rejects": rejects.counts,
+            "samples": rejects.samples,
+            "positions": scan["positions"],
             "bytes": parts.part_csv(job.index).stat().st_size,
             "target_pieces": pieces,
             "source_details": scan["source_details"],
