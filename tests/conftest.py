@@ -40,6 +40,12 @@ def real_10k() -> Path:
     return real_file("lewagon-train_10k_ouic.csv")
 
 
+@pytest.fixture
+def real_102k() -> Path:
+    """102,827 lines, 49k of them exact duplicates of others."""
+    return real_file("cab-fare-ashutoshgalinde_train.csv")
+
+
 # Lines of kinds `taxifare demo-data` never writes: too few fields, a fare that is no number, a day
 # that does not exist.
 DIRTY_LINES = (

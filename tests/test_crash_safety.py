@@ -12,7 +12,7 @@ import time
 import pytest
 
 from taxifare.lock import OutputLock, lock_path
-from tests.conftest import assert_clean_error, cli_env, real_file, run_cli, stop_when, write_synthetic_raw
+from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when, write_synthetic_raw
 
 # 5,000 synthetic lines in chunks of 100: some fifty chunks, duplicates of rows from before any kill
 # point after it, and dirty lines, so a resumed run must rebuild its duplicate index and counts.
@@ -109,8 +109,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(tmp_path, raw_input, 
     assert_matches_reference(tmp_path, reference)
 
 
-def test_sigkill_then_rerun_on_the_real_sample(tmp_path):
-    raw = real_file("cab-fare-ashutoshgalinde_train.csv")  # 102k lines, 49k of them exact duplicates
+def test_sigkill_then_rerun_on_the_real_sample(tmp_path, real_102k):
+    raw = real_102k
     (tmp_path / "reference").mkdir()
     reference = reference_of(tmp_path / "reference", raw, chunk="2000")
     left = kill_mid_run(tmp_path, raw, len(reference[0]) // 2, chunk="2000")
