@@ -117,8 +117,7 @@ def _district_one_hot(lat, lon) -> np.ndarray:
 
 
 def _as_float32(values) -> np.ndarray:
-    # Adding 0.0 turns -0.0 into 0.0, so the CSV never shows "-0".
-    return np.asarray(values, dtype=np.float32) + np.float32(0.0)
+    return np.asarray(values, dtype=np.float32)
 
 
 def ride_features(rides: pd.DataFrame) -> pd.DataFrame:

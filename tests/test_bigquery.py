@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from taxifare.config import load_settings
+from taxifare.demo import demo_rides
 from taxifare.errors import InputError, TaxifareError
 from taxifare.lock import LockedError, OutputLock
 from taxifare.preprocess import preprocess
@@ -29,13 +30,19 @@ PAGE = 1000
 
 
 @pytest.fixture(scope="module")
+def table_rides() -> pd.DataFrame:
+    """What the fake table holds: 10,000 synthetic rides (those of `taxifare demo-data`, dirty rows included)."""
+    return typed_rides(demo_rides(10_000, seed=5).head(10_000))
+
+
+@pytest.fixture(scope="module")
 def real_rides() -> pd.DataFrame:
     return typed_rides(pd.read_csv(real_file("lewagon-train_10k_ouic.csv"), dtype=str))
 
 
 @pytest.fixture
-def served(fake_bigquery, real_rides):
-    fake_bigquery.tables[TABLE] = real_rides
+def served(fake_bigquery, table_rides):
+    fake_bigquery.tables[TABLE] = table_rides
     return fake_bigquery
 
 
@@ -64,9 +71,12 @@ def leftovers(settings) -> list[str]:
     return sorted(path.name for path in raw.iterdir()) if raw.is_dir() else []
 
 
-def test_pages_stream_into_chunks_and_the_cache_appears_at_the_end(served, real_rides, tmp_path):
+@pytest.mark.parametrize("table", ["table_rides", "real_rides"])
+def test_pages_stream_into_chunks_and_the_cache_appears_at_the_end(fake_bigquery, table, request, tmp_path):
+    served = fake_bigquery
+    rides = served.tables[TABLE] = request.getfixturevalue(table)
     settings = settings_for(served.url, tmp_path)
-    expected = rows_in_window(real_rides, settings)
+    expected = rows_in_window(rides, settings)
     source = BigQueryRideSource(settings)
     chunks = source.chunks()
 
@@ -87,7 +97,7 @@ def test_pages_stream_into_chunks_and_the_cache_appears_at_the_end(served, real_
 
     streamed = pa.concat_tables([first, *rest])
     assert pa.concat_tables(CsvRideSource(settings.raw_cache_path, PAGE).chunks()).equals(streamed)
-    cached = pd.read_csv(settings.raw_cache_path)
+    cached = pd.read_csv(settings.raw_cache_path, float_precision="round_trip")
     assert list(cached.columns) == list(RAW_COLUMNS)
     pickups = expected["pickup_datetime"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
     assert cached["pickup_datetime"].tolist() == pickups.tolist()
@@ -269,7 +279,7 @@ def test_cli_streams_from_bigquery_and_says_so(served, tmp_path):
     done = run_preprocess_cli(tmp_path, "--gcp-project", "taxifare-tests", BIGQUERY_EMULATOR_HOST=served.url)
     assert done.returncode == 0, done.stderr
     job_id = served.seen("insert")[0].body["jobReference"]["jobId"]
-    summary = rf"source: +BigQuery {re.escape(TABLE)} \(job {job_id}, 0.6 MB processed\), cached as "
+    summary = rf"source: +BigQuery {re.escape(TABLE)} \(job {job_id}, 0.6 MB processed\), cached as "  # 10,000 rows
     assert re.search(summary, done.stderr)
     output = Path(done.stdout.strip())
     assert json.loads(output.with_suffix(".json").read_text())["complete"]

@@ -3,6 +3,7 @@
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,44 +12,78 @@ import time
 import pytest
 
 from taxifare.lock import OutputLock, lock_path
-from tests.conftest import assert_clean_error, cli_env, real_file, run_cli
+from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when, write_synthetic_raw
 
-CHUNK = "2000"
+# 5,000 synthetic lines in chunks of 100: some fifty chunks, duplicates of rows from before any kill
+# point after it, and dirty lines, so a resumed run must rebuild its duplicate index and counts.
+CHUNK = "100"
 
 
 @pytest.fixture(scope="module")
-def raw_input():
-    return real_file("cab-fare-ashutoshgalinde_train.csv")
+def raw_input(tmp_path_factory):
+    return write_synthetic_raw(tmp_path_factory.mktemp("raw") / "rides.csv", 5000, seed=3)
+
+
+def run_preprocess(tmp_path, raw_input, chunk=CHUNK):
+    return run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", chunk)
+
+
+def reference_of(tmp, raw_input, chunk=CHUNK):
+    """The uninterrupted run's processed bytes and manifest."""
+    done = run_preprocess(tmp, raw_input, chunk)
+    assert done.returncode == 0, done.stderr
+    return output_of(tmp).read_bytes(), json.loads(output_of(tmp).with_suffix(".json").read_text())
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, raw_input):
-    """The uninterrupted run's processed bytes and manifest."""
-    tmp = tmp_path_factory.mktemp("reference")
-    done = run_cli(tmp, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
-    assert done.returncode == 0, done.stderr
-    output = tmp / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
-    return output.read_bytes(), json.loads(output.with_suffix(".json").read_text())
+    return reference_of(tmp_path_factory.mktemp("reference"), raw_input)
 
 
 def output_of(tmp_path):
     return tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
 
 
-def start(tmp_path, raw_input, **popen):
+def manifest_left(tmp_path) -> dict:
+    manifest_file = output_of(tmp_path).with_suffix(".json")
+    return json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+
+
+def start(tmp_path, raw_input, chunk=CHUNK):
     return subprocess.Popen(
-        [sys.executable, "-m", "taxifare", "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK],
-        cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+        [sys.executable, "-m", "taxifare", "preprocess", "--input", str(raw_input), "--chunk-size", chunk],
+        cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
-def wait_for_bytes(path, minimum, process, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if path.exists() and path.stat().st_size >= minimum:
-            return True
-        time.sleep(0.002)
-    return False
+def output_reaches(tmp_path, minimum):
+    output = output_of(tmp_path)
+    return lambda: output.exists() and output.stat().st_size >= minimum
+
+
+def stop_mid_run(tmp_path, raw_input, minimum_bytes, chunk=CHUNK) -> subprocess.Popen:
+    """A preprocess frozen (SIGSTOP) once its output holds `minimum_bytes`, and before it completed.
+
+    A run that completed before it could be stopped is started again, from nothing.
+    """
+    for _ in range(3):
+        process = start(tmp_path, raw_input, chunk)
+        if stop_when(process, output_reaches(tmp_path, minimum_bytes)) and not manifest_left(tmp_path).get("complete"):
+            return process
+        process.kill()
+        process.communicate()
+        shutil.rmtree(tmp_path / "data")
+    pytest.fail("preprocess completed before it could be stopped, three times")
+
+
+def kill_mid_run(tmp_path, raw_input, minimum_bytes, chunk=CHUNK) -> dict:
+    """SIGKILL a preprocess once its output holds `minimum_bytes`, before it completed; the manifest it left."""
+    process = stop_mid_run(tmp_path, raw_input, minimum_bytes, chunk)
+    left = manifest_left(tmp_path)
+    process.kill()
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    return left
 
 
 def assert_matches_reference(tmp_path, reference):
@@ -63,30 +98,36 @@ def assert_matches_reference(tmp_path, reference):
 
 @pytest.mark.parametrize("kill_at_fraction", [0.0, 0.05, 0.33, 0.71, 0.97])
 def test_sigkill_then_rerun_gives_the_uninterrupted_output(tmp_path, raw_input, reference, kill_at_fraction):
-    process = start(tmp_path, raw_input)
-    reached = wait_for_bytes(output_of(tmp_path), int(len(reference[0]) * kill_at_fraction), process)
-    process.kill()
-    process.communicate()
-    assert reached or process.returncode == 0
-    manifest_file = output_of(tmp_path).with_suffix(".json")
-    left = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
-    rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
+    left = kill_mid_run(tmp_path, raw_input, int(len(reference[0]) * kill_at_fraction))
+    chunks = reference[1]["chunks_written"]
+    # The chunk in flight at the kill may not be in the manifest yet; the one before it is.
+    assert left.get("chunks_written", 0) >= int(chunks * kill_at_fraction) - 1
+    rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
-    if left.get("chunks_written") and not left["complete"]:
+    if left.get("chunks_written"):
         assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
 
+def test_sigkill_then_rerun_on_the_real_sample(tmp_path, real_102k):
+    raw = real_102k
+    (tmp_path / "reference").mkdir()
+    reference = reference_of(tmp_path / "reference", raw, chunk="2000")
+    left = kill_mid_run(tmp_path, raw, len(reference[0]) // 2, chunk="2000")
+    rerun = run_preprocess(tmp_path, raw, chunk="2000")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
+    assert_matches_reference(tmp_path, reference)
+
+
 def test_a_half_written_chunk_is_cut_off_on_resume(tmp_path, raw_input, reference):
-    process = start(tmp_path, raw_input)
-    wait_for_bytes(output_of(tmp_path), len(reference[0]) // 2, process)
-    process.kill()
-    process.communicate()
+    left = kill_mid_run(tmp_path, raw_input, len(reference[0]) // 2)
     with output_of(tmp_path).open("ab") as file:
         file.write(b"0.14285715,0.5,0.8660254,0,1,0,0,0,0,0,0,0,1,0,0")  # a torn, partial row
-    rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
+    rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
-    assert "resuming" in rerun.stderr and "resumed" in rerun.stderr
+    assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
+    assert "resumed" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
 
@@ -103,7 +144,7 @@ def test_a_file_size_limit_fails_cleanly_and_the_rerun_completes(tmp_path, raw_i
     assert_clean_error(failed, 1, "could not write", "File too large")
     manifest = json.loads(output_of(tmp_path).with_suffix(".json").read_text())
     assert manifest["complete"] is False
-    rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
+    rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
@@ -139,15 +180,16 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, raw_input, refere
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_is_a_one_line_message_and_the_rerun_resumes(tmp_path, raw_input, reference, stop):
-    process = start(tmp_path, raw_input)
-    wait_for_bytes(output_of(tmp_path), len(reference[0]) // 4, process)
+    process = stop_mid_run(tmp_path, raw_input, len(reference[0]) // 4)
     process.send_signal(stop)
+    os.kill(process.pid, signal.SIGCONT)
     _, stderr = process.communicate()
-    if process.returncode != 0:  # it may have finished first
-        assert process.returncode == 128 + stop and "Traceback" not in stderr
-        assert f"taxifare: interrupted by {stop.name}; rerun the same command" in stderr
-    rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
+    assert process.returncode == 128 + stop and "Traceback" not in stderr
+    assert f"taxifare: interrupted by {stop.name}; rerun the same command" in stderr
+    assert manifest_left(tmp_path)["complete"] is False
+    rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
 

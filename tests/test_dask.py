@@ -24,7 +24,7 @@ from taxifare.lock import OutputLock
 from taxifare.preprocess import preprocess
 from taxifare.sink import read_manifest
 from taxifare.source import CsvRideSource
-from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, real_file, run_cli, write_csv
+from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, real_file, run_cli, stop_when, write_csv
 from tests.dask_cluster import DaskCluster, free_port
 from tests.fake_bigquery import typed_rides
 
@@ -194,15 +194,29 @@ def test_a_killed_worker_has_its_task_retried_and_the_output_is_identical(tmp_pa
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Killed while it writes a scan: its partition must be scanned again by the other worker.
-        in_flight = wait_for(lambda: list(parts.glob(f".scan-*.{victim.pid}.tmp")), client)
+        in_flight = _freeze_while_writing(victim, parts, client)
         cluster.kill_worker("worker-0")
+        assert all(path.exists() for path in in_flight), "the worker finished its scan before it was killed"
         _, stderr = client.communicate(timeout=120)
     finally:
         cluster.start_worker("worker-0")
     assert client.returncode == 0, stderr[-3000:]
-    assert in_flight
     assert output_of(tmp_path).read_bytes() == large_local.output.read_bytes()
     cluster.wait_for_workers(2)
+
+
+def _freeze_while_writing(worker: subprocess.Popen, parts: Path, client: subprocess.Popen) -> list[Path]:
+    """Stop `worker` (SIGSTOP) at a moment it has a scan file half written; those files."""
+    def writing():
+        assert client.poll() is None, f"the run ended ({client.returncode}) before the worker could be caught writing"
+        return list(parts.glob(f".scan-*.{worker.pid}.tmp"))
+
+    while True:
+        assert stop_when(worker, writing, timeout=60), "the worker died"
+        in_flight = writing()
+        if in_flight:
+            return in_flight
+        os.kill(worker.pid, signal.SIGCONT)  # it finished that file between the look and the stop
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_1(tmp_path, rides):

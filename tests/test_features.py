@@ -80,8 +80,8 @@ def assert_features_match(rides: pd.DataFrame):
             assert got[name] == pytest.approx(expected[name], rel=1e-5, abs=1e-6), (i, name)
 
 
-def test_features_on_real_rows(real_1k):
-    rides = cleaned(real_1k)
+def test_features_on_raw_rows(rides_1k):
+    rides = cleaned(rides_1k)
     assert len(rides) > 900
     assert_features_match(rides)
 
@@ -103,16 +103,16 @@ def test_features_on_synthetic_rows_across_dst_and_new_year(tmp_path):
     assert features.loc[3, "days_since_2009"] == 0 and features.loc[3, "dow_wed"] == 1  # 19:00 on Wed in NY
 
 
-def test_one_hot_columns_are_int8_and_values_float32(real_1k):
-    features = ride_features(cleaned(real_1k))
+def test_one_hot_columns_are_int8_and_values_float32(rides_1k):
+    features = ride_features(cleaned(rides_1k))
     assert features["dow_mon"].dtype == np.int8 and features["pickup_geohash_dr5ru"].dtype == np.int8
     assert features["haversine_distance"].dtype == np.float32
     assert (features.filter(like="dow_").sum(axis=1) == 1).all()
     assert (features.filter(like="month_").sum(axis=1) == 1).all()
 
 
-def test_geohash_cells_match_an_independent_implementation_on_thousands_of_real_points(real_10k):
-    raw = pd.read_csv(real_10k)
+def test_geohash_cells_match_an_independent_implementation_on_thousands_of_points(rides_10k):
+    raw = pd.read_csv(rides_10k, on_bad_lines="skip")
     lat = np.concatenate([raw["pickup_latitude"], raw["dropoff_latitude"]])
     lon = np.concatenate([raw["pickup_longitude"], raw["dropoff_longitude"]])
     usable = (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & ~np.isnan(lat) & ~np.isnan(lon)
@@ -130,8 +130,8 @@ def test_geohash_cells_on_exact_cell_boundaries():
     assert geohash_cells(lat, lon).tolist() == expected
 
 
-def test_features_do_not_depend_on_the_other_rows(real_1k):
-    rides = cleaned(real_1k)
+def test_features_do_not_depend_on_the_other_rows(rides_1k):
+    rides = cleaned(rides_1k)
     whole = ride_features(rides)
     parts = pd.concat([ride_features(rides.iloc[i : i + 7]) for i in range(0, len(rides), 7)])
     pd.testing.assert_frame_equal(whole, parts)

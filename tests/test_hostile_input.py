@@ -75,9 +75,29 @@ def test_a_utf8_bom_is_ignored(tmp_path):
 
 
 def test_negative_zero_never_reaches_the_output(tmp_path):
-    result, manifest = preprocess_bytes(tmp_path, lines(row(plon="-73.950655", fare="8")))
-    text = (tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv").read_text()
-    assert ",-0," not in text and not text.startswith("-0,")
+    # Rides whose features are exactly zero: local midnight (hour_sin), one passenger, dropoff at the
+    # pickup (both distances); pickup at the 2009 epoch, at JFK, dropoff in Midtown (landmark distances).
+    zero_features = {
+        1: ["hour_sin", "passenger_count_scaled", "haversine_distance", "manhattan_distance"],
+        2: ["days_since_2009", "pickup_distance_jfk", "dropoff_distance_midtown"],
+    }
+    content = lines(
+        "z1,8,2013-07-07 04:00:00 UTC,-73.984365,40.769802,-73.984365,40.769802,1",
+        "z2,52,2009-01-01 00:00:00 UTC,-73.7781,40.6413,-73.9840,40.7549,1",
+        "z3,-0.0,2013-07-06 18:00:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1",
+        "z4,9,2013-07-06 18:00:00 UTC,-73.950655,40.783282,-73.984365,40.769802,-0",
+    )
+    result, manifest = preprocess_bytes(tmp_path, content)
+    assert result.returncode == 0, result.stderr
+    assert manifest["rows_kept"] == 3 and manifest["rejected"]["fare_out_of_range"] == 1
+    assert manifest["rejected"]["passenger_count_out_of_range"] == 1
+    output = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
+    text = output.read_text().splitlines()
+    processed = pd.read_csv(output)
+    for position, names in zero_features.items():  # after the reference row
+        assert (processed.loc[position, names] == 0).all(), processed.loc[position, names]
+    signed_zeros = [field for line in text[1:] for field in line.split(",") if field.startswith("-") and float(field) == 0]
+    assert signed_zeros == []
 
 
 def test_a_single_ten_megabyte_line(tmp_path):

@@ -8,7 +8,7 @@ from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION
 from taxifare.preprocess import preprocess
 from taxifare.sink import manifest_path
-from tests.conftest import REFERENCE_ROW, RAW_HEADER, assert_clean_error, real_file, run_cli, write_csv
+from tests.conftest import REFERENCE_ROW, RAW_HEADER, assert_clean_error, run_cli, write_csv
 
 
 def settings_for(tmp_path, **flags):
@@ -19,18 +19,23 @@ def run(tmp_path, path, **flags):
     return preprocess(settings_for(tmp_path, **flags), input_path=path)
 
 
-def test_chunk_size_does_not_change_the_output(tmp_path):
-    raw = real_file("cab-fare-ashutoshgalinde_train.csv")  # holds 49k exact duplicates
-    small = run(tmp_path, raw, chunk_size=1_000, data_size="small")
-    large = run(tmp_path, raw, chunk_size=100_000, data_size="large")
+@pytest.mark.parametrize(
+    "raw, small_chunks, duplicates, chunks_written",
+    [("synthetic_10k", 500, 200, 20), ("real_102k", 1_000, 40_000, 103)],
+)
+def test_chunk_size_does_not_change_the_output(tmp_path, request, raw, small_chunks, duplicates, chunks_written):
+    path = request.getfixturevalue(raw)
+    small = run(tmp_path, path, chunk_size=small_chunks, data_size="small")
+    large = run(tmp_path, path, chunk_size=100_000, data_size="large")
     assert small.output.read_bytes() == large.output.read_bytes()
     assert small.manifest["rejected"] == large.manifest["rejected"]
-    assert small.manifest["rejected"]["duplicate"] > 40_000
-    assert small.manifest["chunks_written"] == 103 and large.manifest["chunks_written"] == 2
+    assert small.manifest["rejected"]["duplicate"] > duplicates
+    assert small.manifest["chunks_written"] == chunks_written
+    assert large.manifest["chunks_written"] == -(-small.manifest["rows_read"] // 100_000)
 
 
-def test_processed_file_and_manifest(tmp_path, real_1k):
-    result = run(tmp_path, real_1k)
+def test_processed_file_and_manifest(tmp_path, rides_1k):
+    result = run(tmp_path, rides_1k)
     processed = pd.read_csv(result.output)
     assert list(processed.columns) == [*FEATURE_NAMES, "fare_amount"]
     manifest = json.loads(manifest_path(result.output).read_text())
@@ -42,7 +47,7 @@ def test_processed_file_and_manifest(tmp_path, real_1k):
     assert manifest["rows_kept"] + sum(manifest["rejected"].values()) == 1000
     assert manifest["rejected"]["zero_coordinates"] > 0
     assert manifest["bytes"] == result.output.stat().st_size
-    assert manifest["source"] == {"kind": "csv", "path": str(real_1k)}
+    assert manifest["source"] == {"kind": "csv", "path": str(rides_1k)}
     # One-hot columns are written as integers, the rest as float32 text.
     line = result.output.read_text().splitlines()[1].split(",")
     assert line[FEATURE_NAMES.index("dow_mon")] in {"0", "1"}
@@ -63,12 +68,12 @@ def test_date_window_is_half_open_in_utc(tmp_path):
     assert pd.read_csv(result.output)["fare_amount"].tolist() == [6, 7]
 
 
-def test_complete_output_is_reused_unless_forced(tmp_path, real_1k):
-    first = run(tmp_path, real_1k)
+def test_complete_output_is_reused_unless_forced(tmp_path, synthetic_1k):
+    first = run(tmp_path, synthetic_1k)
     modified = first.output.stat().st_mtime_ns
-    again = run(tmp_path, real_1k)
+    again = run(tmp_path, synthetic_1k)
     assert again.reused and again.output.stat().st_mtime_ns == modified
-    forced = preprocess(settings_for(tmp_path), input_path=real_1k, force=True)
+    forced = preprocess(settings_for(tmp_path), input_path=synthetic_1k, force=True)
     assert not forced.reused and forced.output.read_bytes() == first.output.read_bytes()
 
 
@@ -173,8 +178,8 @@ def test_unusable_files_give_one_clear_line_and_exit_2(tmp_path, content, fragme
     assert_clean_error(result, 2, str(path), *fragments)
 
 
-def test_cli_runs_preprocess_and_prints_the_output_path(tmp_path, real_1k):
-    result = run_cli(tmp_path, "preprocess", "--input", str(real_1k), "--chunk-size", "300", "--data-size", "1k")
+def test_cli_runs_preprocess_and_prints_the_output_path(tmp_path, synthetic_1k):
+    result = run_cli(tmp_path, "preprocess", "--input", str(synthetic_1k), "--chunk-size", "300", "--data-size", "1k")
     assert result.returncode == 0, result.stderr
     output = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_1k.csv"
     assert result.stdout.strip() == str(output)

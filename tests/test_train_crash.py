@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import assert_clean_error, cli_env, run_cli
+from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when
 from taxifare.lock import OutputLock
 from taxifare.model import load_model
 from taxifare.registry import Registry
@@ -31,8 +30,9 @@ def _env(demo, registry):
     return cli_env(registry.parent, LOCAL_DATA_PATH=str(demo.local_data_path), LOCAL_REGISTRY_PATH=str(registry))
 
 
-def _kill_after_chunks(demo, registry, chunks: int) -> int:
-    """Start training, SIGKILL it once its checkpoint records `chunks` chunks; the chunks it had done."""
+def _kill_after_chunks(demo, registry, chunks: int) -> dict:
+    """Start training, SIGKILL it once its checkpoint records `chunks` chunks and before it published a
+    run; the position the checkpoint holds."""
     state_file = checkpoint_folder(with_registry(demo, registry), demo.processed_path) / "state.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "taxifare", *TRAIN_ARGS],
@@ -41,24 +41,23 @@ def _kill_after_chunks(demo, registry, chunks: int) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if state_file.is_file() and json.loads(state_file.read_text())["chunks_trained"] >= chunks:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, "training finished before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
+        reached = stop_when(process, lambda: state_file.is_file() and json.loads(state_file.read_text())["chunks_trained"] >= chunks)
+        assert reached, f"training ended ({process.returncode}) before it could be killed"
+        state = json.loads(state_file.read_text())
+        assert Registry(registry).runs() == [], "training published its run before it could be killed"
     finally:
+        process.kill()
         process.wait(timeout=30)
-    return json.loads(state_file.read_text())["position"]
+    assert process.returncode == -signal.SIGKILL
+    assert state["chunks_trained"] >= chunks
+    return state["position"]
 
 
 def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(demo, tmp_path):
     killed_registry = tmp_path / "killed" / "registry"
     # Past the first pass, so that the resumed run restores a learning curve, best weights and a chunk order.
     position = _kill_after_chunks(demo, killed_registry, chunks=25)
-    assert Registry(killed_registry).runs() == []
 
     resumed = run_cli(killed_registry.parent, *TRAIN_ARGS, env=_env(demo, killed_registry))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
