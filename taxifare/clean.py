@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taxifare.dedup import SeenRows
 from taxifare.source import RAW_COLUMNS
 
 NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
@@ -50,37 +51,6 @@ _DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S%z",
     "%Y-%m-%dT%H:%M:%S%z",
 )
-
-
-class SeenRows:
-    """Hashes of every kept row so far, to drop exact duplicates across the whole input.
-
-    Costs 8 bytes per distinct row (a sorted uint64 array), plus a transient copy when it grows.
-    Two different rows share a 64-bit hash with probability about n**2 / 2**65 over n rows.
-    """
-
-    def __init__(self) -> None:
-        self._sorted = np.empty(0, dtype=np.uint64)
-
-    def __len__(self) -> int:
-        return len(self._sorted)
-
-    @property
-    def nbytes(self) -> int:
-        return self._sorted.nbytes
-
-    def first_occurrences(self, hashes: np.ndarray) -> np.ndarray:
-        """Mask of rows seen for the first time (earlier rows of the same call count), and remember them."""
-        first_in_chunk = np.zeros(len(hashes), dtype=bool)
-        first_in_chunk[np.unique(hashes, return_index=True)[1]] = True
-        positions = np.searchsorted(self._sorted, hashes)
-        known = np.zeros(len(hashes), dtype=bool)
-        inside = positions < len(self._sorted)
-        known[inside] = self._sorted[positions[inside]] == hashes[inside]
-        fresh = first_in_chunk & ~known
-        new_hashes = np.sort(hashes[fresh])
-        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new_hashes), new_hashes)
-        return fresh
 
 
 @dataclass
