@@ -18,7 +18,7 @@ from taxifare.files import atomic_write_json, fsync_directory, read_json
 
 
 @dataclass
-class Progress:
+class Downloaded:
     origin: dict  # where the pieces come from, as the downloader needs it to ask for the rest
     rows: int = 0
     bytes: int = 0
@@ -30,10 +30,10 @@ class ResumableDownload:
         self.partial = self.path.with_name(f".{self.path.name}.partial")
         self.record = self.path.with_name(f".{self.path.name}.partial.json")
         self.identity = identity  # what is downloaded; a record of anything else is not continued
-        self.progress: Progress | None = None
+        self.progress: Downloaded | None = None
         self._file = None
 
-    def saved(self) -> Progress | None:
+    def saved(self) -> Downloaded | None:
         """The progress of an earlier run that downloaded the same thing, its bytes cut back to the record."""
         try:
             record = read_json(self.record, "download record")
@@ -41,13 +41,13 @@ class ResumableDownload:
             return None
         if record.get("identity") != self.identity or not self.partial.is_file():
             return None
-        progress = Progress(**record["progress"])
+        progress = Downloaded(**record["progress"])
         if self.partial.stat().st_size < progress.bytes:
             return None
         os.truncate(self.partial, progress.bytes)
         return progress
 
-    def start(self, progress: Progress, header: bytes = b"") -> None:
+    def start(self, progress: Downloaded, header: bytes = b"") -> None:
         """Append to the partial file from `progress` (one that saved() returned), or begin it anew with `header`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.progress = progress

@@ -30,7 +30,7 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from taxifare.config import Settings
 from taxifare.errors import InputError, TaxifareError
-from taxifare.download import Progress, ResumableDownload
+from taxifare.download import Downloaded, ResumableDownload
 from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource, exact_size_chunks
 
 log = logging.getLogger("taxifare")
@@ -188,12 +188,12 @@ class BigQueryRideSource:
                     return saved, rows
                 download.discard()
             job, rows = self._new_query(client, retry)
-            download.start(Progress({"job_id": job.job_id, "project": job.project, "location": job.location}), _csv_header())
+            download.start(Downloaded({"job_id": job.job_id, "project": job.project, "location": job.location}), _csv_header())
             return None, rows
         except _CLIENT_ERRORS as error:
             raise explain_failure(error, settings) from None
 
-    def _continued(self, client: bigquery.Client, saved: Progress, retry):
+    def _continued(self, client: bigquery.Client, saved: Downloaded, retry):
         """The saved job's result from the first row not downloaded yet; None once BigQuery dropped it."""
         origin, settings = saved.origin, self.settings
         try:

@@ -87,7 +87,7 @@ def test_weights_under_unknown_or_positional_names_are_refused(tmp_path):
 def test_moments_stored_under_each_others_names_are_restored_where_the_names_say(tmp_path):
     trained = _trained_model()
     checkpoint = _saved(tmp_path, trained)
-    momentum, velocity = "current/optimizer/taxifare_fare_kernel_momentum", "current/optimizer/taxifare_fare_kernel_velocity"
+    momentum, velocity = "current/optimizer/fare/kernel/momentum", "current/optimizer/fare/kernel/velocity"
     _rewrite(checkpoint, lambda arrays: arrays | {momentum: arrays[velocity], velocity: arrays[momentum]})
     fresh = _model()
     _restored(checkpoint, fresh)

@@ -4,7 +4,7 @@ The folder holds `state.json` (a TrainingState) and the weights file it names (`
 every variable training changes (`current/<name>`) and the model's variables at the best evaluation so
 far (`best/<name>`), each under a name that says whose it is: `<layer>/<variable>` for the model's
 (`hidden_1/kernel`, `dropout_1/seed_generator_state`), `optimizer/<variable>` for Adam's
-(`optimizer/iteration`, `optimizer/taxifare_hidden_1_kernel_momentum`). Restoring goes by those names, and a file
+(`optimizer/iteration`, `optimizer/hidden_1/kernel/momentum`). Restoring goes by those names, and a file
 whose names or shapes are not exactly the model's is refused, so values never land in another
 variable of the same shape. (Keras' own variable paths will not do: it numbers the optimizer and the
 dropout generators per process, `adam_1/...`, `seed_generator_3/...`.)
@@ -83,8 +83,8 @@ class Checkpoint:
             raise InputError(f"{path}: training checkpoint is unreadable ({error}); pass --force to start afresh") from None
         current = training_variables(model)
         try:
-            values = _named_values(arrays, "current", variable_names(model, current), current)
-            best = _named_values(arrays, "best", variable_names(model, model.variables), model.variables)
+            values = _named_values(_saved_under(arrays, "current"), variable_names(model, current), current, "current ")
+            best = _named_values(_saved_under(arrays, "best"), variable_names(model, model.variables), model.variables, "best ")
         except ValueError as error:
             raise InputError(
                 f"{path}: training checkpoint does not fit this model ({error}); pass --force to discard it and start afresh"
@@ -111,22 +111,45 @@ def framework_versions() -> dict:
 def variable_names(model, variables: list) -> list[str]:
     """Names of `variables` (the model's and its optimizer's) that are the same in every process."""
     owners = {id(variable): f"{layer.name}/{variable.name}" for layer in model.layers for variable in layer.variables}
-    optimizer = {id(variable): f"optimizer/{variable.name}" for variable in model.optimizer.variables}
+    # Adam names a slot after the path of the variable it follows (`taxifare_hidden_1_kernel_momentum`),
+    # which holds the model's name in a model built here but not in one loaded from a file.
+    followed = sorted(((variable.path.replace("/", "_") + "_", owners[id(variable)]) for variable in model.trainable_variables), key=lambda pair: -len(pair[0]))
+
+    def optimizer_name(variable) -> str:
+        for prefix, owner in followed:
+            if variable.name.startswith(prefix):
+                return f"optimizer/{owner}/{variable.name.removeprefix(prefix)}"
+        return f"optimizer/{variable.name}"
+
+    optimizer = {id(variable): optimizer_name(variable) for variable in model.optimizer.variables}
     return [owners.get(id(variable)) or optimizer[id(variable)] for variable in variables]
 
 
-def _named_values(arrays: dict[str, np.ndarray], prefix: str, names: list[str], variables: list) -> list[np.ndarray]:
-    """The arrays saved under `prefix`/name for each of `names`, checked against the variables' shapes."""
-    saved = {key.removeprefix(f"{prefix}/"): value for key, value in arrays.items() if key.startswith(f"{prefix}/")}
+def copy_training_variables(source, target, source_name: str) -> None:
+    """Give `target` the values of `source`'s training variables, matched by name (a warm start)."""
+    sources, targets = training_variables(source), training_variables(target)
+    values = {name: variable.numpy() for name, variable in zip(variable_names(source, sources), sources)}
+    try:
+        assign_variables(targets, _named_values(values, variable_names(target, targets), targets))
+    except ValueError as error:
+        raise InputError(f"cannot continue {source_name}: its variables do not fit this model ({error})") from None
+
+
+def _named_values(saved: dict[str, np.ndarray], names: list[str], variables: list, what: str = "") -> list[np.ndarray]:
+    """The arrays `saved` holds under `names`, checked against the variables' shapes; `what` says whose."""
     missing = [name for name in names if name not in saved]
     unknown = sorted(set(saved) - set(names))
     if missing or unknown:
-        listed = [f"no {prefix} {name}" for name in missing] + [f"unknown {prefix} {name}" for name in unknown]
+        listed = [f"no {what}{name}" for name in missing] + [f"unknown {what}{name}" for name in unknown]
         raise ValueError(", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else ""))
     for name, variable in zip(names, variables):
         if saved[name].shape != tuple(variable.shape):
-            raise ValueError(f"{prefix} {name} has shape {saved[name].shape}, the model's {tuple(variable.shape)}")
+            raise ValueError(f"{what}{name} has shape {saved[name].shape}, the model's {tuple(variable.shape)}")
     return [saved[name] for name in names]
+
+
+def _saved_under(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {key.removeprefix(f"{prefix}/"): value for key, value in arrays.items() if key.startswith(f"{prefix}/")}
 
 
 def check_shapes(variables: list, values: list[np.ndarray]) -> None:

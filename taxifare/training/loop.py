@@ -40,10 +40,10 @@ from taxifare.config import Settings
 from taxifare.errors import InputError
 from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
-from taxifare.model import ModelSpec, build_model, import_keras, input_statistics, load_model, shuffled_batches, training_variables
+from taxifare.model import ModelSpec, build_model, import_keras, input_statistics, load_model, shuffled_batches
 from taxifare.progress import Progress
 from taxifare.registry import Registry, Run, new_run_id
-from taxifare.training.checkpoint import Checkpoint, assign_variables, framework_versions, variable_names
+from taxifare.training.checkpoint import Checkpoint, assign_variables, copy_training_variables, framework_versions
 from taxifare.training.distributed import join_team
 from taxifare.training.data import (
     PreparedRows,
@@ -280,7 +280,7 @@ def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, pare
         log.info("resuming run %s at pass %d, chunk %d", state.run_id, state.position.pass_index + 1, state.position.chunk + 1)
         return Training(settings, data, prepared, checkpoint, model, state, best_weights, make_model)
     if parent_model is not None:
-        assign_variables(training_variables(model), [variable.numpy() for variable in training_variables(parent_model)])
+        copy_training_variables(parent_model, model, f"run {parent.run_id}")
         model.optimizer.learning_rate.assign(settings.learning_rate)
         log.info("continuing from run %s", parent.run_id)
     run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
