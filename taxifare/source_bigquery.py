@@ -126,19 +126,21 @@ class BigQueryRideSource:
     """Rides of the settings' date window from `{GCP_PROJECT_DATA}.{BQ_DATASET}.raw_{DATA_SIZE}`, in chunks of
     CHUNK_SIZE rows, written through to the raw cache.
 
-    Resumable: a rerun reads the same job's result in the same order (a new query might return rides
-    with equal pickup times in another order), the rows already downloaded from the partial file.
-    The partial file has a fixed name, so the caller must hold the processed file's lock for the same
-    window (preprocess does).
+    Resumable when an earlier run left a partial download: the rerun reads the same job's result in the
+    same order, the rows already downloaded from the partial file (a new query might return rides with
+    equal pickup times in another order). The partial file has a fixed name, so the caller must hold
+    the processed file's lock for the same window (preprocess does).
     """
-
-    resumable = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.table = settings.bq_table
         self.sql = query_sql(self.table)
         self.cache_path = settings.raw_cache_path
+        identity = {"sql": self.sql, "min_date": str(settings.min_date), "max_date": str(settings.max_date)}
+        self._download = ResumableDownload(self.cache_path, identity)
+        self._saved = self._download.saved()
+        self.resumable = self._saved is not None
         self.malformed_rows = 0
         self._total_rows: int | None = None
         self._details: dict = {}
@@ -157,10 +159,9 @@ class BigQueryRideSource:
             yield from exact_size_chunks(batches, self.settings.chunk_size)
 
     def _cached_text_batches(self) -> Iterator[pa.RecordBatch]:
-        identity = {"sql": self.sql, "min_date": str(self.settings.min_date), "max_date": str(self.settings.max_date)}
-        download = ResumableDownload(self.cache_path, identity)
+        download, saved = self._download, self._saved
         try:
-            saved, rows = self._result(download)
+            rows = self._result(download, saved)
             if saved is not None:
                 for table in CsvRideSource(download.partial, self.settings.chunk_size).chunks():
                     yield from table.to_batches()
@@ -173,36 +174,37 @@ class BigQueryRideSource:
             download.close()
         log.info("cached the query result as %s", self.cache_path)
 
-    def _result(self, download: ResumableDownload):
-        """The earlier run's progress (None for a new download) and the query result to read from there on."""
+    def _result(self, download: ResumableDownload, saved: Downloaded | None):
+        """The query result to read, from the first row not downloaded yet."""
         settings = self.settings
         retry = bigquery.DEFAULT_RETRY.with_timeout(settings.bq_deadline)
-        saved = download.saved()
         try:
             client = bigquery_client(settings)
             if saved is not None:
-                rows = self._continued(client, saved, retry)
-                if rows is not None:
-                    download.start(saved)
-                    log.info("continuing the download of BigQuery job %s after row %d", saved.origin["job_id"], saved.rows)
-                    return saved, rows
-                download.discard()
+                rows = self._continued(client, download, saved, retry)
+                download.start(saved)
+                log.info("continuing the download of BigQuery job %s after row %d", saved.origin["job_id"], saved.rows)
+                return rows
             job, rows = self._new_query(client, retry)
             download.start(Downloaded({"job_id": job.job_id, "project": job.project, "location": job.location}), _csv_header())
-            return None, rows
+            return rows
         except _CLIENT_ERRORS as error:
             raise explain_failure(error, settings) from None
 
-    def _continued(self, client: bigquery.Client, saved: Downloaded, retry):
-        """The saved job's result from the first row not downloaded yet; None once BigQuery dropped it."""
+    def _continued(self, client: bigquery.Client, download: ResumableDownload, saved: Downloaded, retry):
+        """The saved job's result from the first row not downloaded yet."""
         origin, settings = saved.origin, self.settings
         try:
             job = client.get_job(origin["job_id"], project=origin["project"], location=origin["location"], retry=retry)
             # job_retry=None: a job fetched by id cannot be rerun by the client, only read.
             rows = job.result(page_size=settings.chunk_size, start_index=saved.rows, retry=retry, job_retry=None, timeout=settings.bq_deadline)
         except api_exceptions.NotFound:
-            log.warning("BigQuery no longer holds the result of job %s; downloading anew", origin["job_id"])
-            return None
+            # A new query may order rides of equal pickup times otherwise: the rows so far cannot be kept.
+            download.discard()
+            raise TaxifareError(
+                f"BigQuery no longer holds the result of job {origin['job_id']} (it keeps one about a day); "
+                f"the partial download of {self.cache_path.name} is discarded: rerun to query afresh"
+            ) from None
         self._note(job, rows)
         return rows
 

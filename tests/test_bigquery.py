@@ -157,6 +157,22 @@ def test_dropped_connection_leaves_no_cache_and_the_rerun_continues(served, tmp_
     assert leftovers(settings) == [settings.raw_cache_path.name]
 
 
+def test_a_download_whose_job_result_expired_is_discarded_and_queried_afresh(served, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    served.drop_after_pages = 2
+    with pytest.raises(TaxifareError, match="no answer from"):
+        preprocess(settings)
+    served.drop_after_pages = None
+    served._jobs.clear()  # BigQuery keeps a query's result table about a day
+    with pytest.raises(TaxifareError, match=r"no longer holds the result of job .*; the partial download .* rerun"):
+        preprocess(settings)
+    assert leftovers(settings) == []
+
+    result = preprocess(settings)
+    assert result.manifest["complete"] and result.resumed_from_chunk is None
+    assert len(served.seen("insert")) == 2
+
+
 # (status, reason, the server's message) -> (error class, what the one-line message must match)
 ERROR_ANSWERS = {
     (400, "invalidQuery", "Syntax error: Unexpected keyword"): (
