@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask soak clean
+.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
-bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed
+bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed bench-dedup
 
 bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
@@ -44,6 +44,10 @@ bench-quality: install
 ## One worker against two on this machine; all-reduce cost per step; projection to N machines.
 bench-distributed: install
 	$(PY) benchmarks/bench_distributed.py --rides 100000 --repeats 3
+
+## One chunk's update of the duplicate index at 1M, 10M and 50M rows seen: sorted runs against one array.
+bench-dedup: install
+	$(PY) benchmarks/bench_dedup.py --rows 1000000 10000000 50000000
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxifare.dates import parse_datetime_column
+from taxifare.dedup import SeenRows
 from taxifare.source import RAW_COLUMNS, SAMPLE_CHARS
 
 NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
@@ -43,35 +44,6 @@ _BOX = {name: LONGITUDE_RANGE if name.endswith("longitude") else LATITUDE_RANGE 
 
 # A plain decimal or scientific number; "nan" and "inf" are not accepted as ride values.
 _NUMBER_PATTERN = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
-class SeenRows:
-    """Hashes of every kept row so far, to drop exact duplicates across the whole input.
-
-    Costs 8 bytes per distinct row (a sorted uint64 array), plus a transient copy when it grows.
-    Two different rows share a 64-bit hash with probability about n**2 / 2**65 over n rows.
-    """
-
-    def __init__(self) -> None:
-        self._sorted = np.empty(0, dtype=np.uint64)
-
-    def __len__(self) -> int:
-        return len(self._sorted)
-
-    @property
-    def nbytes(self) -> int:
-        return self._sorted.nbytes
-
-    def first_occurrences(self, hashes: np.ndarray) -> np.ndarray:
-        """Mask of rows seen for the first time (earlier rows of the same call count), and remember them."""
-        first_in_chunk = np.zeros(len(hashes), dtype=bool)
-        first_in_chunk[np.unique(hashes, return_index=True)[1]] = True
-        positions = np.searchsorted(self._sorted, hashes)
-        known = np.zeros(len(hashes), dtype=bool)
-        inside = positions < len(self._sorted)
-        known[inside] = self._sorted[positions[inside]] == hashes[inside]
-        fresh = first_in_chunk & ~known
-        new_hashes = np.sort(hashes[fresh])
-        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new_hashes), new_hashes)
-        return fresh
 
 
 @dataclass

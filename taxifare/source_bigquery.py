@@ -1,9 +1,11 @@
 """Raw rides from BigQuery: one parameterized query, read page by page and written through to the raw cache.
 
 Each page is turned into the canonical raw text (the very strings a CSV reader returns for the cache
-file), appended to a temporary file beside the cache and handed on at once. The temporary file becomes
-the cache only after the last page, so an interrupted query never leaves a cache that looks complete,
-and a rerun from the cache feeds cleaning exactly the same strings.
+file), appended to a partial file beside the cache and handed on at once. The partial file becomes the
+cache only after the last page, so an interrupted query never leaves a cache that looks complete, and
+a rerun from the cache feeds cleaning exactly the same strings. An interrupted download is continued:
+the rerun reads the rows already on disk, then asks the same finished query job for its result from
+the next row (see download.py), so the cache and the processed output are those of an unbroken run.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from taxifare.config import Settings
 from taxifare.errors import InputError, TaxifareError
-from taxifare.files import StagedFile
-from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, exact_size_chunks
+from taxifare.download import Downloaded, ResumableDownload
+from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource, exact_size_chunks
 
 log = logging.getLogger("taxifare")
 
@@ -125,13 +127,12 @@ class BigQueryRideSource:
     """Rides of the settings' date window from `{GCP_PROJECT_DATA}.{BQ_DATASET}.raw_{DATA_SIZE}`, in chunks of
     CHUNK_SIZE rows, written through to the raw cache.
 
-    Not resumable: a new query may return rides with equal pickup times in another order.
-    The temporary cache file has a fixed name, so the caller must hold the processed file's lock for
-    the same window (preprocess does); a run killed outright then leaves one partial file, which the
-    next run overwrites.
+    Resumable when an earlier run left a partial download: the rerun reads the same job's result in the
+    same order, the rows already downloaded from the partial file (a new query might return rides with
+    equal pickup times in another order). The partial file has a fixed name, so the caller must hold
+    the processed file's lock for the same window (preprocess does).
     """
 
-    resumable = False
     position = "row"
     first_malformed = None
 
@@ -140,6 +141,10 @@ class BigQueryRideSource:
         self.table = settings.bq_table
         self.sql = query_sql(self.table)
         self.cache_path = settings.raw_cache_path
+        identity = {"sql": self.sql, "min_date": str(settings.min_date), "max_date": str(settings.max_date)}
+        self._download = ResumableDownload(self.cache_path, identity)
+        self._saved = self._download.saved()
+        self.resumable = self._saved is not None
         self.malformed_rows = 0
         self._total_rows: int | None = None
         self._details: dict = {}
@@ -161,40 +166,79 @@ class BigQueryRideSource:
             yield from exact_size_chunks(batches, self.settings.chunk_size)
 
     def _cached_text_batches(self) -> Iterator[pa.RecordBatch]:
-        partial = self.cache_path.with_name(f".{self.cache_path.name}.partial")
-        with StagedFile(self.cache_path, temporary=partial) as cache:
-            cache.write(_csv_header())
-            for page in self._pages():
+        download, saved = self._download, self._saved
+        try:
+            rows = self._result(download, saved)
+            if saved is not None:
+                for table in CsvRideSource(download.partial, self.settings.chunk_size).chunks():
+                    yield from table.to_batches()
+            for page in self._pages(rows):
                 text = raw_text_table(page)
-                cache.write(_csv_rows(text))
+                download.append(_csv_rows(text), text.num_rows)
                 yield from text.to_batches()
-            cache.commit()
+            download.commit()
+        finally:
+            download.close()
         log.info("cached the query result as %s", self.cache_path)
 
-    def _pages(self) -> Iterator[pd.DataFrame]:
+    def _result(self, download: ResumableDownload, saved: Downloaded | None):
+        """The query result to read, from the first row not downloaded yet."""
         settings = self.settings
         retry = bigquery.DEFAULT_RETRY.with_timeout(settings.bq_deadline)
-        job_retry = DEFAULT_JOB_RETRY.with_timeout(settings.bq_deadline)
         try:
             client = bigquery_client(settings)
-            # job_retry=None: otherwise the client wraps jobs.insert in a second retry of ten minutes.
-            job = client.query(
-                self.sql, job_config=self._job_config(), retry=retry, job_retry=None, timeout=settings.bq_deadline
-            )
-            log.info("BigQuery job %s is reading %s", job.job_id, self.table)
-            rows = job.result(
-                page_size=settings.chunk_size, retry=retry, job_retry=job_retry, timeout=settings.bq_deadline
-            )
-            self._total_rows = rows.total_rows
-            self._details = {
-                "job_id": job.job_id,
-                "location": job.location,
-                "bytes_processed": job.total_bytes_processed,
-                "rows": rows.total_rows,
-            }
-            yield from rows.to_dataframe_iterable(dtypes=PAGE_DTYPES)
+            if saved is not None:
+                rows = self._continued(client, download, saved, retry)
+                download.start(saved)
+                log.info("continuing the download of BigQuery job %s after row %d", saved.origin["job_id"], saved.rows)
+                return rows
+            job, rows = self._new_query(client, retry)
+            download.start(Downloaded({"job_id": job.job_id, "project": job.project, "location": job.location}), _csv_header())
+            return rows
         except _CLIENT_ERRORS as error:
             raise explain_failure(error, settings) from None
+
+    def _continued(self, client: bigquery.Client, download: ResumableDownload, saved: Downloaded, retry):
+        """The saved job's result from the first row not downloaded yet."""
+        origin, settings = saved.origin, self.settings
+        try:
+            job = client.get_job(origin["job_id"], project=origin["project"], location=origin["location"], retry=retry)
+            # job_retry=None: a job fetched by id cannot be rerun by the client, only read.
+            rows = job.result(page_size=settings.chunk_size, start_index=saved.rows, retry=retry, job_retry=None, timeout=settings.bq_deadline)
+        except api_exceptions.NotFound:
+            # A new query may order rides of equal pickup times otherwise: the rows so far cannot be kept.
+            download.discard()
+            raise TaxifareError(
+                f"BigQuery no longer holds the result of job {origin['job_id']} (it keeps one about a day); "
+                f"the partial download of {self.cache_path.name} is discarded: rerun to query afresh"
+            ) from None
+        self._note(job, rows)
+        return rows
+
+    def _pages(self, rows) -> Iterator[pd.DataFrame]:
+        try:
+            yield from rows.to_dataframe_iterable(dtypes=PAGE_DTYPES)
+        except _CLIENT_ERRORS as error:
+            raise explain_failure(error, self.settings) from None
+
+    def _note(self, job, rows) -> None:
+        self._total_rows = rows.total_rows
+        self._details = {
+            "job_id": job.job_id,
+            "location": job.location,
+            "bytes_processed": job.total_bytes_processed,
+            "rows": rows.total_rows,
+        }
+
+    def _new_query(self, client: bigquery.Client, retry):
+        settings = self.settings
+        # job_retry=None: otherwise the client wraps jobs.insert in a second retry of ten minutes.
+        job = client.query(self.sql, job_config=self._job_config(), retry=retry, job_retry=None, timeout=settings.bq_deadline)
+        log.info("BigQuery job %s is reading %s", job.job_id, self.table)
+        job_retry = DEFAULT_JOB_RETRY.with_timeout(settings.bq_deadline)
+        rows = job.result(page_size=settings.chunk_size, retry=retry, job_retry=job_retry, timeout=settings.bq_deadline)
+        self._note(job, rows)
+        return job, rows
 
     def _job_config(self) -> bigquery.QueryJobConfig:
         return bigquery.QueryJobConfig(

@@ -3,7 +3,9 @@
 It answers jobs.insert, jobs.get and jobs.getQueryResults for the one query shape taxifare sends: the
 seven raw columns of one table, `pickup_datetime >= @min_date AND pickup_datetime < @max_date`, ordered
 by pickup_datetime. It runs that query with pandas, records every request, and can be told to answer
-an error or to drop the connection instead of serving a page.
+an error, to drop the connection instead of serving a page, or to hold a page until released. Like
+BigQuery, getQueryResults takes `startIndex` (the first row of a page) or `pageToken` (the next page),
+never both, and a job it does not hold is 404.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def _json_value(value, kind: str) -> str | None:
 class FakeBigQuery:
     """`tables` maps "project.dataset.table" to a frame from `typed_rides`; set `error` to a
     (status, reason, message) to answer every jobs.insert with it, `drop_after_pages` to a count to close
-    the connection instead of serving any page past it."""
+    the connection instead of serving any page past it, `hold_at_row` to a row to stop the page that
+    starts there (setting `held`) until `release` is set. `page_starts` lists the first row of every
+    page served."""
 
     def __init__(self) -> None:
         self.tables: dict[str, pd.DataFrame] = {}
@@ -72,6 +76,10 @@ class FakeBigQuery:
         self.error: tuple[int, str, str] | None = None
         self.drop_after_pages: int | None = None
         self.pages_served = 0
+        self.page_starts: list[int] = []
+        self.hold_at_row: int | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
         self._jobs: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -125,13 +133,19 @@ class FakeBigQuery:
         return 200, job
 
     def get_job(self, job_id: str) -> tuple[int, dict]:
+        if job_id not in self._jobs:
+            return _error_body(404, "notFound", f"Not found: Job {job_id}")
         job = dict(self._jobs[job_id]["job"], status={"state": "DONE"})
         return 200, job
 
     def query_results(self, job_id: str, args: dict[str, str]) -> tuple[int, dict] | None:
         """The page of rows asked for, or None to drop the connection."""
+        if job_id not in self._jobs:
+            return _error_body(404, "notFound", f"Not found: Job {job_id}")
+        if "startIndex" in args and "pageToken" in args:
+            return _error_body(400, "invalid", "startIndex and pageToken cannot both be set")
         stored = self._jobs[job_id]
-        start = int(args.get("pageToken", 0))
+        start = int(args.get("pageToken", args.get("startIndex", 0)))
         size = int(args.get("maxResults", len(stored["rows"])))
         answer = {
             "kind": "bigquery#getQueryResultsResponse",
@@ -148,6 +162,10 @@ class FakeBigQuery:
             if self.drop_after_pages is not None and self.pages_served >= self.drop_after_pages:
                 return None
             self.pages_served += 1
+            self.page_starts.append(start)
+        if start == self.hold_at_row:
+            self.held.set()
+            self.release.wait(timeout=60)
         answer["rows"] = stored["rows"][start : start + size]
         if start + size < len(stored["rows"]):
             answer["pageToken"] = str(start + size)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from taxifare.config import load_settings
-from taxifare.demo import demo_rides
+from taxifare.demo import demo_rides, write_demo_rides
 from taxifare.errors import InputError, TaxifareError
 from taxifare.lock import LockedError, OutputLock
 from taxifare.preprocess import preprocess
@@ -85,7 +88,7 @@ def test_pages_stream_into_chunks_and_the_cache_appears_at_the_end(fake_bigquery
     assert served.pages_served == 1, "the first chunk must not wait for the whole result"
     assert source.estimated_rows() == len(expected)
     assert not settings.raw_cache_path.exists()
-    assert leftovers(settings) == [f".{settings.raw_cache_path.name}.partial"]
+    assert leftovers(settings) == [f".{settings.raw_cache_path.name}.partial", f".{settings.raw_cache_path.name}.partial.json"]
 
     rest = list(chunks)
     assert [chunk.num_rows for chunk in rest[:-1]] == [PAGE] * (len(rest) - 1)
@@ -144,7 +147,7 @@ def test_cached_rerun_is_byte_identical(served, tmp_path):
     assert cached.output.read_bytes() == streamed_bytes
 
 
-def test_dropped_connection_leaves_no_cache_and_the_rerun_completes(served, tmp_path):
+def test_dropped_connection_leaves_no_cache_and_the_rerun_continues(served, tmp_path):
     settings = settings_for(served.url, tmp_path)
     served.drop_after_pages = 3
     started = time.monotonic()
@@ -152,12 +155,31 @@ def test_dropped_connection_leaves_no_cache_and_the_rerun_completes(served, tmp_
         preprocess(settings)
     assert time.monotonic() - started < 15
     assert served.pages_served == 3
-    assert leftovers(settings) == []
+    assert not settings.raw_cache_path.exists()
     assert not read_manifest(settings.processed_path)["complete"]
 
     served.drop_after_pages = None
     result = preprocess(settings)
     assert result.manifest["complete"] and settings.raw_cache_path.is_file()
+    assert len(served.seen("insert")) == 1, "the rerun must read the same job's result, not query again"
+    assert served.page_starts[:4] == [0, PAGE, 2 * PAGE, 3 * PAGE]
+    assert leftovers(settings) == [settings.raw_cache_path.name]
+
+
+def test_a_download_whose_job_result_expired_is_discarded_and_queried_afresh(served, tmp_path):
+    settings = settings_for(served.url, tmp_path)
+    served.drop_after_pages = 2
+    with pytest.raises(TaxifareError, match="no answer from"):
+        preprocess(settings)
+    served.drop_after_pages = None
+    served._jobs.clear()  # BigQuery keeps a query's result table about a day
+    with pytest.raises(TaxifareError, match=r"no longer holds the result of job .*; the partial download .* rerun"):
+        preprocess(settings)
+    assert leftovers(settings) == []
+
+    result = preprocess(settings)
+    assert result.manifest["complete"] and result.resumed_from_chunk is None
+    assert len(served.seen("insert")) == 2
 
 
 # (status, reason, the server's message) -> (error class, what the one-line message must match)
@@ -309,3 +331,40 @@ def test_missing_credentials_say_how_to_get_them(tmp_path):
     assert "no raw data in " in done.stderr and "query_2009-01-01_2015-01-01_10k.csv" in done.stderr
     assert "no Google Cloud credentials to query BigQuery: run `gcloud auth application-default login`" in done.stderr
     assert "--input PATH" in done.stderr
+
+
+def test_sigkilled_download_continues_where_it_stopped_and_matches_an_unbroken_run(fake_bigquery, tmp_path):
+    demo_csv = tmp_path / "demo.csv"
+    write_demo_rides(demo_csv, rows=6000, seed=3)
+    fake_bigquery.tables[TABLE] = typed_rides(pd.read_csv(demo_csv, dtype=str))
+    args = ("--gcp-project", "taxifare-tests", "--min-date", "2009-01-01", "--max-date", "2015-01-01")
+    env = cli_env(tmp_path / "killed", BQ_DEADLINE="10", BIGQUERY_EMULATOR_HOST=fake_bigquery.url)
+    (tmp_path / "killed").mkdir()
+    # The fourth page is held until the process is dead: the kill lands mid-download, never after it.
+    fake_bigquery.hold_at_row = 3 * PAGE
+    command = [sys.executable, "-m", "taxifare", "preprocess", "--data-size", "10k", "--chunk-size", str(PAGE), *args]
+    process = subprocess.Popen(command, cwd=tmp_path / "killed", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert fake_bigquery.held.wait(timeout=60), "the download never reached its fourth page"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+        fake_bigquery.release.set()
+    fake_bigquery.hold_at_row = None
+    served_before = len(fake_bigquery.page_starts)
+
+    resumed = run_cli(tmp_path / "killed", *command[3:], env=env, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(fake_bigquery.seen("insert")) == 1, "the rerun must read the same job's result, not query again"
+    assert fake_bigquery.page_starts[served_before] == 3 * PAGE, "the rerun downloaded cached pages again"
+    assert "resumed" in resumed.stderr
+
+    (tmp_path / "plain").mkdir()
+    plain_env = cli_env(tmp_path / "plain", BQ_DEADLINE="10", BIGQUERY_EMULATOR_HOST=fake_bigquery.url)
+    plain = run_cli(tmp_path / "plain", *command[3:], env=plain_env, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    killed_output, plain_output = Path(resumed.stdout.strip()), Path(plain.stdout.strip())
+    assert killed_output.read_bytes() == plain_output.read_bytes()
+    [killed_cache] = (tmp_path / "killed" / "data").rglob("query_*.csv")
+    [plain_cache] = (tmp_path / "plain" / "data").rglob("query_*.csv")
+    assert killed_cache.read_bytes() == plain_cache.read_bytes()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when
@@ -101,3 +102,15 @@ def test_force_starts_afresh(demo, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed" not in result.stderr
     assert Registry(registry).latest().params["resumed"] == []
+
+
+def test_checkpoint_weights_of_another_format_are_refused_in_one_line(demo, tmp_path):
+    registry = tmp_path / "registry"
+    _kill_after_chunks(demo, registry, chunks=2)
+    [weights] = checkpoint_folder(with_registry(demo, registry), demo.processed_path).glob("weights-*.npz")
+    with np.load(weights) as saved:
+        # Stored by position, as taxifare once did: nothing says which variable each array belongs to.
+        arrays = {f"{name.split('/')[0]}_{index}": saved[name] for index, name in enumerate(saved.files)}
+    np.savez(weights, **arrays)
+    result = run_cli(tmp_path, *TRAIN_ARGS, env=_env(demo, registry))
+    assert_clean_error(result, 2, "training checkpoint does not fit this model (no current hidden_1/kernel", "--force")

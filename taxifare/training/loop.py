@@ -40,10 +40,10 @@ from taxifare.config import Settings
 from taxifare.errors import InputError
 from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
-from taxifare.model import ModelSpec, build_model, import_keras, input_statistics, load_model, shuffled_batches, training_variables
+from taxifare.model import ModelSpec, build_model, import_keras, input_statistics, load_model, shuffled_batches
 from taxifare.progress import Progress
 from taxifare.registry import Registry, Run, new_run_id
-from taxifare.training.checkpoint import Checkpoint, assign_variables
+from taxifare.training.checkpoint import Checkpoint, assign_variables, copy_training_variables, framework_versions
 from taxifare.training.distributed import join_team
 from taxifare.training.data import (
     PreparedRows,
@@ -236,6 +236,8 @@ def _fingerprint(settings: Settings, data: ProcessedData, parent: Run | None, wo
         "loss": settings.loss,
         "seed": settings.seed,
         "parent_run_id": parent.run_id if parent else None,
+        # Another build may number, order or compute the variables differently.
+        **framework_versions(),
     }
 
 
@@ -270,13 +272,15 @@ def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, pare
     mean, variance = (np.asarray(values) for values in team.from_chief((mean, variance)))
     make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare)
     model = team.build(make_model)
+    # On the chief; a checkpoint it refuses stops every worker with its message.
+    restored = team.check_in(lambda: checkpoint.restore(model) if state is not None else None)
     if state is not None:
-        best_weights = checkpoint.restore(model)
+        best_weights = restored
         state.resumes.append({"at": now_utc(), "pass": state.position.pass_index + 1, "chunk": state.position.chunk + 1})
         log.info("resuming run %s at pass %d, chunk %d", state.run_id, state.position.pass_index + 1, state.position.chunk + 1)
         return Training(settings, data, prepared, checkpoint, model, state, best_weights, make_model)
     if parent_model is not None:
-        assign_variables(training_variables(model), [variable.numpy() for variable in training_variables(parent_model)])
+        copy_training_variables(parent_model, model, f"run {parent.run_id}")
         model.optimizer.learning_rate.assign(settings.learning_rate)
         log.info("continuing from run %s", parent.run_id)
     run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
