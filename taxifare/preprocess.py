@@ -246,7 +246,7 @@ def nothing_kept(manifest: dict) -> InputError:
     reasons = "; ".join(f"{rule} {manifest['rejected'][rule]:,}{_first_text(samples.get(rule))}" for rule in rejected[:3])
     more = f"; and {len(rejected) - 3} more reason(s)" if len(rejected) > 3 else ""
     if not manifest["rows_read"]:
-        return InputError(f"preprocess read no rows from {_describe_source(manifest['source'], {})}; expected raw rides")
+        return InputError(f"preprocess read no rows from {_describe_source(manifest['source'], manifest.get('source_details') or {})}; expected raw rides")
     return InputError(f"preprocess kept none of the {manifest['rows_read']:,} rows it read: {reasons}{more}")
 
 

@@ -220,15 +220,15 @@ def test_unknown_table_is_not_found(fake_bigquery, tmp_path):
         preprocess(settings_for(fake_bigquery.url, tmp_path))
 
 
-def test_empty_result_gives_a_header_and_a_complete_manifest(served, tmp_path):
+def test_empty_result_is_refused_but_leaves_a_header_and_a_complete_manifest(served, tmp_path):
     settings = settings_for(served.url, tmp_path, min_date="2016-01-01", max_date="2016-02-01")
-    result = preprocess(settings)
-    assert result.output.read_bytes() == csv_header()
-    assert result.manifest["complete"] and result.manifest["rows_read"] == 0
-    assert settings.raw_cache_path.read_text() == ",".join(RAW_COLUMNS) + "\n"
-
-    again = preprocess(settings, force=True)
-    assert again.output.read_bytes() == csv_header() and again.manifest["complete"]
+    for force in (False, True):
+        with pytest.raises(InputError, match="read no rows from"):
+            preprocess(settings, force=force)
+        assert settings.processed_path.read_bytes() == csv_header()
+        manifest = read_manifest(settings.processed_path)
+        assert manifest["complete"] and manifest["rows_read"] == 0
+        assert settings.raw_cache_path.read_text() == ",".join(RAW_COLUMNS) + "\n"
 
 
 def test_pages_with_nulls_keep_their_types(fake_bigquery, tmp_path):
