@@ -18,7 +18,7 @@ from taxifare.config import load_settings
 from taxifare.errors import InputError, TaxifareError
 from taxifare.lock import LockedError, OutputLock
 from taxifare.preprocess import preprocess
-from taxifare.sink import csv_header, read_manifest
+from taxifare.sink import csv_header, partial_path, read_manifest
 from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource
 from taxifare.source_bigquery import BigQueryRideSource
 from tests.conftest import cli_env, real_file, run_cli
@@ -143,7 +143,7 @@ def test_dropped_connection_leaves_no_cache_and_the_rerun_completes(served, tmp_
     assert time.monotonic() - started < 15
     assert served.pages_served == 3
     assert leftovers(settings) == []
-    assert not read_manifest(settings.processed_path)["complete"]
+    assert not read_manifest(partial_path(settings.processed_path))["complete"]
 
     served.drop_after_pages = None
     result = preprocess(settings)

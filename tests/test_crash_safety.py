@@ -11,6 +11,7 @@ import time
 import pytest
 
 from taxifare.lock import OutputLock, lock_path
+from taxifare.sink import partial_path
 from tests.conftest import assert_clean_error, cli_env, real_file, run_cli
 
 CHUNK = "2000"
@@ -27,12 +28,18 @@ def reference(tmp_path_factory, raw_input):
     tmp = tmp_path_factory.mktemp("reference")
     done = run_cli(tmp, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
     assert done.returncode == 0, done.stderr
-    output = tmp / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
+    output = output_of(tmp)
     return output.read_bytes(), json.loads(output.with_suffix(".json").read_text())
 
 
 def output_of(tmp_path):
-    return tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
+    """Named after the input when no DATA_SIZE is given."""
+    return tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_cab_fare_ashutoshgalinde_train.csv"
+
+
+def partial_of(tmp_path):
+    """Where the output is written until it is complete."""
+    return partial_path(output_of(tmp_path))
 
 
 def start(tmp_path, raw_input, **popen):
@@ -64,25 +71,25 @@ def assert_matches_reference(tmp_path, reference):
 @pytest.mark.parametrize("kill_at_fraction", [0.0, 0.05, 0.33, 0.71, 0.97])
 def test_sigkill_then_rerun_gives_the_uninterrupted_output(tmp_path, raw_input, reference, kill_at_fraction):
     process = start(tmp_path, raw_input)
-    reached = wait_for_bytes(output_of(tmp_path), int(len(reference[0]) * kill_at_fraction), process)
+    reached = wait_for_bytes(partial_of(tmp_path), int(len(reference[0]) * kill_at_fraction), process)
     process.kill()
     process.communicate()
     assert reached or process.returncode == 0
-    manifest_file = output_of(tmp_path).with_suffix(".json")
+    manifest_file = partial_of(tmp_path).with_suffix(".json")
     left = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
     rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
     assert rerun.returncode == 0, rerun.stderr
     if left.get("chunks_written") and not left["complete"]:
-        assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
+        assert f"resuming {partial_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
 
 def test_a_half_written_chunk_is_cut_off_on_resume(tmp_path, raw_input, reference):
     process = start(tmp_path, raw_input)
-    wait_for_bytes(output_of(tmp_path), len(reference[0]) // 2, process)
+    wait_for_bytes(partial_of(tmp_path), len(reference[0]) // 2, process)
     process.kill()
     process.communicate()
-    with output_of(tmp_path).open("ab") as file:
+    with partial_of(tmp_path).open("ab") as file:
         file.write(b"0.14285715,0.5,0.8660254,0,1,0,0,0,0,0,0,0,1,0,0")  # a torn, partial row
     rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
     assert rerun.returncode == 0, rerun.stderr
@@ -101,8 +108,8 @@ def test_a_file_size_limit_fails_cleanly_and_the_rerun_completes(tmp_path, raw_i
         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, preexec_fn=limit_file_size,
     )
     assert_clean_error(failed, 1, "could not write", "File too large")
-    manifest = json.loads(output_of(tmp_path).with_suffix(".json").read_text())
-    assert manifest["complete"] is False
+    manifest = json.loads(partial_of(tmp_path).with_suffix(".json").read_text())
+    assert manifest["complete"] is False and not output_of(tmp_path).exists()
     rerun = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
     assert rerun.returncode == 0, rerun.stderr
     assert_matches_reference(tmp_path, reference)
@@ -140,7 +147,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, raw_input, refere
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_is_a_one_line_message_and_the_rerun_resumes(tmp_path, raw_input, reference, stop):
     process = start(tmp_path, raw_input)
-    wait_for_bytes(output_of(tmp_path), len(reference[0]) // 4, process)
+    wait_for_bytes(partial_of(tmp_path), len(reference[0]) // 4, process)
     process.send_signal(stop)
     _, stderr = process.communicate()
     if process.returncode != 0:  # it may have finished first

@@ -20,7 +20,7 @@ def preprocess_bytes(tmp_path, content: bytes):
     path = tmp_path / "input.csv"
     path.write_bytes(content)
     result = run_cli(tmp_path, "preprocess", "--input", str(path))
-    manifest_file = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.json"
+    manifest_file = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_input.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else None
     return result, manifest
 
@@ -76,7 +76,7 @@ def test_a_utf8_bom_is_ignored(tmp_path):
 
 def test_negative_zero_never_reaches_the_output(tmp_path):
     result, manifest = preprocess_bytes(tmp_path, lines(row(plon="-73.950655", fare="8")))
-    text = (tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv").read_text()
+    text = (tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_input.csv").read_text()
     assert ",-0," not in text and not text.startswith("-0,")
 
 
@@ -136,6 +136,6 @@ def test_an_unknown_flag_is_a_usage_error(tmp_path):
 
 def test_output_columns_survive_hostile_rows(tmp_path):
     result, manifest = preprocess_bytes(tmp_path, lines(row(fare="NaN"), row(fare="1e308"), "k,1,2"))
-    processed = pd.read_csv(tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv")
+    processed = pd.read_csv(tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_input.csv")
     assert list(processed.columns) == [*FEATURE_NAMES, "fare_amount"] and len(processed) == 1
     assert manifest["rows_read"] == 4
