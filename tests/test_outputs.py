@@ -4,6 +4,7 @@ replaced only whole, and named after its input when no data set name is given.""
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -165,8 +166,13 @@ def test_train_racing_a_forced_preprocess_never_mixes_the_two(tmp_path, rides):
     )
     checkpoints = tmp_path / "registry" / ".checkpoints"
     while train.poll() is None and not list(checkpoints.glob("*/rows.f32")):
-        time.sleep(0.01)  # until train has opened the processed file and is reading it
-    rewrite = run_cli(tmp_path, "preprocess", "--input", str(small), "--force", env=env)
+        time.sleep(0.001)  # until train has opened the processed file and started reading it
+    # Paused there (most likely mid-read), while a forced run replaces the file with one from other rides.
+    train.send_signal(signal.SIGSTOP)
+    try:
+        rewrite = run_cli(tmp_path, "preprocess", "--input", str(small), "--force", env=env)
+    finally:
+        train.send_signal(signal.SIGCONT)
     assert rewrite.returncode == 0, rewrite.stderr
     _, stderr = train.communicate(timeout=300)
     if train.returncode != 0:
