@@ -361,8 +361,15 @@ def models_prune(
     keep: Annotated[int, typer.Option("--keep", min=0, help="Runs to keep per data set, newest first.")],
 ) -> None:
     """Remove all but the KEEP newest runs of each data set; each data set's best run (lowest test MAE) is
-    always kept. Also removes the scratch of abandoned training runs (unfinished checkpoints whose lock no
-    running train holds, half-published and half-removed runs); a running train's files are left alone."""
+    always kept. Also removes the scratch of abandoned training runs (unfinished checkpoints and their lock
+    files where no running train holds the lock, half-published and half-removed runs); a running train's
+    files are left alone.
+
+    A train or preprocess that fails removes its own scratch, except what a rerun resumes from. A run killed
+    outright (SIGKILL, power loss) leaves it: training checkpoints, which prune removes, and in
+    LOCAL_DATA_PATH an unfinished processed_*.partial.csv/.json, a Dask *.parts folder or a *.lock file,
+    which a rerun of the same preprocess continues from or takes over (--force starts afresh); delete them
+    by hand only when no preprocess is running."""
     from taxifare.prune import prune
     from taxifare.registry import Registry
 

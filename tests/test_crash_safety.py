@@ -130,6 +130,7 @@ def test_a_second_run_on_the_same_output_refuses_and_names_the_first(tmp_path, r
         assert json.loads(lock_path(output_of(tmp_path)).read_text())["pid"] == os.getpid()
     assert_clean_error(second, 1, "in use by process", str(os.getpid()), "wait for it to finish")
     assert not output_of(tmp_path).exists()
+    assert not lock_path(output_of(tmp_path)).exists(), "the holder removes its lock file on release"
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, raw_input, reference):

@@ -14,6 +14,7 @@ import pytest
 from taxifare.config import load_settings
 from taxifare.demo import write_demo_rides
 from taxifare.errors import InputError
+from taxifare.lock import lock_path
 from taxifare.preprocess import preprocess
 from taxifare.sink import manifest_path, partial_path, read_manifest
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows
@@ -43,6 +44,7 @@ def test_another_input_under_the_same_name_is_refused_naming_both(tmp_path, ride
     refused = run_cli(tmp_path, "preprocess", "--input", str(other), "--data-size", "mine")
     assert_clean_error(refused, 2, f"{output} was made from {first}", f"this run reads {other}", "--force", "--data-size")
     assert output.read_bytes() == before
+    assert not lock_path(output).exists(), "a run that failed under the lock removes the lock file"
     preprocess(settings_for(tmp_path, data_size="mine"), input_path=other, force=True)
     assert read_manifest(output)["raw"]["files"][0]["path"] == str(other)
 

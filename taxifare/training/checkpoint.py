@@ -74,6 +74,14 @@ class Checkpoint:
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def remove_scratch(self) -> None:
+        """After a failure: the row file (every start rewrites it), and the folder unless it holds a state to
+        resume from. A run killed outright leaves both; `taxifare models prune` removes them."""
+        if (self.folder / "state.json").is_file():
+            self.row_file.unlink(missing_ok=True)
+        else:
+            self.discard()
+
 
 def check_shapes(variables: list, values: list[np.ndarray]) -> None:
     if [value.shape for value in values] != [tuple(variable.shape) for variable in variables]:

@@ -87,6 +87,8 @@ def train(settings: Settings, input_path: Path | None = None, force: bool = Fals
             return _train_locked(settings, processed_path, checkpoint, force, from_run, team)
         except OSError as error:
             raise describe_os_error(error) from error
+        finally:
+            checkpoint.remove_scratch()  # what a finished run left is gone already; a failed one's rows go
 
 
 class Solo:
