@@ -123,9 +123,8 @@ def _window_cache(settings: Settings, part) -> Path:
 def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: dict, cluster: Cluster,
           force: bool, partition_size: int | None) -> JobPlan:
     """The saved plan when the parts folder holds this very job (a rerun continues it), else a new one."""
-    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "source", "min_date", "max_date",
+    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "source", "raw", "min_date", "max_date",
                                             "data_size", "chunk_size")}
-    identity["files"] = [[file.url, file.size] for file in job_input.files]
     previous = parts.previous_job()
     if previous and previous["identity"] == identity and not force:
         plan = JobPlan.from_json(previous["plan"])
