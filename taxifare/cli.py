@@ -30,10 +30,9 @@ app = typer.Typer(
 
 MinDate = Annotated[Optional[str], typer.Option(help="First pickup date kept (inclusive, UTC). [env: MIN_DATE; default 2009-01-01]")]
 MaxDate = Annotated[Optional[str], typer.Option(help="Pickup dates kept are before this (UTC). [env: MAX_DATE; default 2015-01-01]")]
-DataSize = Annotated[
-    Optional[str],
-    typer.Option(help="Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo]"),
-]
+_DATA_SIZE_HELP = "Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo"
+DataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + "]")]
+ProcessedDataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + ", or with --input the input file's name]")]
 ChunkSize = Annotated[Optional[int], typer.Option(help="Rows per chunk. [env: CHUNK_SIZE; default 100000]")]
 GcpProject = Annotated[
     Optional[str], typer.Option(help="Project that runs and pays for BigQuery jobs. [env: GCP_PROJECT]")
@@ -61,7 +60,7 @@ def settings_from(**flags) -> Settings:
 def preprocess(
     min_date: MinDate = None,
     max_date: MaxDate = None,
-    data_size: DataSize = None,
+    data_size: ProcessedDataSize = None,
     chunk_size: ChunkSize = None,
     gcp_project: GcpProject = None,
     gcp_project_data: GcpProjectData = None,
