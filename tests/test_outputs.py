@@ -97,6 +97,8 @@ def test_an_input_without_a_data_set_name_names_the_output_and_says_how_to_train
     manifest = read_manifest(output)
     assert manifest["data_size"] == "My_Rides_2014"
     assert manifest["raw"]["files"][0]["path"] == str(raw) and manifest["raw"]["files"][0]["fingerprint"].startswith("sha256:")
+    with pytest.raises(InputError, match="this window has data set.s. My_Rides_2014: pass --data-size NAME"):
+        open_processed(settings_for(tmp_path).processed_path, 100)  # what `taxifare train` alone looks for
     from_environment = load_settings({"local_data_path": str(tmp_path / "data")}, environ={"DATA_SIZE": "chosen"}, dotenv_path=None)
     assert preprocess(from_environment, input_path=raw).output.name == PROCESSED.format("chosen")
 
