@@ -128,6 +128,8 @@ def test_cached_rerun_is_byte_identical(served, tmp_path):
     assert details["job_id"] == served.seen("insert")[0].body["jobReference"]["jobId"]
     assert details["bytes_processed"] > 0
 
+    assert manifest["raw"]["table"] == TABLE and manifest["raw"]["files"][0]["path"] == str(settings.raw_cache_path)
+    assert preprocess(settings).reused, "the cache the query left is the same rides"
     cached = preprocess(settings, force=True)
     assert len(served.seen("insert")) == 1, "the rerun must read the cache, not query again"
     assert read_manifest(cached.output)["source"] == {"kind": "csv", "path": str(settings.raw_cache_path)}
