@@ -186,3 +186,12 @@ def test_train_racing_a_forced_preprocess_never_mixes_the_two(tmp_path, rides):
     assert params["data"]["raw"] == old["raw"]
     assert params["data"]["rows"] == old["rows_kept"]
     assert params["data"]["train_rows"] + params["data"]["validation_rows"] + params["data"]["test_rows"] == old["rows_kept"]
+
+
+def test_a_processed_file_edited_in_place_at_the_same_size_is_refused(tmp_path, rides):
+    output = preprocess(settings_for(tmp_path), input_path=rides[1]).output
+    data = bytearray(output.read_bytes())
+    data[-2] = ord("1") if data[-2] != ord("1") else ord("2")  # the last fare's last digit
+    output.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="is not the file its manifest describes"):
+        open_processed(output, 100)

@@ -98,7 +98,7 @@ def _check_matches_manifest(file: BinaryIO, manifest: dict, path: Path) -> None:
     recorded = manifest.get("fingerprint")
     if size != manifest.get("bytes") or (recorded is not None and content_fingerprint(file, size) != recorded):
         raise InputError(
-            f"{path} ({size:,} bytes) is not the file its manifest describes ({manifest.get('bytes')!r} bytes): it "
+            f"{path} ({size:,} bytes) is not the file its manifest describes ({manifest.get('bytes')} bytes): the file "
             "changed after preprocessing, or a preprocess replaced it just now; rerun train, or `taxifare preprocess --force`"
         )
     file.seek(0)
