@@ -33,10 +33,9 @@ MinDate = Annotated[
     typer.Option(help="First pickup kept (inclusive), ISO 8601: 2009-01-01 or 2009-01-01T06:00:00Z; UTC unless it has an offset. [env: MIN_DATE; default 2009-01-01]"),
 ]
 MaxDate = Annotated[Optional[str], typer.Option(help="Pickups kept are before this (same forms as --min-date). [env: MAX_DATE; default 2015-01-01]")]
-DataSize = Annotated[
-    Optional[str],
-    typer.Option(help="Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo]"),
-]
+_DATA_SIZE_HELP = "Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo"
+DataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + "]")]
+ProcessedDataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + ", or with --input the input file's name]")]
 ChunkSize = Annotated[Optional[int], typer.Option(help="Rows per chunk. [env: CHUNK_SIZE; default 100000]")]
 GcpProject = Annotated[
     Optional[str], typer.Option(help="Project that runs and pays for BigQuery jobs. [env: GCP_PROJECT]")
@@ -106,7 +105,7 @@ def settings_from(**flags) -> Settings:
 def preprocess(
     min_date: MinDate = None,
     max_date: MaxDate = None,
-    data_size: DataSize = None,
+    data_size: ProcessedDataSize = None,
     chunk_size: ChunkSize = None,
     gcp_project: GcpProject = None,
     gcp_project_data: GcpProjectData = None,
@@ -410,8 +409,15 @@ def models_prune(
     keep: Annotated[int, typer.Option("--keep", min=0, help="Runs to keep per data set, newest first.")],
 ) -> None:
     """Remove all but the KEEP newest runs of each data set; each data set's best run (lowest test MAE) is
-    always kept. Also removes the scratch of abandoned training runs (unfinished checkpoints whose lock no
-    running train holds, half-published and half-removed runs); a running train's files are left alone."""
+    always kept. Also removes the scratch of abandoned training runs (unfinished checkpoints and their lock
+    files where no running train holds the lock, half-published and half-removed runs); a running train's
+    files are left alone.
+
+    A train or preprocess that fails removes its own scratch, except what a rerun resumes from. A run killed
+    outright (SIGKILL, power loss) leaves it: training checkpoints, which prune removes, and in
+    LOCAL_DATA_PATH an unfinished processed_*.partial.csv/.json, a Dask *.parts folder or a *.lock file,
+    which a rerun of the same preprocess continues from or takes over (--force starts afresh); delete them
+    by hand only when no preprocess is running."""
     from taxifare.prune import prune
     from taxifare.registry import Registry
 

@@ -58,6 +58,8 @@ class Settings:
     # Multi-worker training (see training/distributed.py): the cluster and this task, as JSON; None alone.
     tf_config: str | None = None
     collective_timeout: float = 120.0
+    # The settings that a flag, the environment or `.env` set; the others hold their defaults.
+    given: frozenset[str] = frozenset()
 
     @property
     def window_tag(self) -> str:
@@ -237,8 +239,9 @@ def load_settings(
     flags = {key: value for key, value in (flags or {}).items() if value is not None}
     environ = os.environ if environ is None else environ
     dotenv = read_dotenv(dotenv_path) if dotenv_path else {}
-    values = {}
+    values, given = {}, set()
     for field, (env_name, default, parse) in _FIELDS.items():
+        given.add(field)
         if field in flags:
             raw, origin = flags[field], "--" + field.replace("_", "-")
         elif environ.get(env_name, "") != "":
@@ -247,8 +250,9 @@ def load_settings(
             raw, origin = dotenv[env_name], f"{env_name} (.env)"
         else:
             raw, origin = default, env_name
+            given.discard(field)
         values[field] = None if raw is None else parse(origin, raw)
-    settings = Settings(**values)
+    settings = Settings(**values, given=frozenset(given))
     if settings.min_date >= settings.max_date:
         raise InputError(
             f"min_date {settings.min_date:%Y-%m-%d %H:%M:%S} must be before max_date {settings.max_date:%Y-%m-%d %H:%M:%S}"

@@ -2,11 +2,13 @@
 
 The lock is an `flock` on `<output>.lock`, so the kernel releases it when its process dies, however it
 dies; the file's text (pid, host, start time, command) is only there to tell the user who holds it and
-to note when a dead process's lock is taken over.
+to note when a dead process's lock is taken over. A lock released normally removes its file; one whose
+process was killed stays until the next run takes it over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -64,17 +66,7 @@ class OutputLock:
     def __enter__(self) -> "OutputLock":
         with writing(self.doing):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            file = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _read_owner(file)
-            file.close()
-            raise LockedError(
-                f"the {self.what} is in use by process {owner.get('pid', '?')} on {owner.get('host', '?')} "
-                f"(started {owner.get('started', '?')}: {owner.get('command', '?')}); "
-                f"wait for it to finish or stop it (lock: {self.path})"
-            ) from None
+            file = self._lock_current_file()
         previous = _read_owner(file)
         if previous.get("pid") and not _is_alive(previous):
             log.warning("taking over the lock left by process %s, which is no longer running", previous["pid"])
@@ -86,14 +78,39 @@ class OutputLock:
         _held.add(file.fileno())
         return self
 
+    def _lock_current_file(self):
+        """The lock file, locked; retried when its holder removed it between our open and our lock."""
+        while True:
+            file = open(self.path, "a+", encoding="utf-8")
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _read_owner(file)
+                file.close()
+                raise LockedError(
+                    f"the {self.what} is in use by process {owner.get('pid', '?')} on {owner.get('host', '?')} "
+                    f"(started {owner.get('started', '?')}: {owner.get('command', '?')}); "
+                    f"wait for it to finish or stop it (lock: {self.path})"
+                ) from None
+            if _same_file(file, self.path):
+                return file
+            file.close()
+
     def __exit__(self, *exc_info) -> None:
-        # The file stays: removing it would let a third process lock a new inode while a second
-        # still waits on the old one.
+        # Removed while still locked: a process that opened the old file and locks it after us sees that
+        # the path no longer leads to it, and starts over (see _lock_current_file).
         _held.discard(self._file.fileno())
-        self._file.seek(0)
-        self._file.truncate()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
         self._file.close()
         self._file = None
+
+
+def _same_file(file, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 # Descriptors of the locks this process holds. A forked child (a local Dask worker) closes its copies,

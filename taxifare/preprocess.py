@@ -6,27 +6,23 @@ import datetime as dt
 import logging
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from taxifare.clean import REJECT_RULES, Rejects, SeenRows, clean_rides
-from taxifare.config import Settings
+from taxifare.config import Settings, load_settings
 from taxifare.errors import InputError
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
-from taxifare.sink import ProcessedWriter, manifest_path, new_manifest, read_manifest, sample_record
+from taxifare.provenance import OutputConflict, bigquery_raw, conflict, csv_raw, data_size_for, file_identity
+from taxifare.sink import ProcessedWriter, finish_publishing, manifest_path, new_manifest, partial_path, publish, read_manifest, sample_record
 from taxifare.source import CsvRideSource, RideSource
 
 log = logging.getLogger("taxifare")
-
-# Manifest entries that must match for a complete output to be reused.
-_SAME_JOB_KEYS = ("preprocessor_version", "input", "min_date", "max_date", "data_size")
-# ... and for an interrupted one to be continued rather than redone.
-_RESUME_KEYS = (*_SAME_JOB_KEYS, "source", "chunk_size")
 
 
 @dataclass
@@ -49,22 +45,58 @@ def open_source(settings: Settings, input_path: Path | None) -> RideSource:
     return BigQueryRideSource(settings)
 
 
-def _matches(previous: dict, fresh: dict, keys: tuple[str, ...]) -> bool:
-    return all(previous.get(key) == fresh[key] for key in keys)
+def raw_identity(settings: Settings, source: RideSource) -> dict:
+    if isinstance(source, CsvRideSource):
+        return csv_raw([file_identity(source.path)])
+    return bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
 
 
-def reusable(previous: dict | None, fresh: dict, output: Path) -> bool:
-    return bool(previous and previous.get("complete") and _matches(previous, fresh, _SAME_JOB_KEYS)) and (
-        output.is_file() and output.stat().st_size == previous.get("bytes")
-    )
+def _raw_after_reading(settings: Settings, raw: dict) -> dict:
+    """A BigQuery source's rows are now in the raw cache, which the next run reads instead: record it too."""
+    if raw["kind"] == "bigquery" and settings.raw_cache_path.is_file():
+        return {**raw, "files": [file_identity(settings.raw_cache_path)]}
+    return raw
 
 
-def _resumable(previous: dict | None, fresh: dict, output: Path, source: RideSource) -> bool:
-    if not source.resumable or previous is None or previous.get("complete"):
-        return False
-    if not _matches(previous, fresh, _RESUME_KEYS):
-        return False
-    return output.is_file() and output.stat().st_size >= previous.get("bytes", 0)
+@dataclass(frozen=True)
+class OutputPlan:
+    reuse: dict | None = None  # the manifest of the complete output to reuse as it is
+    resume: dict | None = None  # the manifest of the partial output to continue
+
+
+def plan_output(output: Path, fresh: dict, force: bool, can_resume: bool) -> OutputPlan:
+    """Reuse the complete output made from the same rides and settings, continue the partial one, or start
+    afresh (an empty plan); raise OutputConflict rather than replace an output of other rides or settings
+    without --force."""
+    finish_publishing(output)
+    if force:
+        return OutputPlan()
+    published = existing_manifest(output)
+    if not (published and published.get("complete") and _intact(output, published)):
+        published = None
+    published_conflict = published and conflict(published, fresh)
+    if published and not published_conflict:
+        return OutputPlan(reuse=published)
+    partial = partial_path(output)
+    unfinished = existing_manifest(partial)
+    unfinished_conflict = unfinished and conflict(unfinished, fresh)
+    if unfinished and not unfinished_conflict and can_resume and _continuable(unfinished, fresh, partial):
+        return OutputPlan(resume=unfinished)
+    way_out = "or another --data-size (a new name) to keep both"
+    if published_conflict:
+        raise OutputConflict(f"{output} {published_conflict}; pass --force to replace it, {way_out}")
+    if unfinished_conflict:
+        raise OutputConflict(f"unfinished {partial} {unfinished_conflict}; pass --force to discard it, {way_out}")
+    return OutputPlan()
+
+
+def _intact(output: Path, manifest: dict) -> bool:
+    return output.is_file() and output.stat().st_size == manifest.get("bytes")
+
+
+def _continuable(manifest: dict, fresh: dict, partial: Path) -> bool:
+    same_chunks = manifest.get("chunk_size") == fresh["chunk_size"] and manifest.get("source") == fresh["source"]
+    return same_chunks and partial.is_file() and partial.stat().st_size >= manifest.get("bytes", 0)
 
 
 def existing_manifest(output: Path) -> dict | None:
@@ -94,6 +126,8 @@ def preprocess(
         require_dask()
     elif not isinstance(input_path, Path) and input_path is not None:
         input_path = _local_input(input_path)
+    if input_path is not None and "data_size" not in settings.given:
+        settings = replace(settings, data_size=data_size_for(str(input_path)))
     output = settings.processed_path
     with OutputLock(output, "processed file"):
         if on_cluster:
@@ -102,7 +136,10 @@ def preprocess(
             input_text = None if input_path is None else str(input_path)
             result = preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size)
         else:
-            result = _preprocess_locked(settings, input_path, force)
+            try:
+                result = _preprocess_locked(settings, input_path, force)
+            except OSError as error:
+                raise describe_os_error(error) from error
     if result.manifest["rows_kept"] == 0:
         raise nothing_kept(result.manifest)
     return result
@@ -122,27 +159,25 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool)
         source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
     )
     fresh["input"] = str(input_path.resolve()) if input_path else None
-    previous = existing_manifest(output)
-    if reusable(previous, fresh, output) and not force:
-        log.info("%s is complete; reusing it (pass --force to redo it)", output)
-        return PreprocessResult(output, previous, True, None, time.monotonic() - started)
+    fresh["raw"] = raw_identity(settings, source)
+    plan = plan_output(output, fresh, force, source.resumable)
+    if plan.reuse:
+        log.info("%s is complete and made from the same input; reusing it (pass --force to redo it)", output)
+        return PreprocessResult(output, plan.reuse, True, None, time.monotonic() - started)
 
-    resume = _resumable(previous, fresh, output, source) and not force
-    writer = ProcessedWriter(output, previous if resume else fresh)
+    writer = ProcessedWriter(partial_path(output), plan.resume or fresh)
     try:
-        if resume:
+        if plan.resume:
             writer.reopen()
-            log.info("resuming %s after chunk %d", output, previous["chunks_written"])
+            log.info("resuming %s after chunk %d", writer.path, plan.resume["chunks_written"])
         else:
             writer.start()
         _run_chunks(settings, source, writer, skip_chunks=writer.manifest["chunks_written"])
-    except OSError as error:
-        raise describe_os_error(error) from error
     finally:
         writer.close()
-    result = PreprocessResult(
-        output, writer.manifest, False, previous["chunks_written"] if resume else None, time.monotonic() - started
-    )
+    publish(writer.path, output)
+    resumed = plan.resume["chunks_written"] if plan.resume else None
+    result = PreprocessResult(output, writer.manifest, False, resumed, time.monotonic() - started)
     log_result(result)
     return result
 
@@ -180,6 +215,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "source_details": source.run_details(),
+            "raw": _raw_after_reading(settings, writer.manifest["raw"]),
         },
     )
 
@@ -218,6 +254,7 @@ def log_result(result: PreprocessResult) -> None:
         ("throughput", f"{rows_read / max(result.seconds, 1e-9):,.0f} rows/s"),
         ("peak memory", f"{peak_rss_mb():,.0f} MB"),
         ("preprocessor", f"version {PREPROCESSOR_VERSION}"),
+        ("train on it", train_command(manifest)),
     ]
     engine = manifest.get("engine")
     if engine:
@@ -248,6 +285,17 @@ def nothing_kept(manifest: dict) -> InputError:
     if not manifest["rows_read"]:
         return InputError(f"preprocess read no rows from {_describe_source(manifest['source'], manifest.get('source_details') or {})}; expected raw rides")
     return InputError(f"preprocess kept none of the {manifest['rows_read']:,} rows it read: {reasons}{more}")
+
+
+def train_command(manifest: dict) -> str:
+    """What to type next to train on this output: its data set name, and its window unless the default."""
+    command = f"taxifare train --data-size {manifest['data_size']}"
+    defaults = load_settings({}, environ={}, dotenv_path=None)
+    for flag, default in (("min-date", defaults.min_date), ("max-date", defaults.max_date)):
+        value = dt.datetime.fromisoformat(manifest[flag.replace("-", "_")])
+        if value != default:
+            command += f" --{flag} {value.isoformat() if value.time() != dt.time(0) else value.date()}"
+    return command
 
 
 def _describe_source(source: dict, details: dict) -> str:

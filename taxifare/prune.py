@@ -3,7 +3,8 @@ scratch that abandoned training runs left behind.
 
 Scratch is hidden, so it never shows as a run:
 - `.checkpoints/<name>/`: an unfinished training run's checkpoint. Removed only while prune holds its
-  lock (`<name>.lock`, see lock.py), so a checkpoint that a running `train` holds is never touched.
+  lock (`<name>.lock`, see lock.py), so a checkpoint that a running `train` holds is never touched; the
+  lock file goes when prune releases it.
 - `.tmp-<run id>/`: a run that `train` was publishing. Removed only when no training lock is held,
   since a running train may be filling one.
 - `.removing-<run id>/`: a run whose removal stopped half way.

@@ -174,11 +174,15 @@ class Registry:
         temporary = self.root / f".tmp-{run_id}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
-        write_files(temporary)
-        for name in RUN_FILES:
-            _fsync_file(temporary / name)
-        fsync_directory(temporary)
-        os.rename(temporary, final)
+        try:
+            write_files(temporary)
+            for name in RUN_FILES:
+                _fsync_file(temporary / name)
+            fsync_directory(temporary)
+            os.rename(temporary, final)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)  # a killed run's is left to `taxifare models prune`
+            raise
         fsync_directory(self.root)
         return self._read_run(final)
 

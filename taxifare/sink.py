@@ -1,8 +1,12 @@
 """The processed CSV and its JSON manifest.
 
-Write order, so that a crash at any point can be resumed: the chunk's rows are appended to the CSV and
-flushed to disk first; only then is the manifest, which records the CSV's valid length and how much
-input it covers, replaced atomically. On resume, anything past the manifest's `bytes` is cut off.
+An output is written as `processed_X.partial.csv` with its manifest `processed_X.partial.json`, and
+renamed over `processed_X.csv` and `processed_X.json` once complete: a reader of the published file
+(train) never sees it change under it, and the published pair is replaced only by a complete one.
+
+Write order, so that a crash at any point can be resumed: the chunk's rows are appended to the partial
+CSV and flushed to disk first; only then is its manifest, which records the CSV's valid length and how
+much input it covers, replaced atomically. On resume, anything past the manifest's `bytes` is cut off.
 """
 
 from __future__ import annotations
@@ -19,14 +23,47 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from taxifare.clean import REJECT_RULES
+from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, is_one_hot
-from taxifare.files import atomic_write_json, read_json
+from taxifare.files import atomic_write_json, fsync_directory, read_json
+from taxifare.provenance import content_fingerprint
 
 MANIFEST_FORMAT = "taxifare-processed"
 
 
 def manifest_path(processed_path: Path) -> Path:
     return processed_path.with_suffix(".json")
+
+
+def partial_path(processed_path: Path) -> Path:
+    """Where an output is written until it is complete."""
+    return processed_path.with_name(f"{processed_path.stem}.partial.csv")
+
+
+def processed_fingerprint(path: Path) -> str:
+    with path.open("rb") as file:
+        return content_fingerprint(file, os.fstat(file.fileno()).st_size)
+
+
+def publish(partial: Path, output: Path) -> None:
+    """Rename a complete partial output over the published one: the CSV, then its manifest. A reader that
+    opened the old CSV keeps reading it whole; one that pairs the new CSV with the old manifest finds that
+    the manifest's size and fingerprint do not match it (see training.data.open_processed)."""
+    if partial.is_file():  # else a crash came between the two renames
+        os.replace(partial, output)
+    os.replace(manifest_path(partial), manifest_path(output))
+    fsync_directory(output.parent)
+
+
+def finish_publishing(output: Path) -> None:
+    """Complete a publish that a crash cut short: a complete partial manifest is the last step left."""
+    partial = partial_path(output)
+    try:
+        complete = read_manifest(partial).get("complete")
+    except InputError:
+        return
+    if complete:
+        publish(partial, output)
 
 
 def csv_header() -> bytes:
@@ -140,6 +177,7 @@ class ProcessedWriter:
         self.close()
         self._count_read(rows_read, rejects or {}, samples or {})
         self.manifest.update(extra or {})
+        self.manifest["fingerprint"] = processed_fingerprint(self.path)
         self.manifest["complete"] = True
         self._save_manifest()
 

@@ -22,7 +22,7 @@ from taxifare.demo import demo_rides, write_demo_rides
 from taxifare.errors import InputError, TaxifareError
 from taxifare.lock import LockedError, OutputLock
 from taxifare.preprocess import preprocess
-from taxifare.sink import csv_header, read_manifest
+from taxifare.sink import csv_header, partial_path, read_manifest
 from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource
 from taxifare.source_bigquery import BigQueryRideSource
 from tests.conftest import cli_env, real_file, run_cli
@@ -141,6 +141,8 @@ def test_cached_rerun_is_byte_identical(served, tmp_path):
     assert details["job_id"] == served.seen("insert")[0].body["jobReference"]["jobId"]
     assert details["bytes_processed"] > 0
 
+    assert manifest["raw"]["table"] == TABLE and manifest["raw"]["files"][0]["path"] == str(settings.raw_cache_path)
+    assert preprocess(settings).reused, "the cache the query left is the same rides"
     cached = preprocess(settings, force=True)
     assert len(served.seen("insert")) == 1, "the rerun must read the cache, not query again"
     assert read_manifest(cached.output)["source"] == {"kind": "csv", "path": str(settings.raw_cache_path)}
@@ -156,7 +158,7 @@ def test_dropped_connection_leaves_no_cache_and_the_rerun_continues(served, tmp_
     assert time.monotonic() - started < 15
     assert served.pages_served == 3
     assert not settings.raw_cache_path.exists()
-    assert not read_manifest(settings.processed_path)["complete"]
+    assert not read_manifest(partial_path(settings.processed_path))["complete"]
 
     served.drop_after_pages = None
     result = preprocess(settings)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from taxifare.lock import OutputLock, lock_path
+from taxifare.sink import partial_path
 from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when, write_synthetic_raw
 
 # 5,000 synthetic lines in chunks of 100: some fifty chunks, duplicates of rows from before any kill
@@ -24,8 +25,13 @@ def raw_input(tmp_path_factory):
     return write_synthetic_raw(tmp_path_factory.mktemp("raw") / "rides.csv", 5000, seed=3)
 
 
+def preprocess_args(raw_input, chunk=CHUNK) -> list[str]:
+    # A fixed data set name: the crash tests watch one output whatever the input file is called.
+    return ["preprocess", "--input", str(raw_input), "--chunk-size", chunk, "--data-size", "demo"]
+
+
 def run_preprocess(tmp_path, raw_input, chunk=CHUNK):
-    return run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", chunk)
+    return run_cli(tmp_path, *preprocess_args(raw_input, chunk))
 
 
 def reference_of(tmp, raw_input, chunk=CHUNK):
@@ -44,20 +50,25 @@ def output_of(tmp_path):
     return tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
 
 
+def partial_of(tmp_path):
+    """Where the output is written until it is complete."""
+    return partial_path(output_of(tmp_path))
+
+
 def manifest_left(tmp_path) -> dict:
-    manifest_file = output_of(tmp_path).with_suffix(".json")
+    manifest_file = partial_of(tmp_path).with_suffix(".json")
     return json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
 
 
 def start(tmp_path, raw_input, chunk=CHUNK):
     return subprocess.Popen(
-        [sys.executable, "-m", "taxifare", "preprocess", "--input", str(raw_input), "--chunk-size", chunk],
+        [sys.executable, "-m", "taxifare", *preprocess_args(raw_input, chunk)],
         cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
 def output_reaches(tmp_path, minimum):
-    output = output_of(tmp_path)
+    output = partial_of(tmp_path)
     return lambda: output.exists() and output.stat().st_size >= minimum
 
 
@@ -68,7 +79,8 @@ def stop_mid_run(tmp_path, raw_input, minimum_bytes, chunk=CHUNK) -> subprocess.
     """
     for _ in range(3):
         process = start(tmp_path, raw_input, chunk)
-        if stop_when(process, output_reaches(tmp_path, minimum_bytes)) and not manifest_left(tmp_path).get("complete"):
+        stopped = stop_when(process, output_reaches(tmp_path, minimum_bytes))
+        if stopped and not manifest_left(tmp_path).get("complete") and not output_of(tmp_path).exists():
             return process
         process.kill()
         process.communicate()
@@ -105,7 +117,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(tmp_path, raw_input, 
     rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
     if left.get("chunks_written"):
-        assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
+        assert f"resuming {partial_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
 
@@ -116,17 +128,17 @@ def test_sigkill_then_rerun_on_the_real_sample(tmp_path, real_102k):
     left = kill_mid_run(tmp_path, raw, len(reference[0]) // 2, chunk="2000")
     rerun = run_preprocess(tmp_path, raw, chunk="2000")
     assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
+    assert f"resuming {partial_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
 
 def test_a_half_written_chunk_is_cut_off_on_resume(tmp_path, raw_input, reference):
     left = kill_mid_run(tmp_path, raw_input, len(reference[0]) // 2)
-    with output_of(tmp_path).open("ab") as file:
+    with partial_of(tmp_path).open("ab") as file:
         file.write(b"0.14285715,0.5,0.8660254,0,1,0,0,0,0,0,0,0,1,0,0")  # a torn, partial row
     rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming {output_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
+    assert f"resuming {partial_of(tmp_path)} after chunk {left['chunks_written']}" in rerun.stderr
     assert "resumed" in rerun.stderr
     assert_matches_reference(tmp_path, reference)
 
@@ -138,12 +150,11 @@ def test_a_file_size_limit_fails_cleanly_and_the_rerun_completes(tmp_path, raw_i
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     failed = subprocess.run(
-        [sys.executable, "-m", "taxifare", "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK],
+        [sys.executable, "-m", "taxifare", *preprocess_args(raw_input)],
         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, preexec_fn=limit_file_size,
     )
     assert_clean_error(failed, 1, "could not write", "File too large")
-    manifest = json.loads(output_of(tmp_path).with_suffix(".json").read_text())
-    assert manifest["complete"] is False
+    assert manifest_left(tmp_path)["complete"] is False and not output_of(tmp_path).exists()
     rerun = run_preprocess(tmp_path, raw_input)
     assert rerun.returncode == 0, rerun.stderr
     assert_matches_reference(tmp_path, reference)
@@ -153,17 +164,18 @@ def test_a_file_size_limit_fails_cleanly_and_the_rerun_completes(tmp_path, raw_i
 def test_a_read_only_data_folder_is_a_clear_error(tmp_path, raw_input):
     (tmp_path / "data").mkdir()
     (tmp_path / "data").chmod(0o500)
-    failed = run_cli(tmp_path, "preprocess", "--input", str(raw_input))
+    failed = run_cli(tmp_path, *preprocess_args(raw_input))
     assert_clean_error(failed, 1)
 
 
 def test_a_second_run_on_the_same_output_refuses_and_names_the_first(tmp_path, raw_input):
     # The test process is the first run: it holds the same kind of lock a running preprocess holds.
     with OutputLock(output_of(tmp_path), "processed file"):
-        second = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
+        second = run_preprocess(tmp_path, raw_input)
         assert json.loads(lock_path(output_of(tmp_path)).read_text())["pid"] == os.getpid()
     assert_clean_error(second, 1, "in use by process", str(os.getpid()), "wait for it to finish")
     assert not output_of(tmp_path).exists()
+    assert not lock_path(output_of(tmp_path)).exists(), "the holder removes its lock file on release"
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, raw_input, reference):
@@ -172,7 +184,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, raw_input, refere
     lock = lock_path(output_of(tmp_path))
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "started": "x", "command": "taxifare"}))
-    done = run_cli(tmp_path, "preprocess", "--input", str(raw_input), "--chunk-size", CHUNK)
+    done = run_preprocess(tmp_path, raw_input)
     assert done.returncode == 0, done.stderr
     assert f"lock left by process {dead.pid}" in done.stderr
     assert_matches_reference(tmp_path, reference)

@@ -20,9 +20,10 @@ from taxifare.cluster.plan import CsvRange, csv_ranges, list_csv_files
 from taxifare.cluster.sources import CsvRangeSource
 from taxifare.config import load_settings
 from taxifare.demo import write_demo_rides
+from taxifare.errors import InputError
 from taxifare.lock import OutputLock
 from taxifare.preprocess import preprocess
-from taxifare.sink import read_manifest
+from taxifare.sink import partial_path, read_manifest
 from taxifare.source import CsvRideSource
 from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, real_file, run_cli, stop_when, write_csv
 from tests.dask_cluster import DaskCluster, free_port
@@ -97,6 +98,17 @@ def test_the_real_sample_with_its_49k_duplicates(tmp_path, cluster):
     assert result.manifest["rejected"]["duplicate"] > 40_000
 
 
+def test_the_cluster_reuses_only_an_output_of_the_same_rides(tmp_path, cluster, rides):
+    settings = settings_for(tmp_path, data_size="same", dask_scheduler_address=cluster.address)
+    first = preprocess(settings, input_path=rides)
+    lines = rides.read_text().splitlines()
+    other = write_csv(tmp_path / "other.csv", lines[1:2000], header=lines[0])
+    with pytest.raises(InputError, match=f"{first.output} was made from {rides}.*this run reads {other}"):
+        preprocess(settings, input_path=other)
+    assert preprocess(settings, input_path=rides).reused
+    assert preprocess(settings, input_path=other, force=True).manifest["raw"]["files"][0]["path"] == str(other)
+
+
 def test_every_line_belongs_to_exactly_one_byte_range(tmp_path):
     lines = ["k,1,2013-07-06 17:18:00 UTC,-73.9,40.7,-73.9,40.7,1", "", "bad,line", "k,2,2013-07-06 17:18:01 UTC,-73.9,40.7,-73.9,40.7,2"]
     path = tmp_path / "odd.csv"
@@ -145,7 +157,8 @@ def cluster_cli(tmp_path: Path, address: str, raw: Path) -> list[str]:
 
 
 def output_of(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
+    """The output of `--input .../rides.csv`, named after it."""
+    return tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_rides.csv"
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 60):
@@ -178,7 +191,7 @@ def test_rerun_after_the_client_was_killed_reuses_the_finished_parts(tmp_path, c
     client.kill()
     client.communicate()
     scanned = len(list(parts.glob("scan-*.json")))
-    assert read_manifest(output_of(tmp_path))["complete"] is False and not output_of(tmp_path).exists()
+    assert read_manifest(partial_path(output_of(tmp_path)))["complete"] is False and not output_of(tmp_path).exists()
 
     rerun = run_cli(tmp_path, *cluster_cli(tmp_path, cluster.address, large_rides)[3:])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -267,7 +280,7 @@ def test_sigterm_stops_the_client_with_one_line(tmp_path, cluster, large_rides):
     _, stderr = client.communicate(timeout=60)
     assert client.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
     assert "taxifare: interrupted by SIGTERM; rerun the same command" in stderr
-    assert read_manifest(output_of(tmp_path))["complete"] is False
+    assert read_manifest(partial_path(output_of(tmp_path)))["complete"] is False
 
 
 def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, cluster, fake_bigquery, rides):

@@ -20,7 +20,7 @@ def preprocess_bytes(tmp_path, content: bytes):
     path = tmp_path / "input.csv"
     path.write_bytes(content)
     result = run_cli(tmp_path, "preprocess", "--input", str(path))
-    manifest_file = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.json"
+    manifest_file = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_input.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else None
     return result, manifest
 
@@ -91,7 +91,7 @@ def test_negative_zero_never_reaches_the_output(tmp_path):
     assert result.returncode == 0, result.stderr
     assert manifest["rows_kept"] == 3 and manifest["rejected"]["fare_out_of_range"] == 1
     assert manifest["rejected"]["passenger_count_out_of_range"] == 1
-    output = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv"
+    output = tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_input.csv"
     text = output.read_text().splitlines()
     processed = pd.read_csv(output)
     for position, names in zero_features.items():  # after the reference row
@@ -156,6 +156,6 @@ def test_an_unknown_flag_is_a_usage_error(tmp_path):
 
 def test_output_columns_survive_hostile_rows(tmp_path):
     result, manifest = preprocess_bytes(tmp_path, lines(row(fare="NaN"), row(fare="1e308"), "k,1,2"))
-    processed = pd.read_csv(tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_demo.csv")
+    processed = pd.read_csv(tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_input.csv")
     assert list(processed.columns) == [*FEATURE_NAMES, "fare_amount"] and len(processed) == 1
     assert manifest["rows_read"] == 4

@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from taxifare.sink import manifest_path
+from taxifare.sink import manifest_path, processed_fingerprint
 from taxifare.training import train
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
@@ -59,7 +59,7 @@ def test_a_processed_file_from_another_preprocessor_version(copy, tmp_path):
 def test_a_processed_csv_edited_by_hand_with_a_column_missing(copy, tmp_path):
     processed, _ = copy
     pd.read_csv(processed).drop(columns=["hour_cos"]).to_csv(processed, index=False)
-    edit_json(manifest_path(processed), bytes=processed.stat().st_size)
+    edit_json(manifest_path(processed), bytes=processed.stat().st_size, fingerprint=processed_fingerprint(processed))
     assert_clean_error(train_cli(tmp_path), 2, "header does not match its manifest")
 
 

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from taxifare import registry as registry_module
+from taxifare.demo import write_demo_rides
 from taxifare.errors import InputError, TaxifareError
+from taxifare.lock import lock_path
 from taxifare.model import input_statistics, load_model, predict_fares
+from taxifare.preprocess import preprocess
 from taxifare.registry import RUN_FILES, Registry
 from taxifare.sink import manifest_path
 from taxifare.training import checkpoint_folder, train
@@ -191,7 +194,10 @@ def test_interrupted_publish_leaves_latest_unchanged_and_resumes(demo, tmp_path,
     assert [run.run_id for run in registry.runs()] == [first.run_id]
     assert registry.latest().run_id == first.run_id
     load_model(registry.latest().model_path)
-    assert list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.glob(".tmp-*")), "a failed publish removes its temporary run folder"
+    folder = checkpoint_folder(settings, settings.processed_path)
+    assert (folder / "state.json").is_file() and not (folder / "rows.f32").exists()
+    assert not lock_path(folder).exists()
 
     second = train(settings)
     assert second.resumed_at is not None and second.resumed_at.pass_index == 1
@@ -220,6 +226,15 @@ def test_incomplete_processed_file_is_refused(demo, tmp_path):
     manifest_path(copy).write_text(json.dumps({**manifest, "preprocessor_version": 1}))
     with pytest.raises(InputError, match="preprocessor version 1"):
         train(with_registry(demo, tmp_path), input_path=copy)
+
+
+def test_a_failure_before_any_checkpoint_leaves_no_scratch(tmp_path):
+    settings = demo_settings(tmp_path)
+    write_demo_rides(settings.raw_cache_path, rows=5)
+    preprocess(settings)
+    with pytest.raises(InputError, match="too few to split"):
+        train(settings)
+    assert list((tmp_path / "registry").rglob("*")) == [tmp_path / "registry" / ".checkpoints"]
 
 
 def test_missing_processed_file_says_to_preprocess(demo, tmp_path):

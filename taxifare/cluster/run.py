@@ -27,10 +27,11 @@ from taxifare.cluster.target_sum import TargetSum
 from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
 from taxifare.config import Settings
 from taxifare.errors import TaxifareError, first_line
-from taxifare.files import StagedFile, atomic_write_json, describe_os_error
-from taxifare.preprocess import PreprocessResult, existing_manifest, log_result, reusable
+from taxifare.files import atomic_write_json, describe_os_error
+from taxifare.preprocess import PreprocessResult, log_result, plan_output
 from taxifare.progress import Progress
-from taxifare.sink import add_samples, csv_header, manifest_path, new_manifest, sample_record
+from taxifare.provenance import bigquery_raw, content_fingerprint, csv_raw, file_identity, utc_text
+from taxifare.sink import add_samples, csv_header, manifest_path, new_manifest, partial_path, processed_fingerprint, publish, sample_record
 
 log = logging.getLogger("taxifare")
 
@@ -44,6 +45,7 @@ class JobInput:
     source: dict  # as the manifest records it
     input: str | None  # the manifest's `input`: what the user passed, resolved
     files: tuple[CsvFile, ...]  # none for BigQuery
+    raw: dict  # the manifest's `raw`: what identifies the rides (see provenance.py)
 
     @classmethod
     def of(cls, settings: Settings, input_text: str | None) -> "JobInput":
@@ -53,14 +55,32 @@ class JobInput:
             source = {"kind": "csv", "path": input_text}
             if [file.url for file in files] != [resolved]:
                 source["files"] = [file.url for file in files]
-            return cls(source, resolved, files)
+            return cls(source, resolved, files, _csv_raw(files))
         if settings.raw_cache_path.is_file():
             cache = str(settings.raw_cache_path)
-            return cls({"kind": "csv", "path": cache}, None, tuple(list_csv_files(cache)))
+            files = tuple(list_csv_files(cache))
+            return cls({"kind": "csv", "path": cache}, None, files, _csv_raw(files))
         from taxifare.source_bigquery import query_sql
 
         query_sql(settings.bq_table)  # refuses an unsafe table name before any worker sends a query
-        return cls({"kind": "bigquery", "table": settings.bq_table}, None, ())
+        raw = bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
+        return cls({"kind": "bigquery", "table": settings.bq_table}, None, (), raw)
+
+
+def _csv_raw(files: tuple[CsvFile, ...]) -> dict:
+    return csv_raw([file_identity(Path(file.url)) if "://" not in file.url else _url_identity(file.url) for file in files])
+
+
+def _url_identity(url: str) -> dict:
+    """provenance.file_identity of a file that fsspec reads; its modification time as the file system gives it."""
+    filesystem, path = fsspec.core.url_to_fs(url)
+    info = filesystem.info(path)
+    modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created") if info.get(key)), None)
+    if isinstance(modified, (int, float)):
+        modified = utc_text(int(modified * 1e9))
+    with filesystem.open(path, "rb") as file:
+        fingerprint = content_fingerprint(file, info["size"])
+    return {"path": url, "bytes": info["size"], "modified": str(modified), "fingerprint": fingerprint}
 
 
 def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool, partition_size: int | None = None) -> PreprocessResult:
@@ -70,10 +90,11 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
     job_input = JobInput.of(settings, input_text)
     fresh = new_manifest(job_input.source, settings.min_date, settings.max_date, settings.data_size, settings.chunk_size)
     fresh["input"] = job_input.input
-    previous = existing_manifest(output)
-    if reusable(previous, fresh, output) and not force:
-        log.info("%s is complete; reusing it (pass --force to redo it)", output)
-        return PreprocessResult(output, previous, True, None, time.monotonic() - started)
+    fresh["raw"] = job_input.raw
+    reuse = plan_output(output, fresh, force, can_resume=False).reuse  # the parts folder is how it resumes
+    if reuse:
+        log.info("%s is complete and made from the same input; reusing it (pass --force to redo it)", output)
+        return PreprocessResult(output, reuse, True, None, time.monotonic() - started)
 
     parts = PartsFolder(parts_folder_for(output))
     try:
@@ -84,7 +105,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
             fresh["engine"] = {"kind": "dask", "scheduler": cluster.address, "workers": cluster.workers,
                                "threads": cluster.threads, "partitions": len(plan.partitions), "buckets": plan.buckets}
             output.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(manifest_path(output), fresh)  # marked incomplete until the very end
+            atomic_write_json(manifest_path(partial_path(output)), fresh)  # marked incomplete until the very end
             fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, _estimated_rows(job_input.files))
             manifest = _assemble(cluster, output, parts, plan, fresh)
     except OSError as error:
@@ -102,9 +123,8 @@ def _window_cache(settings: Settings, part) -> Path:
 def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: dict, cluster: Cluster,
           force: bool, partition_size: int | None) -> JobPlan:
     """The saved plan when the parts folder holds this very job (a rerun continues it), else a new one."""
-    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "source", "min_date", "max_date",
+    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "source", "raw", "min_date", "max_date",
                                             "data_size", "chunk_size")}
-    identity["files"] = [[file.url, file.size] for file in job_input.files]
     previous = parts.previous_job()
     if previous and previous["identity"] == identity and not force:
         plan = JobPlan.from_json(previous["plan"])
@@ -190,21 +210,24 @@ def _run_tasks(cluster: Cluster, phase: str, calls: list[tuple], on_report: Call
 
 def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict) -> dict:
     """The processed CSV: the header, then every part at its offset, copied there by the workers in
-    parallel; once it is on disk, the complete manifest."""
+    parallel into the partial output; once that is on disk, its complete manifest, and both published."""
     partitions = len(plan.partitions)
     header = csv_header()
     offsets = [len(header)]
     for index in range(partitions):
         offsets.append(offsets[-1] + parts.read_record(parts.part_record(index))["bytes"])
-    # A fixed temporary name, under the output's lock: a killed run leaves one file, which the next reuses.
-    with StagedFile(output, temporary=output.with_name(f".{output.name}.partial")) as staged:
-        staged.write(header)
-        os.ftruncate(staged.fileno(), offsets[-1])
-        calls = [(place_part, parts.path, index, staged.temporary, offsets[index]) for index in range(partitions)]
+    partial = partial_path(output)
+    with partial.open("wb") as file:
+        file.write(header)
+        file.flush()
+        os.ftruncate(file.fileno(), offsets[-1])
+        calls = [(place_part, parts.path, index, partial, offsets[index]) for index in range(partitions)]
         _run_tasks(cluster, "place", calls, lambda report, done: None)
-        staged.commit()
+        os.fsync(file.fileno())
     _count_parts(parts, plan, manifest)
-    atomic_write_json(manifest_path(output), manifest)
+    manifest["fingerprint"] = processed_fingerprint(partial)
+    atomic_write_json(manifest_path(partial), manifest)
+    publish(partial, output)
     return manifest
 
 

@@ -95,6 +95,14 @@ class Checkpoint:
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def remove_scratch(self) -> None:
+        """After a failure: the row file (every start rewrites it), and the folder unless it holds a state to
+        resume from. A run killed outright leaves both; `taxifare models prune` removes them."""
+        if (self.folder / "state.json").is_file():
+            self.row_file.unlink(missing_ok=True)
+        else:
+            self.discard()
+
 
 def framework_versions() -> dict:
     """TensorFlow's and Keras' versions, from the installed packages (importing them takes seconds)."""

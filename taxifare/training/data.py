@@ -14,10 +14,11 @@ same rows whatever the chunk size and in every run, and no validation or test ro
 from __future__ import annotations
 
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import BinaryIO, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,8 @@ import pyarrow.csv as pa_csv
 
 from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
-from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
+from taxifare.lines import LineSpan, line_spans_in, pread_span
+from taxifare.provenance import content_fingerprint
 from taxifare.sink import read_manifest
 
 SPANS_PER_CHUNK = 8
@@ -43,11 +45,15 @@ G = TypeVar("G")
 
 @dataclass(frozen=True)
 class ProcessedData:
-    """A complete processed CSV, its manifest, and its spans of `span_rows` lines."""
+    """A complete processed CSV, its manifest, and its spans of `span_rows` lines.
+
+    The file is opened once and read through that handle only, so a `preprocess --force` that renames a
+    new output over the path meanwhile changes nothing this run reads."""
 
     path: Path
     manifest: dict
     spans: list[LineSpan]
+    file: BinaryIO
 
     @property
     def columns(self) -> list[str]:
@@ -68,22 +74,45 @@ class ProcessedData:
 
 
 def open_processed(path: Path, span_rows: int) -> ProcessedData:
-    """Check the processed file against its manifest and index its spans; InputError if unusable."""
+    """Open the processed file, check it against its manifest and index its spans; InputError if unusable."""
     if not path.is_file():
-        raise InputError(f"no processed data at {path}; run `taxifare preprocess` first (or pass --input PATH)")
-    manifest = read_manifest(path)
-    check_trainable(manifest, path)
-    if path.stat().st_size != manifest.get("bytes"):
-        raise InputError(
-            f"{path} is {path.stat().st_size:,} bytes but its manifest records {manifest.get('bytes')!r}: "
-            "the file changed after preprocessing; rerun `taxifare preprocess --force`"
-        )
-    with path.open("rb") as file:
+        raise InputError(f"no processed data at {path}; run `taxifare preprocess` first (or pass --input PATH){_other_data_sets(path)}")
+    file = path.open("rb")
+    try:
+        manifest = read_manifest(path)
+        check_trainable(manifest, path)
+        _check_matches_manifest(file, manifest, path)
         header = file.readline().decode("utf-8", errors="replace").strip().split(",")
-    expected = [*manifest["feature_names"], manifest["target"]]
-    if header != expected:
-        raise InputError(f"{path}: the header does not match its manifest's feature names; rerun `taxifare preprocess --force`")
-    return ProcessedData(path, manifest, list(iter_line_spans(path, span_rows)))
+        if header != [*manifest["feature_names"], manifest["target"]]:
+            raise InputError(f"{path}: the header does not match its manifest's feature names; rerun `taxifare preprocess --force`")
+        file.seek(0)
+        return ProcessedData(path, manifest, list(line_spans_in(file, span_rows)), file)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _check_matches_manifest(file: BinaryIO, manifest: dict, path: Path) -> None:
+    """The open file is the one the manifest describes: not changed since, nor replaced between the two reads."""
+    size = os.fstat(file.fileno()).st_size
+    recorded = manifest.get("fingerprint")
+    if size != manifest.get("bytes") or (recorded is not None and content_fingerprint(file, size) != recorded):
+        raise InputError(
+            f"{path} ({size:,} bytes) is not the file its manifest describes ({manifest.get('bytes')} bytes): the file "
+            "changed after preprocessing, or a preprocess replaced it just now; rerun train, or `taxifare preprocess --force`"
+        )
+    file.seek(0)
+
+
+def _other_data_sets(path: Path) -> str:
+    """A hint naming the processed data sets of the same window, when `path` follows the usual naming."""
+    window = path.stem.rsplit("_", 1)[0]
+    names = sorted(
+        other.stem[len(window) + 1 :]
+        for other in path.parent.glob(f"{window}_*.csv")
+        if not other.name.endswith(".partial.csv")
+    )
+    return f"; this window has data set(s) {', '.join(names)}: pass --data-size NAME" if names and window.startswith("processed_") else ""
 
 
 def check_trainable(manifest: dict, path: Path) -> None:
@@ -104,8 +133,7 @@ def check_trainable(manifest: dict, path: Path) -> None:
 
 def read_rows(data: ProcessedData, spans: Sequence[LineSpan]) -> np.ndarray:
     """The spans' rows as one float32 array: the feature columns, then the target."""
-    with data.path.open("rb") as file:
-        text = b"".join(read_span_bytes(file, span) for span in spans)
+    text = b"".join(pread_span(data.file, span) for span in spans)
     if not text:
         return np.empty((0, len(data.columns)), dtype=np.float32)
     table = pa_csv.read_csv(

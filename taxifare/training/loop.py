@@ -87,6 +87,8 @@ def train(settings: Settings, input_path: Path | None = None, force: bool = Fals
             return _train_locked(settings, processed_path, checkpoint, force, from_run, team)
         except OSError as error:
             raise describe_os_error(error) from error
+        finally:
+            checkpoint.remove_scratch()  # what a finished run left is gone already; a failed one's rows go
 
 
 class Solo:
@@ -157,21 +159,22 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
     threading.Thread(target=import_keras, name="taxifare-import", daemon=True).start()
     registry = Registry(settings.local_registry_path)
     data, parent, fingerprint, state = team.check_in(lambda: _open(settings, processed_path, registry, checkpoint, force, from_run, team))
-    prepared = team.prepare_rows(data, checkpoint.row_file)
-    _check_split_sizes(data, prepared)
-    training = _start(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
-    # Where the chief's checkpoint left off (None for a new run), as every worker reports it.
-    saved_position = team.from_chief(dataclasses.asdict(state.position) if state is not None else None)
-    resumed_at = Position(**saved_position) if saved_position is not None else None
-    if not training.state.done:
-        _train_passes(training, team)
-    assign_variables(training.model.variables, training.best_weights)
-    run = team.check_in(lambda: team.is_chief and publish_run(registry, settings, data, prepared, team.plain_model(training), training.state, parent))
-    run = team.published(run)
-    checkpoint.discard()
-    result = TrainResult(run, resumed_at, time.monotonic() - started)
-    log_result(result.run, result.resumed_at, result.seconds)
-    return result
+    with data.file:
+        prepared = team.prepare_rows(data, checkpoint.row_file)
+        _check_split_sizes(data, prepared)
+        training = _start(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
+        # Where the chief's checkpoint left off (None for a new run), as every worker reports it.
+        saved_position = team.from_chief(dataclasses.asdict(state.position) if state is not None else None)
+        resumed_at = Position(**saved_position) if saved_position is not None else None
+        if not training.state.done:
+            _train_passes(training, team)
+        assign_variables(training.model.variables, training.best_weights)
+        run = team.check_in(lambda: team.is_chief and publish_run(registry, settings, data, prepared, team.plain_model(training), training.state, parent))
+        run = team.published(run)
+        checkpoint.discard()
+        result = TrainResult(run, resumed_at, time.monotonic() - started)
+        log_result(result.run, result.resumed_at, result.seconds)
+        return result
 
 
 def _open(settings, processed_path: Path, registry: Registry, checkpoint: Checkpoint, force: bool, from_run: str | None, team):

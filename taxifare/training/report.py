@@ -94,6 +94,7 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "processed_path": str(data.path.resolve()),
             "data_size": manifest.get("data_size"),
             "source": manifest.get("source"),
+            "raw": manifest.get("raw"),
             "min_date": manifest.get("min_date"),
             "max_date": manifest.get("max_date"),
             "pickup_first": pickup_first,
