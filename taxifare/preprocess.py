@@ -11,6 +11,7 @@ from pathlib import Path
 
 from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
 from taxifare.config import Settings
+from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error
@@ -22,7 +23,7 @@ from taxifare.source import CsvRideSource, RideSource
 log = logging.getLogger("taxifare")
 
 # Manifest entries that must match for a complete output to be reused.
-_SAME_JOB_KEYS = ("preprocessor_version", "input", "min_date", "max_date", "data_size")
+_SAME_JOB_KEYS = ("preprocessor_version", "input", "csv_format", "min_date", "max_date", "data_size")
 # ... and for an interrupted one to be continued rather than redone.
 _RESUME_KEYS = (*_SAME_JOB_KEYS, "source", "chunk_size")
 
@@ -36,10 +37,11 @@ class PreprocessResult:
     seconds: float
 
 
-def open_source(settings: Settings, input_path: Path | None) -> RideSource:
-    """The `--input` file, else the raw cache of the window, else a BigQuery query that fills the cache."""
+def open_source(settings: Settings, input_path: Path | None, csv_format: CsvFormat = CsvFormat()) -> RideSource:
+    """The `--input` file (laid out as `csv_format` says), else the raw cache of the window, else a
+    BigQuery query that fills the cache."""
     if input_path is not None:
-        return CsvRideSource(input_path, settings.chunk_size)
+        return CsvRideSource(input_path, settings.chunk_size, csv_format)
     if settings.raw_cache_path.is_file():
         return CsvRideSource(settings.raw_cache_path, settings.chunk_size)
     from taxifare.source_bigquery import BigQueryRideSource
@@ -80,11 +82,14 @@ def preprocess(
     force: bool = False,
     keep_parts: bool = False,
     partition_size: int | None = None,
+    csv_format: CsvFormat = CsvFormat(),
 ) -> PreprocessResult:
     """Raw rides -> the processed CSV and its manifest, in this process or, when the settings name a Dask
     scheduler or a number of workers, on that cluster. There `input_path` may also be a glob or a URL,
     `keep_parts` keeps the workers' parts of the output, and `partition_size` (bytes of raw CSV) replaces
-    the automatic size."""
+    the automatic size. `csv_format` describes the input file(s): a header or --columns, the delimiter."""
+    if csv_format != CsvFormat() and input_path is None:
+        raise InputError("--columns and --delimiter describe an --input file; pass --input")
     on_cluster = bool(settings.dask_scheduler_address or settings.workers)
     if on_cluster:
         from taxifare.cluster.connect import require_dask
@@ -98,8 +103,8 @@ def preprocess(
             from taxifare.cluster.run import preprocess_on_cluster
 
             input_text = None if input_path is None else str(input_path)
-            return preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size)
-        return _preprocess_locked(settings, input_path, force)
+            return preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size, csv_format)
+        return _preprocess_locked(settings, input_path, force, csv_format)
 
 
 def _local_input(text: str) -> Path:
@@ -108,14 +113,17 @@ def _local_input(text: str) -> Path:
     return Path(text)
 
 
-def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool) -> PreprocessResult:
+def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool, csv_format: CsvFormat) -> PreprocessResult:
     started = time.monotonic()
     output = settings.processed_path
-    source = open_source(settings, input_path)
+    source = open_source(settings, input_path, csv_format)
+    if input_path is not None and input_path.resolve() == output.resolve():
+        raise InputError(f"--input {input_path} is the output of this preprocess; move the raw file elsewhere first")
     fresh = new_manifest(
         source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
     )
     fresh["input"] = str(input_path.resolve()) if input_path else None
+    fresh["csv_format"] = csv_format.describe()
     previous = existing_manifest(output)
     if reusable(previous, fresh, output) and not force:
         log.info("%s is complete; reusing it (pass --force to redo it)", output)

@@ -23,10 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from taxifare.csv_format import header_fields
 from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
 from taxifare.lines import LineSpan, iter_line_spans, read_span_bytes
 from taxifare.sink import read_manifest
+from taxifare.source import RAW_COLUMNS
 
 SPANS_PER_CHUNK = 8
 SPLIT_SHARE = 0.1
@@ -71,6 +73,7 @@ def open_processed(path: Path, span_rows: int) -> ProcessedData:
     """Check the processed file against its manifest and index its spans; InputError if unusable."""
     if not path.is_file():
         raise InputError(f"no processed data at {path}; run `taxifare preprocess` first (or pass --input PATH)")
+    _refuse_raw_rides(path)
     manifest = read_manifest(path)
     check_trainable(manifest, path)
     if path.stat().st_size != manifest.get("bytes"):
@@ -84,6 +87,17 @@ def open_processed(path: Path, span_rows: int) -> ProcessedData:
     if header != expected:
         raise InputError(f"{path}: the header does not match its manifest's feature names; rerun `taxifare preprocess --force`")
     return ProcessedData(path, manifest, list(iter_line_spans(path, span_rows)))
+
+
+def _refuse_raw_rides(path: Path) -> None:
+    """A raw rides file given where a processed one belongs is named for what it is."""
+    with path.open("rb") as file:
+        names = header_fields(file.readline(1 << 20), path)
+    if set(RAW_COLUMNS) - {TARGET} <= set(names):
+        raise InputError(
+            f"{path} looks like a raw rides file (its columns include {', '.join(RAW_COLUMNS)}); train reads a processed "
+            f"file of features, which `taxifare preprocess --input RAW.csv` writes (and prints)"
+        )
 
 
 def check_trainable(manifest: dict, path: Path) -> None:
