@@ -172,6 +172,7 @@ def test_pred_cli_reads_a_headerless_export_on_stdin_and_writes_pure_csv_to_stdo
         env=_env(tmp_path, trained), input="\n".join(rides) + "\n",
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.splitlines()) == 1 + len(rides)  # the CSV and nothing else
     table = pd.read_csv(io.StringIO(result.stdout), sep=";", dtype=str, keep_default_na=False)
     assert list(table.columns) == [*columns.split(","), "predicted_fare", "outside_training_window", "not_predicted_reason"]
     assert table["key"].tolist() == ["k0", "far", "k2"]  # row N of the output is row N of the input
