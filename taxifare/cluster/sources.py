@@ -23,7 +23,7 @@ class CsvRangeSource:
     """The rows of a CsvRange, in chunks of `chunk_size` rows. Each line belongs to the range it starts in,
     so consecutive ranges read every line once; the header is checked by every range of the file."""
 
-    def __init__(self, part: CsvRange, chunk_size: int, csv_format: CsvFormat):
+    def __init__(self, part: CsvRange, chunk_size: int, csv_format: CsvFormat = CsvFormat()):
         self.part = part
         self.chunk_size = chunk_size
         self.csv_format = csv_format
