@@ -50,8 +50,8 @@ Columns = Annotated[
     Optional[str],
     typer.Option(
         "--columns",
-        help="The --input file has no header: its column names, in order, separated by commas "
-        "(e.g. fare_amount,pickup_datetime,pickup_longitude,pickup_latitude,dropoff_longitude,dropoff_latitude,passenger_count,key).",
+        help="The --input file has no header: its column names, in order, separated by commas, "
+        "e.g. fare_amount,pickup_datetime,...,passenger_count,key (the raw columns; others are kept or ignored).",
     ),
 ]
 Delimiter = Annotated[

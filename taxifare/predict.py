@@ -138,9 +138,10 @@ def predict_csv(
             _stream_predictions(settings, rides_input, target, model, window, result)
     _log_result(result)
     if result.predicted == 0:
+        where = f"; each row's reason is in the {REASON_COLUMN} column of {output_path or 'the CSV on stdout'}"
         raise InputError(
-            f"{result.input}: no row could be predicted ({result.rows_read:,} read: {result.rejected.top_reasons()}); "
-            f"each row's reason is in the {REASON_COLUMN} column of {output_path or 'the CSV on stdout'}"
+            f"{result.input}: no row could be predicted ({result.rows_read:,} read: {result.rejected.top_reasons()})"
+            f"{where if result.rows_read else ''}"
         )
     return result
 
