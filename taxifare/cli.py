@@ -60,6 +60,18 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines 
 
 # The settings flags given before the command; the root callback sets them on every invocation.
 _global_flags: dict[str, str | None] = {}
+Columns = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns",
+        help="The --input file has no header: its column names, in order, separated by commas, "
+        "e.g. fare_amount,pickup_datetime,...,passenger_count,key (the raw columns; others are kept or ignored).",
+    ),
+]
+Delimiter = Annotated[
+    Optional[str],
+    typer.Option("--delimiter", help="The character between the fields of the --input file, e.g. ';', or tab (also \\t). [default ,]"),
+]
 
 
 @app.callback()
@@ -130,6 +142,8 @@ def preprocess(
     keep_parts: Annotated[
         bool, typer.Option("--keep-parts", help="On a cluster, keep the workers' parts of the output beside it.")
     ] = False,
+    columns: Columns = None,
+    delimiter: Delimiter = None,
 ) -> None:
     """Clean raw rides and turn them into model features, chunk by chunk, into one processed CSV.
 
@@ -137,6 +151,7 @@ def preprocess(
     With --scheduler or --workers, Dask workers process partitions of the input in parallel; the output
     is byte-identical.
     """
+    from taxifare.csv_format import CsvFormat
     from taxifare.preprocess import preprocess as run_preprocess
 
     settings = settings_from(
@@ -150,7 +165,8 @@ def preprocess(
         dask_scheduler_address=scheduler,
         workers=workers,
     )
-    result = run_preprocess(settings, input_path=input, force=force, keep_parts=keep_parts)
+    csv_format = CsvFormat.from_flags(columns, delimiter)
+    result = run_preprocess(settings, input_path=input, force=force, keep_parts=keep_parts, csv_format=csv_format)
     typer.echo(result.output)
 
 
@@ -279,12 +295,28 @@ def pred(
     dropoff_longitude: Annotated[Optional[float], typer.Option(help="[default -73.984365]")] = None,
     dropoff_latitude: Annotated[Optional[float], typer.Option(help="[default 40.769802]")] = None,
     passenger_count: Annotated[Optional[int], typer.Option(help="[default 1]")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", help="CSV of rides (raw columns; others kept) to predict.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", help="CSV to write: the input rows plus predicted_fare.")] = None,
+    input: Annotated[
+        Optional[Path], typer.Option("--input", help="CSV of rides (raw columns; others kept) to predict; - reads stdin.")
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            help="CSV to write: every input row, in order, plus predicted_fare, outside_training_window and "
+            "not_predicted_reason. [default stdout]",
+        ),
+    ] = None,
+    columns: Columns = None,
+    delimiter: Delimiter = None,
     chunk_size: ChunkSize = None,
 ) -> None:
-    """Predict fares with a trained run: one ride from flags (default the reference ride), or a CSV of rides."""
+    """Predict fares with a trained run: one ride from flags (default the reference ride), or a CSV of rides.
+
+    With --input, every input row gets an output row, in order: its fare, or an empty fare and the reason in
+    not_predicted_reason. Exit 2 when no row can be predicted (the output is still written).
+    """
     from taxifare import predict
+    from taxifare.csv_format import CsvFormat
 
     settings = settings_from(chunk_size=chunk_size, data_size=data_size)
     ride = {
@@ -296,16 +328,18 @@ def pred(
         "passenger_count": passenger_count,
     }
     given = {name: value for name, value in ride.items() if value is not None}
-    if input is None and output is None:
+    csv_format = CsvFormat.from_flags(columns, delimiter)
+    if input is None:
+        if output is not None or csv_format != CsvFormat():
+            raise InputError("--output, --columns and --delimiter go with --input: pass --input rides.csv (or - for stdin)")
         fare = predict.predict_ride(settings, {**predict.REFERENCE_RIDE, **given}, run_spec=model)
         typer.echo(f"{fare:.2f}")
         return
-    if input is None or output is None:
-        raise InputError("--input and --output go together: pass both to predict a CSV of rides")
     if given:
         raise InputError(f"--input predicts a CSV; drop the single-ride flag(s) {', '.join('--' + n.replace('_', '-') for n in given)}")
-    result = predict.predict_csv(settings, input, output, run_spec=model)
-    typer.echo(result.output)
+    result = predict.predict_csv(settings, input, output, run_spec=model, csv_format=csv_format)
+    if result.output is not None:
+        typer.echo(result.output)
 
 
 @app.command()
@@ -314,9 +348,11 @@ def evaluate(
         Path,
         typer.Option(
             "--input",
-            help="Labelled raw CSV (fare_amount and the ride columns; others ignored), of any size: it is streamed.",
+            help="Labelled raw CSV (fare_amount and the ride columns; others ignored), of any size: it is streamed; - reads stdin.",
         ),
     ],
+    columns: Columns = None,
+    delimiter: Delimiter = None,
     model: ModelSpec = None,
     data_size: RunDataSize = None,
     plot: Annotated[
@@ -335,10 +371,12 @@ def evaluate(
     median comes from a histogram of absolute errors in 1-cent bins (exact to half a cent up to $1,000);
     the plot is a 2-D histogram up to $100 on each axis. Exit 2 when no row can be scored.
     """
+    from taxifare.csv_format import CsvFormat
     from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
 
     settings = settings_from(chunk_size=chunk_size, data_size=data_size)
-    result = run_evaluate(settings, input, run_spec=model, plot_path=plot)
+    csv_format = CsvFormat.from_flags(columns, delimiter)
+    result = run_evaluate(settings, input, run_spec=model, plot_path=plot, csv_format=csv_format)
     if as_json:
         import json
 

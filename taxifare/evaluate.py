@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from taxifare.config import Settings
+from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError
 from taxifare.features import TARGET, haversine_km, ride_features
 from taxifare.files import atomic_write_bytes, describe_os_error
@@ -28,8 +29,7 @@ from taxifare.model import predict_fares
 from taxifare.predict import load_run
 from taxifare.progress import Progress
 from taxifare.registry import Run
-from taxifare.rides import RIDE_COLUMNS, Rejections, format_window, iter_ride_blocks, outside_training_window
-from taxifare.source import read_header
+from taxifare.rides import RIDE_COLUMNS, Rejections, RideInput, format_window, iter_ride_blocks, open_ride_input, outside_training_window
 
 log = logging.getLogger("taxifare")
 
@@ -147,24 +147,31 @@ class Evaluation:
         return dataclasses.asdict(self)
 
 
-def evaluate(settings: Settings, input_path: Path, run_spec: str | None = None, plot_path: Path | None = None) -> Evaluation:
-    """Score the run `run_spec` names (default the latest of settings.data_size) on labelled rides."""
-    header = read_header(input_path, required=(TARGET, *RIDE_COLUMNS))
-    run, model = load_run(settings, run_spec)
-    mean_fare = run.metrics["final"].get("train_mean_fare")
-    if not isinstance(mean_fare, (int, float)):
-        raise InputError(f"run {run.run_id} records no train_mean_fare, the baseline's prediction; train a new run")
-    scores, rejected = Scores(float(mean_fare)), Rejections("scored", with_fare=True)
-    rows_read = _score_blocks(settings, input_path, header, run, model, scores, rejected)
+def evaluate(
+    settings: Settings,
+    input_path: Path,
+    run_spec: str | None = None,
+    plot_path: Path | None = None,
+    csv_format: CsvFormat = CsvFormat(),
+) -> Evaluation:
+    """Score the run `run_spec` names (default the latest of settings.data_size) on labelled rides from
+    `input_path` ("-": stdin)."""
+    with open_ride_input(input_path, csv_format, (TARGET, *RIDE_COLUMNS)) as rides_input:
+        run, model = load_run(settings, run_spec)
+        mean_fare = run.metrics["final"].get("train_mean_fare")
+        if not isinstance(mean_fare, (int, float)):
+            raise InputError(f"run {run.run_id} records no train_mean_fare, the baseline's prediction; train a new run")
+        scores, rejected = Scores(float(mean_fare)), Rejections("scored", with_fare=True)
+        rows_read = _score_blocks(settings, rides_input, run, model, scores, rejected)
     if scores.model.rows == 0:
-        reasons = ", ".join(f"{rule} {count:,}" for rule, count in rejected.counts.items() if count) or "the file has no rows"
-        raise InputError(f"{input_path}: no row can be scored ({rows_read:,} read; {reasons})")
-    plot_path = plot_path or Path(f"evaluate_{input_path.stem}_{run.run_id}.png")
-    _write_plot(plot_path, scores.plot, f"run {run.run_id} on {input_path.name}: {scores.model.rows:,} rides")
+        raise InputError(f"{rides_input.name}: no row can be scored ({rows_read:,} read: {rejected.top_reasons()})")
+    shown = Path(rides_input.name)  # "stdin" for stdin
+    plot_path = plot_path or Path(f"evaluate_{shown.stem}_{run.run_id}.png")
+    _write_plot(plot_path, scores.plot, f"run {run.run_id} on {shown.name}: {scores.model.rows:,} rides")
     window = run.pickup_window
     return Evaluation(
         run_id=run.run_id,
-        input=str(input_path),
+        input=rides_input.name,
         plot=str(plot_path),
         training_window=format_window(window) if window else "unknown",
         rows_read=rows_read,
@@ -182,10 +189,10 @@ def evaluate(settings: Settings, input_path: Path, run_spec: str | None = None, 
     )
 
 
-def _score_blocks(settings, input_path: Path, header, run: Run, model, scores: Scores, rejected: Rejections) -> int:
+def _score_blocks(settings, rides_input: RideInput, run: Run, model, scores: Scores, rejected: Rejections) -> int:
     progress = Progress("evaluate", total=None)
     rows_read = 0
-    for block in iter_ride_blocks(input_path, header, settings.chunk_size, rejected):
+    for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected):
         rides = block.rides[block.usable]
         rows_read += block.rows_read
         if len(rides):

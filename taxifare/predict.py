@@ -1,4 +1,4 @@
-"""Fares from a registry run: one ride from flags, or a CSV of rides of any size, streamed.
+"""Fares from a registry run: one ride from flags, or a CSV of rides of any size, streamed: one output row for each input row.
 
 Rides go through exactly the preprocessing the run was trained on: `parse_rides`, the checks in
 `prediction_failures`, then `ride_features`; the run's params.json records the preprocessor version,
@@ -12,35 +12,45 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from taxifare.config import Settings, parse_date
-from taxifare.errors import InputError
+from taxifare.csv_format import CsvFormat
+from taxifare.errors import InputError, TaxifareError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, ride_features
 from taxifare.files import StagedFile, describe_os_error
 from taxifare.model import load_model, predict_fares
 from taxifare.progress import Progress, log_summary
 from taxifare.registry import Registry, Run
 from taxifare.rides import (
+    MALFORMED_LINE,
     RIDE_COLUMNS,
     RULE_TEXT,
     Rejections,
+    RideBlock,
+    RideInput,
     format_window,
     iter_ride_blocks,
+    open_ride_input,
     outside_training_window,
     rejected_rules,
 )
-from taxifare.source import read_header
 
 log = logging.getLogger("taxifare")
 
 PREDICTION_COLUMN = "predicted_fare"
 OUTSIDE_WINDOW_COLUMN = "outside_training_window"
+REASON_COLUMN = "not_predicted_reason"
+ADDED_COLUMNS = (PREDICTION_COLUMN, OUTSIDE_WINDOW_COLUMN, REASON_COLUMN)
 REFERENCE_RIDE = {
     "pickup_datetime": "2013-07-06 17:18:00 UTC",
     "pickup_longitude": -73.950655,
@@ -93,7 +103,8 @@ def _training_window(run: Run):
 
 @dataclass
 class CsvPredictions:
-    output: Path
+    input: str
+    output: Path | None  # None: stdout
     run_id: str
     training_window: str
     rows_read: int = 0
@@ -102,37 +113,64 @@ class CsvPredictions:
     rejected: Rejections = field(default_factory=lambda: Rejections("predicted"))
 
 
-def predict_csv(settings: Settings, input_path: Path, output_path: Path, run_spec: str | None = None) -> CsvPredictions:
-    """Write every predictable row of `input_path`, all its columns, plus predicted_fare, to `output_path`."""
-    header = read_header(input_path, required=RIDE_COLUMNS)
-    for column in (PREDICTION_COLUMN, OUTSIDE_WINDOW_COLUMN):
-        if column in header:
-            raise InputError(f"{input_path}: already has a {column} column; expected rides without predictions")
-    if output_path.exists() and output_path.resolve() == input_path.resolve():
+def predict_csv(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path | None = None,
+    run_spec: str | None = None,
+    csv_format: CsvFormat = CsvFormat(),
+) -> CsvPredictions:
+    """Every row of `input_path` ("-": stdin), in order, with all its columns plus predicted_fare,
+    outside_training_window and not_predicted_reason, written to `output_path` (None: stdout). A row
+    that cannot be predicted keeps its place with an empty fare and its reason. When no row can be
+    predicted, the output is written all the same, then InputError says why."""
+    if output_path is not None and output_path.exists() and str(input_path) != "-" and output_path.resolve() == input_path.resolve():
         raise InputError(f"--output {output_path} is the input file; expected another path")
-    run, model = load_run(settings, run_spec)
-    window = _training_window(run)
-    result = CsvPredictions(output_path, run.run_id, format_window(window) if window else "unknown")
-    try:
-        with StagedFile(output_path) as staged:
-            _stream_predictions(settings, input_path, header, staged, model, window, result)
-            staged.commit()
-    except OSError as error:
-        raise describe_os_error(error, output_path) from error
+    with open_ride_input(input_path, csv_format, RIDE_COLUMNS) as rides_input:
+        for column in ADDED_COLUMNS:
+            if column in rides_input.columns:
+                raise InputError(f"{rides_input.name}: already has a {column} column; expected rides without predictions")
+        run, model = load_run(settings, run_spec)
+        window = _training_window(run)
+        result = CsvPredictions(rides_input.name, output_path, run.run_id, format_window(window) if window else "unknown")
+        with _output(output_path) as target:
+            _stream_predictions(settings, rides_input, target, model, window, result)
     _log_result(result)
+    if result.predicted == 0:
+        where = f"; each row's reason is in the {REASON_COLUMN} column of {output_path or 'the CSV on stdout'}"
+        raise InputError(
+            f"{result.input}: no row could be predicted ({result.rows_read:,} read: {result.rejected.top_reasons()})"
+            f"{where if result.rows_read else ''}"
+        )
     return result
 
 
-def _stream_predictions(settings, input_path, header, target: StagedFile, model, window, result: CsvPredictions) -> None:
+@contextmanager
+def _output(path: Path | None) -> Iterator[BinaryIO | StagedFile]:
+    """The output file, staged and renamed into place once complete; or stdout for None."""
+    try:
+        if path is None:
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+            return
+        with StagedFile(path) as staged:
+            yield staged
+            staged.commit()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush fails no more
+        raise TaxifareError("stdout was closed before every prediction was written; the rest were not predicted") from None
+    except OSError as error:
+        raise describe_os_error(error, path) from error
+
+
+def _stream_predictions(settings, rides_input: RideInput, target, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
-    target.write(_csv_header([*header, PREDICTION_COLUMN, OUTSIDE_WINDOW_COLUMN]))
-    for block in iter_ride_blocks(input_path, header, settings.chunk_size, result.rejected):
+    target.write(_csv_header([*rides_input.columns, *ADDED_COLUMNS], rides_input.delimiter))
+    for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected):
         rides = block.rides[block.usable]
         fares = predict_fares(model, ride_features(rides).to_numpy(np.float32)) if len(rides) else np.empty(0)
         outside = outside_training_window(rides, window)
-        predicted = block.table.filter(pa.array(block.usable))
-        predicted = predicted.append_column(PREDICTION_COLUMN, pa.array(np.round(fares, 2)))
-        target.write(_csv_rows(predicted.append_column(OUTSIDE_WINDOW_COLUMN, pa.array(outside.astype(np.int8)))))
+        target.write(_csv_rows(_output_rows(block, fares, outside), rides_input.delimiter))
         result.rows_read += block.rows_read
         result.predicted += len(rides)
         result.outside_training_window += int(outside.sum())
@@ -140,31 +178,49 @@ def _stream_predictions(settings, input_path, header, target: StagedFile, model,
     progress.close()
 
 
-def _csv_header(names: list[str]) -> bytes:
+def _output_rows(block: RideBlock, fares: np.ndarray, outside: np.ndarray) -> pa.Table:
+    """The block's rows in input order, each with its fare or the reason it has none; a malformed line
+    becomes a row whose fields are empty but for the reason."""
+    usable = block.usable
+    fare, flag = np.zeros(len(usable)), np.zeros(len(usable), dtype=np.int8)
+    fare[usable], flag[usable] = np.round(fares, 2), outside
+    rows = block.table.append_column(PREDICTION_COLUMN, pa.array(fare, mask=~usable))
+    rows = rows.append_column(OUTSIDE_WINDOW_COLUMN, pa.array(flag, mask=~usable))
+    malformed = len(block.malformed_lines)
+    order = np.argsort(np.concatenate([block.lines, block.malformed_lines]), kind="stable")
+    reasons = np.concatenate([block.reasons, np.full(malformed, MALFORMED_LINE, dtype=object)])[order]
+    if malformed:
+        indices = np.concatenate([np.arange(rows.num_rows), np.zeros(malformed, dtype=np.int64)])[order]
+        rows = rows.take(pa.array(indices, mask=order >= rows.num_rows))
+    return rows.append_column(REASON_COLUMN, pa.array(reasons, pa.string(), mask=reasons == ""))
+
+
+def _csv_header(names: list[str], delimiter: str) -> bytes:
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(names)
+    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerow(names)
     return text.getvalue().encode()
 
 
-def _csv_rows(table: pa.Table) -> bytes:
+def _csv_rows(table: pa.Table, delimiter: str) -> bytes:
     """CSV rows, quoted only if some value needs it (pyarrow's "needed" style quotes every text value)."""
     buffer = io.BytesIO()
     try:
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="none", delimiter=delimiter))
     except pa.ArrowInvalid:
         buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="needed", delimiter=delimiter))
     return buffer.getvalue()
 
 
 def _log_result(result: CsvPredictions) -> None:
     rows = [
         ("run", result.run_id),
-        ("output", str(result.output)),
+        ("input", result.input),
+        ("output", str(result.output or "stdout")),
         ("rows read", f"{result.rows_read:,}"),
         ("rows predicted", f"{result.predicted:,}"),
         ("  outside training window", f"{result.outside_training_window:,} ({result.training_window}; flagged in {OUTSIDE_WINDOW_COLUMN})"),
-        ("rows not predicted", f"{result.rejected.total:,}"),
+        ("rows not predicted", f"{result.rejected.total:,} (the reason of each in {REASON_COLUMN})"),
     ]
     rows += [(f"  {rule}", f"{count:,}") for rule, count in result.rejected.counts.items() if count]
     log_summary("pred complete", rows)

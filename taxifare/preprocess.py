@@ -13,6 +13,7 @@ import numpy as np
 
 from taxifare.clean import REJECT_RULES, Rejects, SeenRows, clean_rides
 from taxifare.config import Settings, load_settings
+from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error
@@ -34,10 +35,11 @@ class PreprocessResult:
     seconds: float
 
 
-def open_source(settings: Settings, input_path: Path | None) -> RideSource:
-    """The `--input` file, else the raw cache of the window, else a BigQuery query that fills the cache."""
+def open_source(settings: Settings, input_path: Path | None, csv_format: CsvFormat = CsvFormat()) -> RideSource:
+    """The `--input` file (laid out as `csv_format` says), else the raw cache of the window, else a
+    BigQuery query that fills the cache."""
     if input_path is not None:
-        return CsvRideSource(input_path, settings.chunk_size)
+        return CsvRideSource(input_path, settings.chunk_size, csv_format)
     if settings.raw_cache_path.is_file():
         return CsvRideSource(settings.raw_cache_path, settings.chunk_size)
     from taxifare.source_bigquery import BigQueryRideSource
@@ -114,11 +116,14 @@ def preprocess(
     force: bool = False,
     keep_parts: bool = False,
     partition_size: int | None = None,
+    csv_format: CsvFormat = CsvFormat(),
 ) -> PreprocessResult:
     """Raw rides -> the processed CSV and its manifest, in this process or, when the settings name a Dask
     scheduler or a number of workers, on that cluster. There `input_path` may also be a glob or a URL,
     `keep_parts` keeps the workers' parts of the output, and `partition_size` (bytes of raw CSV) replaces
-    the automatic size."""
+    the automatic size. `csv_format` describes the input file(s): a header or --columns, the delimiter."""
+    if csv_format != CsvFormat() and input_path is None:
+        raise InputError("--columns and --delimiter describe an --input file; pass --input")
     on_cluster = bool(settings.dask_scheduler_address or settings.workers)
     if on_cluster:
         from taxifare.cluster.connect import require_dask
@@ -134,10 +139,10 @@ def preprocess(
             from taxifare.cluster.run import preprocess_on_cluster
 
             input_text = None if input_path is None else str(input_path)
-            result = preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size)
+            result = preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size, csv_format)
         else:
             try:
-                result = _preprocess_locked(settings, input_path, force)
+                result = _preprocess_locked(settings, input_path, force, csv_format)
             except OSError as error:
                 raise describe_os_error(error) from error
     if result.manifest["rows_kept"] == 0:
@@ -151,14 +156,17 @@ def _local_input(text: str) -> Path:
     return Path(text)
 
 
-def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool) -> PreprocessResult:
+def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool, csv_format: CsvFormat) -> PreprocessResult:
     started = time.monotonic()
     output = settings.processed_path
-    source = open_source(settings, input_path)
+    source = open_source(settings, input_path, csv_format)
+    if input_path is not None and input_path.resolve() == output.resolve():
+        raise InputError(f"--input {input_path} is the output of this preprocess; move the raw file elsewhere first")
     fresh = new_manifest(
         source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
     )
     fresh["input"] = str(input_path.resolve()) if input_path else None
+    fresh["csv_format"] = csv_format.describe()
     fresh["raw"] = raw_identity(settings, source)
     plan = plan_output(output, fresh, force, source.resumable)
     if plan.reuse:

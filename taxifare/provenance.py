@@ -19,7 +19,7 @@ from taxifare.errors import InputError
 
 FINGERPRINT_BYTES = 1 << 20
 # Manifest entries that must match, besides the raw input, for an output to serve a run.
-SETTING_KEYS = ("preprocessor_version", "min_date", "max_date", "data_size")
+SETTING_KEYS = ("preprocessor_version", "csv_format", "min_date", "max_date", "data_size")
 
 
 class OutputConflict(InputError):

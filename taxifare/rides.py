@@ -1,5 +1,5 @@
-"""Raw rides from a CSV of any size, span by span: the text columns, each row's line number, and the
-first rule that makes a row unusable, counted per rule. Shared by `pred` and `evaluate`.
+"""Raw rides from a CSV of any size (a file, or stdin), chunk by chunk: the text columns, each row's line
+number, and the first rule that makes a row unusable, counted per rule. Shared by `pred` and `evaluate`.
 
 A ride is unusable when it breaks a PREDICTION_RULES rule (it cannot be read, or lies outside what the
 model knows). When the fare is scored (`evaluate`), the FARE_RULES come first: a row whose fare is
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import logging
+import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,11 +25,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from taxifare.clean import FARE_RANGE, LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
+from taxifare.csv_format import CsvFormat
 from taxifare.dates import EXPECTED
 from taxifare.errors import InputError, first_line
 from taxifare.features import TARGET
-from taxifare.lines import LineSpan, iter_line_spans, kept_line_numbers, read_span_bytes
-from taxifare.source import RAW_COLUMNS
+from taxifare.lines import LineChunk, iter_line_chunks, kept_line_numbers
+from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, line_blocks
 
 log = logging.getLogger("taxifare")
 
@@ -34,6 +38,8 @@ RIDE_COLUMNS = tuple(name for name in RAW_COLUMNS if name != TARGET)
 MALFORMED_LINE = "malformed_line"
 FARE_RULES = ("missing_fare", "unparseable_fare", "fare_out_of_range")
 REPORTED_LINES = 20
+# Texts read as a missing value, as preprocess reads them (pyarrow's defaults: "", NaN, NULL, N/A, ...).
+_MISSING_TEXTS = pa.array(pa_csv.ConvertOptions().null_values, pa.string())
 RULE_TEXT = {
     MALFORMED_LINE: "wrong number of fields",
     "missing_fare": "fare_amount is missing",
@@ -58,6 +64,7 @@ class Rejections:
     with_fare: bool = False
     counts: dict[str, int] = field(init=False)
     first_lines: list[tuple[int, str]] = field(default_factory=list)
+    first_line_of: dict[str, int] = field(default_factory=dict)  # rule -> the first line that broke it
 
     def __post_init__(self) -> None:
         self.counts = dict.fromkeys((MALFORMED_LINE, *(FARE_RULES if self.with_fare else ()), *PREDICTION_RULES), 0)
@@ -67,8 +74,10 @@ class Rejections:
         return sum(self.counts.values())
 
     def add(self, lines: np.ndarray, rules: np.ndarray) -> None:
-        for rule, count in zip(*np.unique(rules, return_counts=True)):
-            self.counts[rule] += int(count)
+        names, first, counts = np.unique(rules, return_index=True, return_counts=True)
+        for rule, index, count in zip(names.tolist(), first.tolist(), counts.tolist()):
+            self.counts[rule] += count
+            self.first_line_of.setdefault(rule, int(lines[index]))
         room = REPORTED_LINES - len(self.first_lines)
         for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
             self.first_lines.append((line, rule))
@@ -80,35 +89,76 @@ class Rejections:
         if unreported:
             log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
 
+    def top_reasons(self, limit: int = 3) -> str:
+        """The most frequent rules, each with its count and first line, e.g. "outside_nyc 3 (first on line 2)"."""
+        ranked = sorted((rule for rule, count in self.counts.items() if count), key=lambda rule: -self.counts[rule])
+        reasons = [f"{rule} {self.counts[rule]:,} (first on line {self.first_line_of[rule]})" for rule in ranked[:limit]]
+        if len(ranked) > limit:
+            reasons.append(f"{len(ranked) - limit} more reasons")
+        return ", ".join(reasons) or "the input has no rows"
+
+
+@dataclass
+class RideInput:
+    """An open raw CSV: its name in messages, its column names and delimiter, and its data lines."""
+
+    name: str
+    columns: list[str]
+    delimiter: str
+    blocks: Iterator[bytes]  # whole lines, after the header
+    first_line: int  # the number of the first data line
+
+
+@contextmanager
+def open_ride_input(path: Path, csv_format: CsvFormat, required: Sequence[str]) -> Iterator[RideInput]:
+    """The CSV at `path`, or stdin for "-", with its columns checked for the `required` ones."""
+    from_stdin = str(path) == "-"
+    name = "stdin" if from_stdin else str(path)
+    if not from_stdin and not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with nullcontext(sys.stdin.buffer) if from_stdin else path.open("rb") as file:
+        first = file.readline(BLOCK_SIZE)
+        columns = csv_format.column_names(first, name, required)
+        blocks = line_blocks(file, name)
+        if not csv_format.has_header and first:
+            blocks = itertools.chain([first], blocks)  # the first line is a ride
+        yield RideInput(name, columns, csv_format.delimiter, blocks, 2 if csv_format.has_header else 1)
+
 
 @dataclass
 class RideBlock:
-    """One span's readable rows: text columns, line numbers, parsed rides, and which rows are usable."""
+    """One chunk's rows: text columns, line numbers, parsed rides, which rows are usable and why not
+    (`reasons`, "" for a usable row), and the line numbers of the malformed lines (not in `table`)."""
 
     rows_read: int
     table: pa.Table
     lines: np.ndarray
     rides: pd.DataFrame
-    usable: np.ndarray
+    reasons: np.ndarray
+    malformed_lines: np.ndarray
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.reasons == ""
 
 
-def iter_ride_blocks(path: Path, header: list[str], rows_per_block: int, rejections: Rejections) -> Iterator[RideBlock]:
-    """The rows of CSV `path` in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`."""
-    with path.open("rb") as source:
-        for span in iter_line_spans(path, rows_per_block):
-            table, lines = _read_text_rows(source, span, header, rejections)
-            rides, reasons = rejected_rules(table, rejections.with_fare)
-            usable = reasons == ""
-            rejections.add(lines[~usable], reasons[~usable])
-            yield RideBlock(span.rows, table, lines, rides, usable)
+def iter_ride_blocks(rides_input: RideInput, rows_per_block: int, rejections: Rejections) -> Iterator[RideBlock]:
+    """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`."""
+    for chunk in iter_line_chunks(rides_input.blocks, rows_per_block, rides_input.first_line):
+        table, lines, malformed = _read_text_rows(chunk, rides_input, rejections)
+        rides, reasons = rejected_rules(table, rejections.with_fare)
+        unusable = reasons != ""
+        rejections.add(lines[unusable], reasons[unusable])
+        yield RideBlock(chunk.rows, table, lines, rides, reasons, malformed)
     rejections.log_unreported()
 
 
 def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """Parsed rides, and per row the first rule it breaks ("" for a usable row); the FARE_RULES apply
     only `with_fare` (otherwise the fare is not read at all)."""
-    fare_text = table.column(TARGET) if with_fare else pa.array(["0"] * table.num_rows, pa.string())
-    rides, parse_failures = parse_rides(table.select(list(RIDE_COLUMNS)).append_column(TARGET, fare_text))
+    fare_text = _as_missing(table.column(TARGET)) if with_fare else pa.array(["0"] * table.num_rows, pa.string())
+    ride_text = pa.table({name: _as_missing(table.column(name)) for name in RIDE_COLUMNS})
+    rides, parse_failures = parse_rides(ride_text.append_column(TARGET, fare_text))
     failures = prediction_failures(rides, parse_failures)
     if with_fare:
         # First, so that a row whose only fault is its fare is not counted as a missing or bad value.
@@ -117,6 +167,11 @@ def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFra
     for rule in reversed(failures):
         reasons[failures[rule]] = rule
     return rides, reasons
+
+
+def _as_missing(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column with the missing-value texts as nulls (the table keeps the text, for the output)."""
+    return pc.if_else(pc.is_in(text, value_set=_MISSING_TEXTS), pa.scalar(None, pa.string()), text)
 
 
 def _fare_failures(rides: pd.DataFrame, fare_text) -> dict[str, np.ndarray]:
@@ -143,26 +198,30 @@ def format_window(window: tuple[dt.datetime, dt.datetime]) -> str:
     return f"{window[0]:%Y-%m-%d %H:%M:%S} .. {window[1]:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _read_text_rows(source, span: LineSpan, header: list[str], rejections: Rejections) -> tuple[pa.Table, np.ndarray]:
-    """The span's rows as text columns and each row's line number; malformed lines are counted and skipped."""
+def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Rejections) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The chunk's rows as text columns, each row's line number, and the line numbers of the malformed
+    lines, which are counted and skipped."""
     malformed: list[int] = []
 
     def skip(row: pa_csv.InvalidRow) -> str:
         malformed.append(row.number)
         return "skip"
 
+    columns = rides_input.columns
     try:
         table = pa_csv.read_csv(
-            io.BytesIO(read_span_bytes(source, span)),
+            io.BytesIO(chunk.data),
             # One thread, so that the reader knows the line number of each malformed row.
-            read_options=pa_csv.ReadOptions(column_names=header, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=skip, ignore_empty_lines=False),
+            read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=rides_input.delimiter, invalid_row_handler=skip, ignore_empty_lines=False
+            ),
             convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in header}, strings_can_be_null=True, check_utf8=False
+                column_types={name: pa.string() for name in columns}, strings_can_be_null=False, check_utf8=False
             ),
         )
     except pa.ArrowInvalid as error:
-        raise InputError(f"unreadable CSV near line {span.first_line}: {first_line(error)}") from None
-    skipped = np.asarray(malformed, dtype=np.int64)
-    rejections.add(span.first_line - 1 + skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
-    return table, span.first_line - 1 + kept_line_numbers(table.num_rows, skipped)
+        raise InputError(f"{rides_input.name}: unreadable CSV near line {chunk.first_line}: {first_line(error)}") from None
+    skipped = chunk.first_line - 1 + np.asarray(malformed, dtype=np.int64)
+    rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
+    return table, chunk.first_line - 1 + kept_line_numbers(table.num_rows, skipped - chunk.first_line + 1), skipped

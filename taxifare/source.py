@@ -6,7 +6,6 @@ representation whatever the origin (a local CSV, or a BigQuery page turned into 
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError, first_line
 from taxifare.lines import empty_lines, line_numbers
 
@@ -76,34 +76,12 @@ def exact_size_chunks(batches: Iterable[pa.RecordBatch], chunk_size: int) -> Ite
         yield pa.Table.from_batches(pending, schema=RAW_SCHEMA)
 
 
-def read_header(path: Path, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
-    """Column names of a CSV file, checked for the `required` columns; raises InputError with the reason."""
+def read_columns(path: Path, csv_format: CsvFormat, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
+    """Column names of a CSV file (its header, or csv_format's), checked for the `required` columns."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     with path.open("rb") as file:
-        return parse_header(file.readline(BLOCK_SIZE), path, required)
-
-
-def parse_header(header_line: bytes, where: object, required: Sequence[str] = RAW_COLUMNS) -> list[str]:
-    """Column names in a CSV's first line, checked for the `required` columns; `where` names the file in errors."""
-    if not header_line.strip():
-        raise InputError(f"{where}: the file is empty; expected a CSV header with {', '.join(required)}")
-    try:
-        text = header_line.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = "\0"
-    if any(char < " " and char not in "\t\r\n" for char in text):
-        raise InputError(f"{where}: not a text CSV file (the first line holds binary or non-UTF-8 bytes)")
-    names = [name.strip() for name in next(csv.reader(io.StringIO(text)))]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise InputError(f"{where}: column named more than once: {', '.join(repeated)}")
-    missing = [name for name in required if name not in names]
-    if missing:
-        raise InputError(
-            f"{where}: missing column(s) {', '.join(missing)}; the header has {', '.join(names)[:200]}"
-        )
-    return names
+        return csv_format.column_names(file.readline(BLOCK_SIZE), path, required)
 
 
 def estimate_row_count(path: Path) -> int:
@@ -133,9 +111,10 @@ class RawLineParser:
     row parsed so far, counting from line `first_line`.
     """
 
-    def __init__(self, columns: list[str], where: object, first_line: int = 1):
+    def __init__(self, columns: list[str], where: object, delimiter: str = ",", first_line: int = 1):
         self.columns = columns
         self.where = where
+        self.delimiter = delimiter
         self.malformed_rows = 0
         self.first_malformed: tuple[int, str] | None = None
         self.lines_read = 0
@@ -183,7 +162,7 @@ class RawLineParser:
         return {
             # One Arrow block per block read, so that no line straddles two.
             "read_options": pa_csv.ReadOptions(column_names=self.columns, use_threads=False, block_size=block_bytes + 1),
-            "parse_options": pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
+            "parse_options": pa_csv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=skip_malformed),
             "convert_options": pa_csv.ConvertOptions(
                 include_columns=list(RAW_COLUMNS),
                 column_types=RAW_SCHEMA,
@@ -203,10 +182,12 @@ class CsvRideSource:
     resumable = True
     position = "line"
 
-    def __init__(self, path: Path, chunk_size: int):
+    def __init__(self, path: Path, chunk_size: int, csv_format: CsvFormat = CsvFormat()):
         self.path = Path(path)
         self.chunk_size = chunk_size
-        self._parser = RawLineParser(read_header(self.path), self.path, first_line=2)
+        self.csv_format = csv_format
+        header_lines = 0 if csv_format.columns else 1
+        self._parser = RawLineParser(read_columns(self.path, csv_format), self.path, csv_format.delimiter, first_line=1 + header_lines)
 
     @property
     def malformed_rows(self) -> int:
@@ -235,7 +216,8 @@ class CsvRideSource:
         # Whole-line blocks read here and parsed one at a time: Arrow's own streaming reader reads
         # ahead of a slower consumer and, on a large file, holds hundreds of megabytes doing so.
         with self.path.open("rb") as file:
-            file.readline()  # the header, already read by read_header
+            if self.csv_format.has_header:
+                file.readline()  # already read by read_columns
             yield from self._parser.batches(line_blocks(file, self.path))
 
 

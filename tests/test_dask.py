@@ -19,6 +19,7 @@ import pytest
 from taxifare.cluster.plan import CsvRange, csv_ranges, list_csv_files
 from taxifare.cluster.sources import CsvRangeSource
 from taxifare.config import load_settings
+from taxifare.csv_format import CsvFormat
 from taxifare.demo import write_demo_rides
 from taxifare.errors import InputError
 from taxifare.lock import OutputLock
@@ -109,17 +110,34 @@ def test_the_cluster_reuses_only_an_output_of_the_same_rides(tmp_path, cluster, 
     assert preprocess(settings, input_path=other, force=True).manifest["raw"]["files"][0]["path"] == str(other)
 
 
-def test_every_line_belongs_to_exactly_one_byte_range(tmp_path):
+@pytest.mark.parametrize("csv_format", [CsvFormat(), CsvFormat(tuple(RAW_HEADER.split(",")), ";")], ids=["header", "headerless"])
+def test_every_line_belongs_to_exactly_one_byte_range(tmp_path, csv_format):
     lines = ["k,1,2013-07-06 17:18:00 UTC,-73.9,40.7,-73.9,40.7,1", "", "bad,line", "k,2,2013-07-06 17:18:01 UTC,-73.9,40.7,-73.9,40.7,2"]
+    header = [] if csv_format.columns else [RAW_HEADER]
     path = tmp_path / "odd.csv"
-    path.write_bytes(("\r\n".join([RAW_HEADER, *lines * 30, "k,3,2013"])).encode())  # no final newline
-    whole = CsvRideSource(path, 7)
+    text = "\r\n".join([*header, *lines * 30, "k,3,2013"])  # no final newline
+    path.write_bytes(text.replace(",", csv_format.delimiter).encode())
+    whole = CsvRideSource(path, 7, csv_format)
     expected = pa.concat_tables(whole.chunks())
+    assert expected.num_rows == 60  # without a header, the first line is a ride
     for step in (1, 5, 64, 1000):
-        sources = [CsvRangeSource(part, 7) for part in csv_ranges(list_csv_files(str(path)), step)]
+        sources = [CsvRangeSource(part, 7, csv_format) for part in csv_ranges(list_csv_files(str(path)), step)]
         tables = [table for source in sources for table in source.chunks()]
         assert pa.concat_tables(tables).equals(expected), step
         assert sum(source.malformed_rows for source in sources) == whole.malformed_rows == 31
+
+
+def test_a_headerless_semicolon_export_on_the_cluster(tmp_path, cluster, rides):
+    lines = rides.read_text().splitlines()
+    export = tmp_path / "rides.txt"
+    export.write_text("\n".join(line.replace(",", ";") for line in lines[1:]) + "\n")  # no quoted commas in these rides
+    csv_format = CsvFormat(tuple(lines[0].split(",")), ";")
+    local = preprocess(settings_for(tmp_path / "local"), input_path=export, csv_format=csv_format)
+    assert local.output.read_bytes() == local_run(tmp_path / "with-header", rides).output.read_bytes()
+    settings = settings_for(tmp_path / "cluster", dask_scheduler_address=cluster.address)
+    result = preprocess(settings, input_path=export, partition_size=60_000, csv_format=csv_format)
+    assert result.manifest["engine"]["partitions"] > 1
+    assert_same_as_local(result, local)
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"], ids=["path", "fsspec-url"])

@@ -134,7 +134,11 @@ def test_median_from_one_cent_bins_is_within_half_a_cent(values):
 
 def test_no_scorable_row_is_an_error(trained, tmp_path):
     rides = write_csv(tmp_path / "rides.csv", [row for rows in BAD_ROWS.values() for row in rows])
-    with pytest.raises(InputError, match=r"no row can be scored \(10 read; malformed_line 1, missing_fare 1"):
+    with pytest.raises(
+        InputError,
+        match=r"no row can be scored \(10 read: fare_out_of_range 2 \(first on line 5\), malformed_line 1 \(first on line 2\), "
+        r"missing_fare 1 \(first on line 3\), 6 more reasons\)",
+    ):
         evaluate(trained, rides, plot_path=tmp_path / "plot.png")
     assert not (tmp_path / "plot.png").exists()
 
@@ -154,3 +158,22 @@ def test_cli_prints_json_and_writes_the_default_plot(trained, tmp_path):
 
     empty = write_csv(tmp_path / "empty.csv", [])
     assert_clean_error(run_cli(tmp_path, "evaluate", "--input", str(empty), env=env), 2, "no row can be scored")
+
+
+def test_cli_scores_a_headerless_tab_separated_export_from_stdin(trained, tmp_path):
+    rides = tmp_path / "rides.csv"
+    _write_rides(rides, _good_rides(40))
+    from_file = evaluate(trained, rides, plot_path=tmp_path / "plot.png")
+    header, *lines = rides.read_text().splitlines()
+    env = cli_env(tmp_path, LOCAL_REGISTRY_PATH=str(trained.local_registry_path))
+    done = run_cli(
+        tmp_path, "evaluate", "--input", "-", "--columns", header, "--delimiter", "\\t", "--json",
+        env=env, input="\n".join(line.replace(",", "\t") for line in lines) + "\n",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout)
+    assert figures["input"] == "stdin"
+    assert (figures["rows_read"], figures["rows_scored"], figures["rejected"]) == (from_file.rows_read, 40, from_file.rejected)
+    assert figures["mae"] == pytest.approx(from_file.mae, abs=1e-6)
+    assert "line 13: not scored: wrong number of fields" in done.stderr  # numbered as lines of the headerless input
+    assert (tmp_path / f"evaluate_stdin_{from_file.run_id}.png").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import shutil
 
@@ -43,24 +44,35 @@ def test_csv_in_csv_out_keeps_columns_and_reports_bad_rows(trained, tmp_path, ca
         'k5,,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,40.750562,2,"quoted, comma"',
         "k6,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,40.750562,9,crowd",
         "k7,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,abc,1,nan",
+        "k8,9,2011-08-18 00:35:00 UTC,,,-73.991242,40.750562,1,NA",  # missing coordinates
+        "k9,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,40.750562,two,",
     ]
     rides = write_csv(tmp_path / "rides.csv", lines, header=RAW_HEADER + ",note")
     output = tmp_path / "out" / "predictions.csv"
 
     result = predict_csv(with_registry(trained, trained.local_registry_path, chunk_size=2), rides, output)
 
-    table = pd.read_csv(output, dtype=str)
-    assert list(table.columns) == [*RAW_HEADER.split(","), "note", "predicted_fare", "outside_training_window"]
-    assert table["key"].tolist() == ["k1", "k5"]
-    assert table["note"].tolist() == ["hello", "quoted, comma"]
+    table = pd.read_csv(output, dtype=str, keep_default_na=False)
+    assert list(table.columns) == [*RAW_HEADER.split(","), "note", "predicted_fare", "outside_training_window", "not_predicted_reason"]
+    # Every input row, in order; the malformed line k3 keeps its place, its fields empty.
+    assert table["key"].tolist() == ["k1", "k2", "", "k4", "k5", "k6", "k7", "k8", "k9"]
+    assert table["note"].tolist() == ["hello", "zero", "", "x", "quoted, comma", "crowd", "nan", "NA", ""]
+    assert table["not_predicted_reason"].tolist() == [
+        "", "outside_nyc", "malformed_line", "bad_datetime", "", "passenger_count_out_of_range", "unparseable_number",
+        "missing_value", "unparseable_number",
+    ]
+    assert [bool(fare) for fare in table["predicted_fare"]] == [True, False, False, False, True, False, False, False, False]
+    assert table["outside_training_window"].tolist() == ["0", "", "", "", "0", "", "", "", ""]
     assert float(table["predicted_fare"][0]) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
-    assert (result.rows_read, result.predicted) == (7, 2)
+    assert (result.rows_read, result.predicted) == (9, 2)
     assert dict(result.rejected.first_lines) == {
         3: "outside_nyc",
         4: "malformed_line",
         5: "bad_datetime",
         7: "passenger_count_out_of_range",
         8: "unparseable_number",
+        9: "missing_value",
+        10: "unparseable_number",
     }
     assert "line 4: not predicted: wrong number of fields" in caplog.text
 
@@ -70,7 +82,7 @@ def test_csv_without_fare_column_is_predicted(trained, tmp_path):
     rides = write_csv(tmp_path / "rides.csv", ["2013-07-06 17:18:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1"], header=header)
     result = predict_csv(trained, rides, tmp_path / "out.csv")
     assert result.predicted == 1
-    assert pd.read_csv(tmp_path / "out.csv").columns[-2] == "predicted_fare"
+    assert pd.read_csv(tmp_path / "out.csv").columns[-3] == "predicted_fare"
 
 
 def test_csv_missing_a_ride_column_is_a_clear_error(trained, tmp_path):
@@ -155,12 +167,57 @@ def test_pred_cli_named_zone_is_one_clear_error(trained, tmp_path):
     assert "Warning" not in result.stderr
 
 
-def test_pred_cli_csv(trained, tmp_path):
+def test_pred_cli_csv_to_a_file(trained, tmp_path):
     rides = write_csv(tmp_path / "rides.csv", [REFERENCE_ROW, "bad,1,2,3"])
     result = run_cli(tmp_path, "pred", "--input", str(rides), "--output", "out.csv", env=_env(tmp_path, trained))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert pd.read_csv(tmp_path / "out.csv")["key"].tolist() == ["k0"]
+    assert result.stdout == "out.csv\n"
+    table = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert table["key"].tolist() == ["k0", ""] and table["not_predicted_reason"].tolist() == ["", "malformed_line"]
     assert "line 3: not predicted" in result.stderr
+
+
+def test_pred_cli_reads_a_headerless_export_on_stdin_and_writes_pure_csv_to_stdout(trained, tmp_path):
+    columns = "fare_amount,pickup_datetime,pickup_longitude,pickup_latitude,dropoff_longitude,dropoff_latitude,passenger_count,key"
+    good = "7.5;2013-07-06 17:18:00 UTC;-73.950655;40.783282;-73.984365;40.769802;1;k0"
+    rides = [good, "7.5;2013-07-06 17:18:00 UTC;-73.95;41.9;-73.98;40.76;1;far", good.replace("k0", "k2")]
+    result = run_cli(
+        tmp_path, "pred", "--input", "-", "--columns", columns, "--delimiter", ";",
+        env=_env(tmp_path, trained), input="\n".join(rides) + "\n",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.splitlines()) == 1 + len(rides)  # the CSV and nothing else
+    table = pd.read_csv(io.StringIO(result.stdout), sep=";", dtype=str, keep_default_na=False)
+    assert list(table.columns) == [*columns.split(","), "predicted_fare", "outside_training_window", "not_predicted_reason"]
+    assert table["key"].tolist() == ["k0", "far", "k2"]  # row N of the output is row N of the input
+    assert table["not_predicted_reason"].tolist() == ["", "outside_nyc", ""]
+    assert float(table["predicted_fare"][0]) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
+    assert "line 2: not predicted" in result.stderr and "rows predicted" in result.stderr
+
+
+def test_pred_cli_that_predicts_no_row_exits_2_with_the_top_reasons(trained, tmp_path):
+    lines = [
+        "k1,5,2010-01-05 16:52:16 UTC,0,0,0,0,1",
+        "k2,5,someday,-73.95,40.78,-73.98,40.76,1",
+        "k3,5,2010-01-05 16:52:16 UTC,-73.95,41.9,-73.98,40.76,1",
+    ]
+    rides = write_csv(tmp_path / "rides.csv", lines)
+    result = run_cli(tmp_path, "pred", "--input", str(rides), env=_env(tmp_path, trained))
+    assert_clean_error(
+        result, 2, "rides.csv: no row could be predicted (3 read: outside_nyc 2 (first on line 2), bad_datetime 1 (first on line 3))",
+        "not_predicted_reason column of the CSV on stdout",
+    )
+    table = pd.read_csv(io.StringIO(result.stdout), dtype=str, keep_default_na=False)
+    assert table["not_predicted_reason"].tolist() == ["outside_nyc", "bad_datetime", "outside_nyc"]
+
+
+def test_a_processed_file_given_to_pred_is_named_for_what_it_is(trained, tmp_path):
+    with pytest.raises(InputError, match="looks like a processed file"):
+        predict_csv(trained, trained.processed_path, tmp_path / "out.csv")
+
+
+def test_pred_output_without_input_is_a_clear_error(tmp_path):
+    assert_clean_error(run_cli(tmp_path, "pred", "--output", "out.csv"), 2, "go with --input")
 
 
 def test_models_show_prints_params_and_metrics(trained, tmp_path):

@@ -26,6 +26,7 @@ from taxifare.cluster.plan import CsvFile, CsvRange, JobPlan, csv_ranges, list_c
 from taxifare.cluster.target_sum import TargetSum
 from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
 from taxifare.config import Settings
+from taxifare.csv_format import CsvFormat
 from taxifare.errors import TaxifareError, first_line
 from taxifare.files import atomic_write_json, describe_os_error
 from taxifare.preprocess import PreprocessResult, log_result, plan_output
@@ -46,16 +47,17 @@ class JobInput:
     input: str | None  # the manifest's `input`: what the user passed, resolved
     files: tuple[CsvFile, ...]  # none for BigQuery
     raw: dict  # the manifest's `raw`: what identifies the rides (see provenance.py)
+    csv_format: CsvFormat = CsvFormat()  # of the --input files
 
     @classmethod
-    def of(cls, settings: Settings, input_text: str | None) -> "JobInput":
+    def of(cls, settings: Settings, input_text: str | None, csv_format: CsvFormat = CsvFormat()) -> "JobInput":
         if input_text is not None:
             resolved = input_text if "://" in input_text else str(Path(input_text).expanduser().resolve())
             files = tuple(list_csv_files(resolved))
             source = {"kind": "csv", "path": input_text}
             if [file.url for file in files] != [resolved]:
                 source["files"] = [file.url for file in files]
-            return cls(source, resolved, files, _csv_raw(files))
+            return cls(source, resolved, files, _csv_raw(files), csv_format)
         if settings.raw_cache_path.is_file():
             cache = str(settings.raw_cache_path)
             files = tuple(list_csv_files(cache))
@@ -83,13 +85,15 @@ def _url_identity(url: str) -> dict:
     return {"path": url, "bytes": info["size"], "modified": str(modified), "fingerprint": fingerprint}
 
 
-def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool, partition_size: int | None = None) -> PreprocessResult:
+def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool,
+                          partition_size: int | None = None, csv_format: CsvFormat = CsvFormat()) -> PreprocessResult:
     """preprocess(), on the cluster that `settings` name; `partition_size` (bytes) overrides the automatic one."""
     started = time.monotonic()
     output = settings.processed_path
-    job_input = JobInput.of(settings, input_text)
+    job_input = JobInput.of(settings, input_text, csv_format)
     fresh = new_manifest(job_input.source, settings.min_date, settings.max_date, settings.data_size, settings.chunk_size)
     fresh["input"] = job_input.input
+    fresh["csv_format"] = job_input.csv_format.describe()
     fresh["raw"] = job_input.raw
     reuse = plan_output(output, fresh, force, can_resume=False).reuse  # the parts folder is how it resumes
     if reuse:
@@ -106,7 +110,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
                                "threads": cluster.threads, "partitions": len(plan.partitions), "buckets": plan.buckets}
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(manifest_path(partial_path(output)), fresh)  # marked incomplete until the very end
-            fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, _estimated_rows(job_input.files))
+            fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, job_input)
             manifest = _assemble(cluster, output, parts, plan, fresh)
     except OSError as error:
         raise describe_os_error(error) from error
@@ -123,8 +127,8 @@ def _window_cache(settings: Settings, part) -> Path:
 def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: dict, cluster: Cluster,
           force: bool, partition_size: int | None) -> JobPlan:
     """The saved plan when the parts folder holds this very job (a rerun continues it), else a new one."""
-    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "source", "raw", "min_date", "max_date",
-                                            "data_size", "chunk_size")}
+    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "csv_format", "source", "raw", "min_date",
+                                            "max_date", "data_size", "chunk_size")}
     previous = parts.previous_job()
     if previous and previous["identity"] == identity and not force:
         plan = JobPlan.from_json(previous["plan"])
@@ -154,14 +158,14 @@ def _estimated_rows(files: tuple[CsvFile, ...]) -> int | None:
     return int(sum(file.size for file in files) / (len(sample) / max(sample.count(b"\n"), 1)))
 
 
-def _run_phases(cluster: Cluster, settings: Settings, parts: PartsFolder, plan: JobPlan, estimated_rows: int | None) -> dict[str, float]:
+def _run_phases(cluster: Cluster, settings: Settings, parts: PartsFolder, plan: JobPlan, job_input: JobInput) -> dict[str, float]:
     """Scan, find duplicates, settle: each phase's tasks for what the parts folder does not hold yet.
 
     Returns each worker's peak memory (MB) as its tasks reported it.
     """
     partitions = range(len(plan.partitions))
     peaks: dict[str, float] = {}
-    progress = Progress("preprocess", total=estimated_rows)
+    progress = Progress("preprocess", total=_estimated_rows(job_input.files))
     scanned = [index for index in partitions if parts.scan_record(index).is_file()]
     if scanned:
         progress.advance(sum(parts.read_record(parts.scan_record(index))["rows_read"] for index in scanned))
@@ -171,7 +175,8 @@ def _run_phases(cluster: Cluster, settings: Settings, parts: PartsFolder, plan: 
         progress.advance(report.rows_read, note=f"{len(scanned) + done}/{len(partitions)} partitions")
 
     todo = [index for index in partitions if index not in scanned]
-    _run_tasks(cluster, "scan", [(scan_partition, settings, plan.partitions[i], i, parts.path, plan.buckets) for i in todo], scan_done)
+    calls = [(scan_partition, settings, plan.partitions[i], i, parts.path, plan.buckets, job_input.csv_format) for i in todo]
+    _run_tasks(cluster, "scan", calls, scan_done)
     progress.close()
 
     def task_done(report: TaskReport, done: int) -> None:

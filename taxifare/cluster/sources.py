@@ -15,16 +15,18 @@ import pyarrow as pa
 
 from taxifare.cluster.plan import CsvRange, Partition
 from taxifare.config import Settings
-from taxifare.source import BLOCK_SIZE, CsvRideSource, RawLineParser, RideSource, exact_size_chunks, line_blocks, parse_header
+from taxifare.csv_format import CsvFormat
+from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, CsvRideSource, RawLineParser, RideSource, exact_size_chunks, line_blocks
 
 
 class CsvRangeSource:
     """The rows of a CsvRange, in chunks of `chunk_size` rows. Each line belongs to the range it starts in,
     so consecutive ranges read every line once; the header is checked by every range of the file."""
 
-    def __init__(self, part: CsvRange, chunk_size: int):
+    def __init__(self, part: CsvRange, chunk_size: int, csv_format: CsvFormat = CsvFormat()):
         self.part = part
         self.chunk_size = chunk_size
+        self.csv_format = csv_format
         self._parser: RawLineParser | None = None
 
     position = "line"
@@ -51,9 +53,10 @@ class CsvRangeSource:
 
     def chunks(self) -> Iterator[pa.Table]:
         with fsspec.open(self.part.url, "rb") as file:
-            header = file.readline()
-            self._parser = RawLineParser(parse_header(header[:BLOCK_SIZE], self.part.url), self.part.url)
-            first = self._first_line_start(file, len(header))
+            first_line = file.readline()
+            columns = self.csv_format.column_names(first_line[:BLOCK_SIZE], self.part.url, RAW_COLUMNS)
+            self._parser = RawLineParser(columns, self.part.url, self.csv_format.delimiter)
+            first = self._first_line_start(file, len(first_line) if self.csv_format.has_header else 0)
             blocks = line_blocks(file, self.part.url, limit=self.part.end - first)
             yield from exact_size_chunks(self._parser.batches(blocks), self.chunk_size)
 
@@ -61,12 +64,15 @@ class CsvRangeSource:
         if self.part.start > header_end:
             file.seek(self.part.start - 1)
             file.readline()  # the end of the line that the previous range reads
+        else:
+            file.seek(header_end)
         return file.tell()
 
 
-def open_partition(part: Partition, settings: Settings) -> RideSource | CsvRangeSource:
+def open_partition(part: Partition, settings: Settings, csv_format: CsvFormat) -> RideSource | CsvRangeSource:
+    """The partition's rows; `csv_format` is the layout of the --input files (not of raw caches)."""
     if isinstance(part, CsvRange):
-        return CsvRangeSource(part, settings.chunk_size)
+        return CsvRangeSource(part, settings.chunk_size, csv_format)
     window = dataclasses.replace(settings, min_date=part.min_date, max_date=part.max_date)
     if window.raw_cache_path.is_file():
         return CsvRideSource(window.raw_cache_path, settings.chunk_size)

@@ -28,6 +28,7 @@ from taxifare.cluster.plan import CsvRange, Partition
 from taxifare.cluster.sources import open_partition
 from taxifare.cluster.target_sum import chunk_pieces
 from taxifare.config import Settings
+from taxifare.csv_format import CsvFormat
 from taxifare.features import ride_features
 from taxifare.files import StagedFile, fsync_directory
 from taxifare.progress import peak_rss_mb
@@ -50,9 +51,9 @@ def _report(rows_read: int = 0) -> TaskReport:
     return TaskReport(get_worker().address, peak_rss_mb(), rows_read)
 
 
-def scan_partition(settings: Settings, part: Partition, index: int, folder: Path, buckets: int) -> TaskReport:
+def scan_partition(settings: Settings, part: Partition, index: int, folder: Path, buckets: int, csv_format: CsvFormat) -> TaskReport:
     parts = PartsFolder(folder)
-    source = open_partition(part, settings)
+    source = open_partition(part, settings, csv_format)
     rejects = Rejects()
     hashes, verdicts, rows, fares = [], [], [], []
     row_count = 0

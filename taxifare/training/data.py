@@ -24,11 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from taxifare.csv_format import header_fields
 from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
 from taxifare.lines import LineSpan, line_spans_in, pread_span
 from taxifare.provenance import content_fingerprint
 from taxifare.sink import read_manifest
+from taxifare.source import RAW_COLUMNS
 
 SPANS_PER_CHUNK = 8
 SPLIT_SHARE = 0.1
@@ -77,6 +79,7 @@ def open_processed(path: Path, span_rows: int) -> ProcessedData:
     """Open the processed file, check it against its manifest and index its spans; InputError if unusable."""
     if not path.is_file():
         raise InputError(f"no processed data at {path}; run `taxifare preprocess` first (or pass --input PATH){_other_data_sets(path)}")
+    _refuse_raw_rides(path)
     file = path.open("rb")
     try:
         manifest = read_manifest(path)
@@ -113,6 +116,17 @@ def _other_data_sets(path: Path) -> str:
         if not other.name.endswith(".partial.csv")
     )
     return f"; this window has data set(s) {', '.join(names)}: pass --data-size NAME" if names and window.startswith("processed_") else ""
+
+
+def _refuse_raw_rides(path: Path) -> None:
+    """A raw rides file given where a processed one belongs is named for what it is."""
+    with path.open("rb") as file:
+        names = header_fields(file.readline(1 << 20), path)
+    if set(RAW_COLUMNS) - {TARGET} <= set(names):
+        raise InputError(
+            f"{path} looks like a raw rides file (its columns include {', '.join(RAW_COLUMNS)}); train reads a processed "
+            f"file of features, which `taxifare preprocess --input RAW.csv` writes (and prints)"
+        )
 
 
 def check_trainable(manifest: dict, path: Path) -> None:
