@@ -111,7 +111,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(manifest_path(partial_path(output)), fresh)  # marked incomplete until the very end
             fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, job_input)
-            manifest = _assemble(cluster, output, parts, plan, fresh)
+            manifest = _assemble(cluster, output, parts, plan, fresh, job_input.csv_format)
     except OSError as error:
         raise describe_os_error(error) from error
     parts.remove(keep_parts)
@@ -213,7 +213,7 @@ def _run_tasks(cluster: Cluster, phase: str, calls: list[tuple], on_report: Call
         cluster.client.cancel(futures)
 
 
-def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict) -> dict:
+def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: CsvFormat) -> dict:
     """The processed CSV: the header, then every part at its offset, copied there by the workers in
     parallel into the partial output; once that is on disk, its complete manifest, and both published."""
     partitions = len(plan.partitions)
@@ -229,14 +229,14 @@ def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, plan: JobPlan,
         calls = [(place_part, parts.path, index, partial, offsets[index]) for index in range(partitions)]
         _run_tasks(cluster, "place", calls, lambda report, done: None)
         os.fsync(file.fileno())
-    _count_parts(parts, plan, manifest)
+    _count_parts(parts, plan, manifest, csv_format)
     manifest["fingerprint"] = processed_fingerprint(partial)
     atomic_write_json(manifest_path(partial), manifest)
     publish(partial, output)
     return manifest
 
 
-def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict) -> None:
+def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: CsvFormat) -> None:
     """Add up the parts' counts into the manifest, as the local run counts its chunks."""
     target = TargetSum()
     distinct = 0
@@ -246,7 +246,7 @@ def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict) -> None:
     for index, part in enumerate(plan.partitions):
         record = parts.read_record(parts.part_record(index))
         url = part.url if isinstance(part, CsvRange) else None
-        offset = before.get(url, 1 if url else 0)  # a file's line 1 is its header
+        offset = before.get(url, 1 if url and csv_format.has_header else 0)  # line 1 of a file with a header is that
         for rule, (at, value) in record["samples"].items():
             sample = sample_record("line" if url else "row", offset + at, value)
             add_samples(manifest, {rule: {**sample, "file": url} if len(files) > 1 else sample})
