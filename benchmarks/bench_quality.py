@@ -73,10 +73,10 @@ def outside_files(workdir: Path) -> dict[str, Path]:
 
 
 def default_runs(workdir: Path, seeds: list[int], outside: dict[str, Path]) -> dict:
-    _, preprocess_seconds = taxifare(workdir, "preprocess", "--input", str(TRAINING_FILE))
+    _, preprocess_seconds = taxifare(workdir, "preprocess", "--input", str(TRAINING_FILE), "--data-size", "sample")
     runs = []
     for seed in seeds:
-        folder, seconds = taxifare(workdir, "train", "--force", SEED=str(seed))
+        folder, seconds = taxifare(workdir, "train", "--data-size", "sample", "--force", SEED=str(seed))
         final = run_metrics(folder)
         runs.append({"seed": seed, "train_seconds": seconds, **{key: final[key] for key in ("test_mae", "test_rmse", "baseline_test_mae", "validation_mae", "passes", "stopped_early", "rows_trained")}})
         if seed == seeds[0]:

@@ -109,8 +109,8 @@ def soak_preprocess(workdir: Path, raw: Path, kills: int, rng: random.Random) ->
 
 def soak_train(workdir: Path, raw: Path, kills: int, rng: random.Random) -> None:
     base_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "LOCAL_DATA_PATH": str(workdir / "reference")}
-    args = ["train", "--chunk-size", "20000", "--epochs", "3", "--eval-every", "4"]
-    finish(["preprocess", "--input", str(raw), "--chunk-size", "20000"], base_env, workdir)
+    args = ["train", "--data-size", "soak", "--chunk-size", "20000", "--epochs", "3", "--eval-every", "4"]
+    finish(["preprocess", "--input", str(raw), "--data-size", "soak", "--chunk-size", "20000"], base_env, workdir)
     reference_env = {**base_env, "LOCAL_REGISTRY_PATH": str(workdir / "registry-reference")}
     started = time.monotonic()
     finish(args, reference_env, workdir)

@@ -81,7 +81,7 @@ def test_dates_accept_times_and_offsets_and_mean_utc():
 def test_ambiguous_dates_and_named_zones_are_refused_with_the_expected_form(text):
     with pytest.raises(InputError) as caught:
         load_settings({"max_date": text}, environ={}, dotenv_path=None)
-    assert str(caught.value).startswith(f"--max-date: ")
+    assert str(caught.value).startswith("--max-date: ")
     assert "expected YYYY-MM-DD" in str(caught.value) or "use Z, UTC or a numeric offset" in str(caught.value)
 
 

@@ -3,7 +3,6 @@ byte for byte the local run's output, whatever the partitions, through killed wo
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxifare.cluster.plan import CsvRange, csv_ranges, list_csv_files
+from taxifare.cluster.plan import csv_ranges, list_csv_files
 from taxifare.cluster.sources import CsvRangeSource
 from taxifare.config import load_settings
 from taxifare.csv_format import CsvFormat

@@ -12,6 +12,7 @@ from taxifare.config import load_settings
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError
 from taxifare.preprocess import preprocess
+from taxifare.provenance import OutputConflict
 from taxifare.source import RAW_COLUMNS
 from taxifare.training import train
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, run_cli, write_csv
@@ -62,9 +63,11 @@ def test_another_layout_of_the_same_input_is_not_reused(tmp_path):
     settings = settings_for(tmp_path)
     first = preprocess(settings, input_path=raw, csv_format=CsvFormat.from_flags(",".join(COLUMNS), ";"))
     swapped = [COLUMNS[0], COLUMNS[1], COLUMNS[2], COLUMNS[4], COLUMNS[3], *COLUMNS[5:]]  # longitude <-> latitude
-    second = preprocess(settings, input_path=raw, csv_format=CsvFormat.from_flags(",".join(swapped), ";"))
-    assert not second.reused
-    assert second.manifest["rows_kept"] == 0 < first.manifest["rows_kept"]
+    with pytest.raises(OutputConflict, match="was made with csv_format .*'pickup_longitude', 'pickup_latitude'.*--force"):
+        preprocess(settings, input_path=raw, csv_format=CsvFormat.from_flags(",".join(swapped), ";"))
+    with pytest.raises(InputError, match=f"kept none of the {len(ROWS)} rows it read: outside_nyc 4 \\(first: line 1: pickup_longitude=40.783282\\)"):
+        preprocess(settings, input_path=raw, csv_format=CsvFormat.from_flags(",".join(swapped), ";"), force=True)
+    assert first.manifest["rows_kept"] > 0
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,7 @@ def test_a_raw_file_given_to_train_is_named_for_what_it_is(tmp_path):
 
 
 def test_a_raw_file_in_place_of_the_processed_one(tmp_path):
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, data_size="demo")  # given: the output is not named after the input
     settings.processed_path.parent.mkdir(parents=True)
     write_csv(settings.processed_path, ROWS)
     with pytest.raises(InputError, match="looks like a raw rides file"):

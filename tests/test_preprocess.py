@@ -111,7 +111,7 @@ def test_header_only_gives_an_empty_complete_output_and_exit_2(tmp_path):
     path = write_csv(tmp_path / "header.csv", [])
     with pytest.raises(InputError, match="read no rows from CSV .*header.csv; expected raw rides"):
         run(tmp_path, path)
-    output = settings_for(tmp_path).processed_path
+    output = settings_for(tmp_path, data_size="header").processed_path  # named after the input
     assert output.read_text().splitlines() == [",".join([*FEATURE_NAMES, "fare_amount"])]
     manifest = json.loads(manifest_path(output).read_text())
     assert manifest["complete"] and manifest["rows_read"] == 0
@@ -143,7 +143,7 @@ def test_each_rule_keeps_its_first_value_and_line_whatever_the_blocks(tmp_path, 
         monkeypatch.setattr("taxifare.source.BLOCK_SIZE", block_size)
         with pytest.raises(InputError):
             run(tmp_path, path, chunk_size=2)
-        manifest = json.loads(manifest_path(settings_for(tmp_path).processed_path).read_text())
+        manifest = json.loads(manifest_path(settings_for(tmp_path, data_size="unusable").processed_path).read_text())
         assert manifest["rejected_samples"] == expected, block_size
         assert manifest["rejected"]["malformed_line"] == 2 and manifest["rejected"]["fare_out_of_range"] == 2
 
