@@ -205,6 +205,8 @@ def sample_value(rule: str, table: pa.Table, rides: pd.DataFrame, row: int) -> s
         "zero_coordinates": list(COORDINATE_COLUMNS),
         "passenger_count_out_of_range": ["passenger_count"],
         "fare_out_of_range": ["fare_amount"],
+        "missing_fare": ["fare_amount"],
+        "unparseable_fare": ["fare_amount"],
     }.get(rule, ["pickup_datetime"])
     shown = candidates if rule == "zero_coordinates" else candidates[:1]
     return " ".join(f"{name}={text[name] or ''}" for name in shown)[:SAMPLE_CHARS]

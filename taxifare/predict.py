@@ -78,7 +78,7 @@ def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None) ->
     """The fare in dollars of one ride given as {column: value} for RIDE_COLUMNS."""
     pickup = parse_date("--pickup-datetime", str(ride["pickup_datetime"]))
     text = {name: [str(ride[name])] for name in RIDE_COLUMNS}  # the CSV path reads the same date grammar
-    rides, reasons = rejected_rules(pa.table(text, schema=pa.schema([(n, pa.string()) for n in RIDE_COLUMNS])))
+    rides, reasons, _ = rejected_rules(pa.table(text, schema=pa.schema([(n, pa.string()) for n in RIDE_COLUMNS])))
     if reasons[0]:
         received = ", ".join(f"{name}={ride[name]}" for name in RIDE_COLUMNS)
         raise InputError(f"cannot predict this ride: {RULE_TEXT[reasons[0]]}; received {received}")

@@ -16,7 +16,7 @@ import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,13 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from taxifare.clean import FARE_RANGE, LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures
+from taxifare.clean import (
+    FARE_RANGE, LATITUDE_RANGE, LONGITUDE_RANGE, PASSENGER_RANGE, PREDICTION_RULES, parse_rides, prediction_failures, sample_value,
+)
 from taxifare.csv_format import CsvFormat
 from taxifare.dates import EXPECTED
 from taxifare.errors import InputError, first_line
 from taxifare.features import TARGET
 from taxifare.lines import LineChunk, iter_line_chunks, kept_line_numbers
-from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, line_blocks
+from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, SAMPLE_CHARS, line_blocks
 
 log = logging.getLogger("taxifare")
 
@@ -65,6 +67,7 @@ class Rejections:
     counts: dict[str, int] = field(init=False)
     first_lines: list[tuple[int, str]] = field(default_factory=list)
     first_line_of: dict[str, int] = field(default_factory=dict)  # rule -> the first line that broke it
+    first_value_of: dict[str, str] = field(default_factory=dict)  # rule -> what broke it on that line
 
     def __post_init__(self) -> None:
         self.counts = dict.fromkeys((MALFORMED_LINE, *(FARE_RULES if self.with_fare else ()), *PREDICTION_RULES), 0)
@@ -73,11 +76,14 @@ class Rejections:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, lines: np.ndarray, rules: np.ndarray) -> None:
+    def add(self, lines: np.ndarray, rules: np.ndarray, value: Callable[[int], str]) -> None:
+        """Count rows at `lines` left out for `rules`; `value(i)` is the text that broke rule `rules[i]`."""
         names, first, counts = np.unique(rules, return_index=True, return_counts=True)
         for rule, index, count in zip(names.tolist(), first.tolist(), counts.tolist()):
             self.counts[rule] += count
-            self.first_line_of.setdefault(rule, int(lines[index]))
+            if rule not in self.first_line_of:
+                self.first_line_of[rule] = int(lines[index])
+                self.first_value_of[rule] = value(index)
         room = REPORTED_LINES - len(self.first_lines)
         for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
             self.first_lines.append((line, rule))
@@ -90,9 +96,13 @@ class Rejections:
             log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
 
     def top_reasons(self, limit: int = 3) -> str:
-        """The most frequent rules, each with its count and first line, e.g. "outside_nyc 3 (first on line 2)"."""
+        """The most frequent rules, each with its count, first line and value, e.g.
+        "outside_nyc 3 (first on line 2: pickup_latitude=41.9)"."""
         ranked = sorted((rule for rule, count in self.counts.items() if count), key=lambda rule: -self.counts[rule])
-        reasons = [f"{rule} {self.counts[rule]:,} (first on line {self.first_line_of[rule]})" for rule in ranked[:limit]]
+        reasons = [
+            f"{rule} {self.counts[rule]:,} (first on line {self.first_line_of[rule]}: {self.first_value_of[rule]})"
+            for rule in ranked[:limit]
+        ]
         if len(ranked) > limit:
             reasons.append(f"{len(ranked) - limit} more reasons")
         return ", ".join(reasons) or "the input has no rows"
@@ -146,19 +156,21 @@ def iter_ride_blocks(rides_input: RideInput, rows_per_block: int, rejections: Re
     """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`."""
     for chunk in iter_line_chunks(rides_input.blocks, rows_per_block, rides_input.first_line):
         table, lines, malformed = _read_text_rows(chunk, rides_input, rejections)
-        rides, reasons = rejected_rules(table, rejections.with_fare)
-        unusable = reasons != ""
-        rejections.add(lines[unusable], reasons[unusable])
+        rides, reasons, ride_text = rejected_rules(table, rejections.with_fare)
+        rows = np.flatnonzero(reasons != "")
+        rejections.add(lines[rows], reasons[rows], lambda i: sample_value(reasons[rows[i]], ride_text, rides, int(rows[i])))
         yield RideBlock(chunk.rows, table, lines, rides, reasons, malformed)
     rejections.log_unreported()
 
 
-def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
-    """Parsed rides, and per row the first rule it breaks ("" for a usable row); the FARE_RULES apply
-    only `with_fare` (otherwise the fare is not read at all)."""
+def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray, pa.Table]:
+    """Parsed rides, per row the first rule it breaks ("" for a usable row), and the ride columns as they
+    were parsed (missing-value texts as nulls); the FARE_RULES apply only `with_fare` (otherwise the fare
+    is not read at all)."""
     fare_text = _as_missing(table.column(TARGET)) if with_fare else pa.array(["0"] * table.num_rows, pa.string())
     ride_text = pa.table({name: _as_missing(table.column(name)) for name in RIDE_COLUMNS})
-    rides, parse_failures = parse_rides(ride_text.append_column(TARGET, fare_text))
+    ride_text = ride_text.append_column(TARGET, fare_text)
+    rides, parse_failures = parse_rides(ride_text)
     failures = prediction_failures(rides, parse_failures)
     if with_fare:
         # First, so that a row whose only fault is its fare is not counted as a missing or bad value.
@@ -166,7 +178,7 @@ def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFra
     reasons = np.full(table.num_rows, "", dtype=object)
     for rule in reversed(failures):
         reasons[failures[rule]] = rule
-    return rides, reasons
+    return rides, reasons, ride_text
 
 
 def _as_missing(text: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -202,9 +214,11 @@ def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Reject
     """The chunk's rows as text columns, each row's line number, and the line numbers of the malformed
     lines, which are counted and skipped."""
     malformed: list[int] = []
+    texts: list[str] = []
 
     def skip(row: pa_csv.InvalidRow) -> str:
         malformed.append(row.number)
+        texts.append(row.text)
         return "skip"
 
     columns = rides_input.columns
@@ -223,5 +237,5 @@ def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Reject
     except pa.ArrowInvalid as error:
         raise InputError(f"{rides_input.name}: unreadable CSV near line {chunk.first_line}: {first_line(error)}") from None
     skipped = chunk.first_line - 1 + np.asarray(malformed, dtype=np.int64)
-    rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object))
+    rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object), lambda i: texts[i][:SAMPLE_CHARS])
     return table, chunk.first_line - 1 + kept_line_numbers(table.num_rows, skipped - chunk.first_line + 1), skipped
