@@ -1,0 +1,118 @@
+"""The `taxifare` command: the root options, the commands (one module per group, each a thin wrapper over
+the pipeline functions), and `main`, the one place that turns exceptions into exit codes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import typer
+
+from taxifare.cli import data, models, scoring, training
+from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose, set_global_flags
+from taxifare.errors import InputError, Interrupted, TaxifareError, first_line
+
+log = logging.getLogger("taxifare")
+
+app = typer.Typer(
+    help="NYC taxi-fare prediction on data too big for memory: preprocess, train, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(data.preprocess)
+app.command("demo-data")(data.demo_data)
+app.command()(training.train)
+app.command()(scoring.pred)
+app.command()(scoring.evaluate)
+app.add_typer(models.models_app, name="models")
+
+
+@app.callback()
+def _root(
+    debug: Debug = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    local_data_path: LocalDataPath = None,
+    local_registry_path: LocalRegistryPath = None,
+) -> None:
+    """Configuration: flags > environment > ./.env > defaults (see .env.sample)."""
+    if quiet and verbose:
+        raise InputError("pass either --quiet or --verbose, not both")
+    logging.getLogger("taxifare").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    _quiet_libraries(verbose)
+    set_global_flags(local_data_path=local_data_path, local_registry_path=local_registry_path)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Silence TensorFlow, absl and gRPC (which log to stderr on their own) unless --verbose.
+
+    Set before TensorFlow is imported, which reads these once. TF_CPP_MIN_LOG_LEVEL=3 drops its C++ lines
+    of every level (a user's 2 still lets errors through); GRPC_VERBOSITY covers the gRPC lines a
+    multi-worker run prints when a peer goes away.
+    """
+    import os
+    import warnings
+
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    if verbose:
+        return
+    os.environ["GRPC_VERBOSITY"] = "NONE"
+    for name in ("tensorflow", "absl", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl)(\.|$)")
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger = logging.getLogger("taxifare")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _report_error(message: str) -> None:
+    if sys.stderr.isatty():
+        import colorama
+
+        message = f"{colorama.Fore.RED}{message}{colorama.Style.RESET_ALL}"
+    print(message, file=sys.stderr)
+
+
+def _raise_interrupted(signal_number: int, frame) -> None:
+    raise Interrupted(signal_number, signal.Signals(signal_number).name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    _configure_logging()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _raise_interrupted)
+    try:
+        app(args=argv, prog_name="taxifare")
+    except Interrupted as error:
+        _report_error(f"taxifare: {error}")
+        sys.exit(error.exit_code)
+    except TaxifareError as error:
+        if debug:
+            raise
+        _report_error(f"taxifare: error: {error}")
+        sys.exit(error.exit_code)
+    except Exception as error:  # the last line of defence: never a raw traceback without --debug
+        if debug:
+            raise
+        from taxifare.files import file_system_error
+
+        explained = file_system_error(error)
+        if explained is not None:
+            _report_error(f"taxifare: error: {explained}")
+            sys.exit(explained.exit_code)
+        _report_error(
+            f"taxifare: internal error: {type(error).__name__}: {first_line(error)} (rerun with --debug for details)"
+        )
+        sys.exit(1)

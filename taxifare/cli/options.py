@@ -1,0 +1,73 @@
+"""The options that several commands share, and the settings they make (flags > environment > .env > defaults)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from taxifare.config import Settings, load_settings
+
+MinDate = Annotated[
+    Optional[str],
+    typer.Option(help="First pickup kept (inclusive), ISO 8601: 2009-01-01 or 2009-01-01T06:00:00Z; UTC unless it has an offset. [env: MIN_DATE; default 2009-01-01]"),
+]
+MaxDate = Annotated[Optional[str], typer.Option(help="Pickups kept are before this (same forms as --min-date). [env: MAX_DATE; default 2015-01-01]")]
+_DATA_SIZE_HELP = "Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo"
+DataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + "]")]
+ProcessedDataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + ", or with --input the input file's name]")]
+ChunkSize = Annotated[Optional[int], typer.Option(help="Rows per chunk. [env: CHUNK_SIZE; default 100000]")]
+GcpProject = Annotated[
+    Optional[str], typer.Option(help="Project that runs and pays for BigQuery jobs. [env: GCP_PROJECT]")
+]
+GcpProjectData = Annotated[
+    Optional[str],
+    typer.Option(help="Project holding the raw data. [env: GCP_PROJECT_DATA; default wagon-public-datasets]"),
+]
+BqDataset = Annotated[
+    Optional[str], typer.Option(help="BigQuery dataset of the raw tables. [env: BQ_DATASET; default taxifare]")
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+LocalDataPath = Annotated[
+    Optional[str], typer.Option(help="Raw caches and processed files. [env: LOCAL_DATA_PATH; default ~/.taxifare/data]")
+]
+LocalRegistryPath = Annotated[
+    Optional[str], typer.Option(help="Trained runs. [env: LOCAL_REGISTRY_PATH; default ~/.taxifare/registry]")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors (no progress, no summaries).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines too, and TensorFlow's own log lines.")]
+
+
+Columns = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns",
+        help="The --input file has no header: its column names, in order, separated by commas, "
+        "e.g. fare_amount,pickup_datetime,...,passenger_count,key (the raw columns; others are kept or ignored).",
+    ),
+]
+Delimiter = Annotated[
+    Optional[str],
+    typer.Option("--delimiter", help="The character between the fields of the --input file, e.g. ';', or tab (also \\t). [default ,]"),
+]
+ModelSpec = Annotated[
+    Optional[str],
+    typer.Option("--model", help="Run id (see `taxifare models`), or latest or best of the --data-size data set. [default latest]"),
+]
+RunDataSize = Annotated[
+    Optional[str], typer.Option(help="Data set whose latest or best run --model picks. [env: DATA_SIZE; default demo]")
+]
+RunSpec = Annotated[str, typer.Argument(help="A run id from `taxifare models`, or latest or best (of --data-size).")]
+
+
+def settings_from(**flags) -> Settings:
+    return load_settings({**_global_flags, **flags})
+
+
+# The settings flags given before the command (`taxifare --local-data-path DIR train`): the root callback
+# sets them on every invocation, and settings_from adds them to the command's own.
+_global_flags: dict[str, str | None] = {}
+
+
+def set_global_flags(**flags: str | None) -> None:
+    _global_flags.update(flags)
