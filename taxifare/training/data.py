@@ -79,16 +79,16 @@ def open_processed(path: Path, span_rows: int) -> ProcessedData:
     """Open the processed file, check it against its manifest and index its spans; InputError if unusable."""
     if not path.is_file():
         raise InputError(f"no processed data at {path}; run `taxifare preprocess` first (or pass --input PATH){_other_data_sets(path)}")
-    _refuse_raw_rides(path)
     file = path.open("rb")
     try:
+        first_line = file.readline(1 << 20)
+        _refuse_raw_rides(first_line, path)
         manifest = read_manifest(path)
         check_trainable(manifest, path)
         _check_matches_manifest(file, manifest, path)
-        header = file.readline().decode("utf-8", errors="replace").strip().split(",")
+        header = first_line.decode("utf-8", errors="replace").strip().split(",")
         if header != [*manifest["feature_names"], manifest["target"]]:
             raise InputError(f"{path}: the header does not match its manifest's feature names; rerun `taxifare preprocess --force`")
-        file.seek(0)
         return ProcessedData(path, manifest, list(line_spans_in(file, span_rows)), file)
     except BaseException:
         file.close()
@@ -118,10 +118,9 @@ def _other_data_sets(path: Path) -> str:
     return f"; this window has data set(s) {', '.join(names)}: pass --data-size NAME" if names and window.startswith("processed_") else ""
 
 
-def _refuse_raw_rides(path: Path) -> None:
-    """A raw rides file given where a processed one belongs is named for what it is."""
-    with path.open("rb") as file:
-        names = header_fields(file.readline(1 << 20), path)
+def _refuse_raw_rides(first_line: bytes, path: Path) -> None:
+    """A raw rides file (its `first_line`) given where a processed one belongs is named for what it is."""
+    names = header_fields(first_line, path)
     if set(RAW_COLUMNS) - {TARGET} <= set(names):
         raise InputError(
             f"{path} looks like a raw rides file (its columns include {', '.join(RAW_COLUMNS)}); train reads a processed "
