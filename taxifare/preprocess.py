@@ -78,6 +78,7 @@ def plan_output(output: Path, fresh: dict, force: bool, can_resume: bool) -> Out
         published = None
     published_conflict = published and conflict(published, fresh)
     if published and not published_conflict:
+        log.info("%s is complete and made from the same input; reusing it (pass --force to redo it)", output)
         return OutputPlan(reuse=published)
     partial = partial_path(output)
     unfinished = existing_manifest(partial)
@@ -170,7 +171,6 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool,
     fresh["raw"] = raw_identity(settings, source)
     plan = plan_output(output, fresh, force, source.resumable)
     if plan.reuse:
-        log.info("%s is complete and made from the same input; reusing it (pass --force to redo it)", output)
         return PreprocessResult(output, plan.reuse, True, None, time.monotonic() - started)
 
     writer = ProcessedWriter(partial_path(output), plan.resume or fresh)

@@ -97,7 +97,6 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
     fresh["raw"] = job_input.raw
     reuse = plan_output(output, fresh, force, can_resume=False).reuse  # the parts folder is how it resumes
     if reuse:
-        log.info("%s is complete and made from the same input; reusing it (pass --force to redo it)", output)
         return PreprocessResult(output, reuse, True, None, time.monotonic() - started)
 
     parts = PartsFolder(parts_folder_for(output))
