@@ -29,6 +29,12 @@ class SeenRows:
     def nbytes(self) -> int:
         return sum(run.nbytes for run in self._runs)
 
+    def copy(self) -> "SeenRows":
+        """An index that grows apart from this one (the runs themselves are never changed, only replaced)."""
+        copied = SeenRows()
+        copied._runs = list(self._runs)
+        return copied
+
     def first_occurrences(self, hashes: np.ndarray) -> np.ndarray:
         """Mask of rows seen for the first time (earlier rows of the same call count), and remember them."""
         # Sorted distinct hashes: searched in that order, each run is read front to back, cache-friendly.

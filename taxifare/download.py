@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taxifare.errors import InputError
-from taxifare.files import atomic_write_json, fsync_directory, read_json
+from taxifare.files import atomic_write_json, fsync_path, read_json
 
 
 @dataclass
@@ -67,7 +67,7 @@ class ResumableDownload:
         self._file.close()
         os.replace(self.partial, self.path)
         self.record.unlink()
-        fsync_directory(self.path.parent)
+        fsync_path(self.path.parent)
 
     def close(self) -> None:
         """Stop, keeping what was written for a rerun to continue."""

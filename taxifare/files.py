@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from taxifare.errors import InputError, TaxifareError
 
 
-def fsync_directory(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries (after a rename in it), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -40,23 +43,57 @@ class StagedFile:
     def write(self, data: bytes) -> None:
         self._file.write(data)
 
+    @property
+    def file(self) -> BinaryIO:
+        """The temporary file itself, for writers that want a real file object (pyarrow's)."""
+        return self._file
+
     def fileno(self) -> int:
         """The file descriptor, for copies made by the kernel; what write() buffered is flushed first."""
         self._file.flush()
         return self._file.fileno()
 
-    def commit(self) -> None:
+    def commit(self, durable: bool = True) -> None:
+        """Rename the file into place; `durable`: flushed to disk first, and the rename after it.
+
+        Not durable is for intermediate files whose size a later check compares with a durable record:
+        a process killed after the rename leaves them whole, and only a machine crash can cut them short.
+        """
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.temporary, self.path)
         self._committed = True
-        fsync_directory(self.path.parent)
+        if durable:
+            fsync_path(self.path.parent)
 
     def __exit__(self, *exc_info) -> None:
         if not self._committed:
             self._file.close()
             self.temporary.unlink(missing_ok=True)
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range of the file to disk now, without waiting for it, so that a
+    later fsync finds little left to do (Linux's sync_file_range; elsewhere nothing: the fsync does it all)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _libc_sync_file_range():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_sync_file_range = _libc_sync_file_range()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

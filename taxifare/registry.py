@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from taxifare.errors import InputError
-from taxifare.files import fsync_directory, read_json
+from taxifare.files import fsync_path, read_json
 
 log = logging.getLogger("taxifare")
 
@@ -153,7 +153,7 @@ class Registry:
         hidden = self.root / f"{REMOVING_PREFIX}{run_id}"
         delete_tree(hidden)
         os.rename(folder, hidden)
-        fsync_directory(self.root)
+        fsync_path(self.root)
         return delete_tree(hidden)
 
     def _run_folder(self, run_id: str) -> Path:
@@ -178,12 +178,12 @@ class Registry:
             write_files(temporary)
             for name in RUN_FILES:
                 _fsync_file(temporary / name)
-            fsync_directory(temporary)
+            fsync_path(temporary)
             os.rename(temporary, final)
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)  # a killed run's is left to `taxifare models prune`
             raise
-        fsync_directory(self.root)
+        fsync_path(self.root)
         return self._read_run(final)
 
     def _read_run(self, folder: Path) -> Run:

@@ -25,7 +25,7 @@ import pyarrow.csv as pa_csv
 from taxifare.clean import REJECT_RULES
 from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, is_one_hot
-from taxifare.files import atomic_write_json, fsync_directory, read_json
+from taxifare.files import atomic_write_json, fsync_path, read_json
 from taxifare.provenance import content_fingerprint
 
 MANIFEST_FORMAT = "taxifare-processed"
@@ -52,7 +52,7 @@ def publish(partial: Path, output: Path) -> None:
     if partial.is_file():  # else a crash came between the two renames
         os.replace(partial, output)
     os.replace(manifest_path(partial), manifest_path(output))
-    fsync_directory(output.parent)
+    fsync_path(output.parent)
 
 
 def finish_publishing(output: Path) -> None:

@@ -27,8 +27,19 @@ def require_dask() -> None:
 # they start in a fraction of a second instead of several, and keep glibc's malloc defaults (a spawned
 # worker gets Dask's MALLOC_TRIM_THRESHOLD_=65536, which here costs four times the page faults and
 # about a fifth more CPU). Their statistical profiler (a stack sample every 10 ms, for the dashboard,
-# which this cluster does not serve) costs about 7% more.
-_LOCAL_WORKER_CONFIG = {"distributed.worker.multiprocessing-method": "fork", "distributed.worker.profile.enabled": False}
+# which this cluster does not serve) costs about 7% more. The event loops' housekeeping is slowed from
+# tens of milliseconds to a second or more: the blocked-loop check, the dashboard's system monitor and
+# the memory monitor cost a tenth of a core in all at their defaults, a fiftieth at these, on cores that
+# the scans need. A worker is sent its next scan only when it starts it (saturation 1.0, not 1.1), so
+# that the small tasks that a finished scan makes ready go first (see pipeline.py).
+_LOCAL_WORKER_CONFIG = {
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.worker.multiprocessing-method": "fork",
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 @dataclasses.dataclass(frozen=True)

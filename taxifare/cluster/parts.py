@@ -5,14 +5,17 @@
       scan-00007.csv         features of partition 7's rows that break no rule, duplicates still in
       scan-00007.hashes.npy  hashes of its rows that reach the duplicate rule, grouped by hash bucket
       scan-00007.npz         per such row: later-rule verdict and row number; per candidate: fare
-      scan-00007.json        its counts, written last: partition 7 is scanned
-      bucket-00002.npy       where the duplicates of hash bucket 2 are, grouped by partition
+      scan-00007.json        its counts and the size of its CSV, written last: partition 7 is scanned
       part-00007.csv         partition 7's final rows, no header (the processed CSV is the header and
                              the parts in order)
-      part-00007.json        its counts and fare sums, written last: partition 7 is settled
+      part-00007.npy         the fares of the local chunks that its edges cut (see target_sum.py)
+      part-00007.json        its counts, fare sums and size, written last: partition 7 is settled
 
 Every file is written to a temporary name and renamed into place, so a task that runs twice (retried
-after its worker died, or left running by a killed client) leaves the same complete files.
+after its worker died, or left running by a killed client) leaves the same complete files. The CSV
+parts, the bulk of the bytes, are not flushed to disk (the processed CSV that is made of them is): a
+record counts only beside a CSV of the size it gives, so a part that a machine crash cut short is made
+again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taxifare.files import atomic_write_bytes, atomic_write_json, read_json
+from taxifare.files import atomic_write_bytes, atomic_write_json, fsync_path, read_json
 
 
 def parts_folder_for(processed_path: Path) -> Path:
@@ -46,14 +49,20 @@ class PartsFolder:
     def scan_record(self, index: int) -> Path:
         return self.path / f"scan-{index:05d}.json"
 
-    def bucket(self, bucket: int) -> Path:
-        return self.path / f"bucket-{bucket:05d}.npy"
-
     def part_csv(self, index: int) -> Path:
         return self.path / f"part-{index:05d}.csv"
 
+    def part_fares(self, index: int) -> Path:
+        return self.path / f"part-{index:05d}.npy"
+
     def part_record(self, index: int) -> Path:
         return self.path / f"part-{index:05d}.json"
+
+    def settled(self, index: int) -> bool:
+        return _whole(self.part_record(index), self.part_csv(index), "bytes")
+
+    def scanned(self, index: int) -> bool:
+        return self.settled(index) or _whole(self.scan_record(index), self.scan_csv(index), "csv_bytes")
 
     @property
     def job_path(self) -> Path:
@@ -80,7 +89,9 @@ class PartsFolder:
             shutil.rmtree(self.path, ignore_errors=True)
             return
         for path in self.path.iterdir():
-            if not path.name.startswith("part-") and path.name != "job.json":
+            if path.name.startswith("part-") or path.name == "job.json":
+                fsync_path(path)  # kept for later readers, so on disk as the processed CSV is
+            else:
                 path.unlink()
 
     def write_hashes(self, index: int, hashes: np.ndarray, positions: np.ndarray, buckets: int) -> None:
@@ -88,7 +99,7 @@ class PartsFolder:
         bucket = hashes % np.uint64(buckets)
         order = np.argsort(bucket, kind="stable")
         offsets = np.searchsorted(bucket[order], np.arange(buckets + 1, dtype=np.uint64))
-        _save_array(
+        save_array(
             self.scan_hashes(index),
             np.concatenate([offsets.astype(np.uint64), hashes[order], positions[order].astype(np.uint64)]),
         )
@@ -100,22 +111,20 @@ class PartsFolder:
         start, stop, count = buckets + 1 + offsets[bucket], buckets + 1 + offsets[bucket + 1], offsets[-1]
         return np.array(data[start:stop]), np.array(data[start + count : stop + count]).astype(np.int64)
 
-    def write_duplicates(self, bucket: int, owners: np.ndarray, positions: np.ndarray, partitions: int) -> None:
-        """Positions of duplicate rows, `owners` (their partitions) in ascending order."""
-        offsets = np.searchsorted(owners, np.arange(partitions + 1))
-        _save_array(self.bucket(bucket), np.concatenate([offsets, positions]).astype(np.int64))
-
-    def read_duplicates(self, bucket: int, index: int, partitions: int) -> np.ndarray:
-        data = np.load(self.bucket(bucket), mmap_mode="r")
-        return np.array(data[partitions + 1 + data[index] : partitions + 1 + data[index + 1]])
-
     def write_arrays(self, path: Path, **arrays: np.ndarray) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
 
 
-def _save_array(path: Path, array: np.ndarray) -> None:
+def _whole(record: Path, csv: Path, size_key: str) -> bool:
+    """`record` exists and `csv` has the size it gives."""
+    if not (record.is_file() and csv.is_file()):
+        return False
+    return csv.stat().st_size == read_json(record, "part record").get(size_key)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array)
     atomic_write_bytes(path, buffer.getvalue())

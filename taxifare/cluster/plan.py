@@ -19,6 +19,9 @@ PARTITIONS_PER_THREAD = 4  # enough for an even finish when partitions take uneq
 MIN_PARTITION_BYTES = 256 << 10
 MAX_PARTITION_BYTES = 64 << 20
 PARTITIONS_PER_BUCKET = 4
+# Each bucket is a chain of one small task per partition, so buckets multiply the tasks; 16 chains keep
+# up with the scans of hundreds of workers (a link costs well under a tenth of its partition's scan).
+MAX_BUCKETS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +64,7 @@ class JobPlan:
 
 
 def new_plan(partitions: list[Partition]) -> JobPlan:
-    return JobPlan(tuple(partitions), max(1, math.ceil(len(partitions) / PARTITIONS_PER_BUCKET)))
+    return JobPlan(tuple(partitions), min(MAX_BUCKETS, max(1, math.ceil(len(partitions) / PARTITIONS_PER_BUCKET))))
 
 
 def _partition_json(part: Partition) -> dict:

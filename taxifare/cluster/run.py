@@ -1,5 +1,5 @@
-"""The client's side of preprocess on a Dask cluster: plan the partitions, run the three phases of tasks,
-assemble the one processed CSV from the parts in order, and write the same manifest as a local run.
+"""The client's side of preprocess on a Dask cluster: plan the partitions, run the tasks (pipeline.py),
+which assemble the one processed CSV from the parts in order, and write the same manifest as a local run.
 
 The client holds no rows: the tasks exchange files in the parts folder (which the workers and the
 client must all see: this machine's disk for --workers, a shared file system for a real cluster), and
@@ -14,20 +14,19 @@ import logging
 import math
 import os
 import time
-import uuid
 from pathlib import Path
-from typing import Callable
 
 import fsspec
+import numpy as np
 
 from taxifare.cluster.connect import Cluster, cluster_for
 from taxifare.cluster.parts import PartsFolder, parts_folder_for
 from taxifare.cluster.plan import CsvFile, CsvRange, JobPlan, csv_ranges, list_csv_files, new_plan, partition_bytes, query_windows
 from taxifare.cluster.target_sum import TargetSum
-from taxifare.cluster.tasks import SettleJob, TaskReport, find_duplicates, place_part, scan_partition, settle_partition
+from taxifare.cluster.pipeline import Pipeline
 from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
-from taxifare.errors import TaxifareError, first_line
+from taxifare.errors import TaxifareError
 from taxifare.files import atomic_write_json, describe_os_error
 from taxifare.preprocess import PreprocessResult, log_result, plan_output
 from taxifare.progress import Progress
@@ -109,8 +108,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
                                "threads": cluster.threads, "partitions": len(plan.partitions), "buckets": plan.buckets}
             output.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(manifest_path(partial_path(output)), fresh)  # marked incomplete until the very end
-            fresh["engine"]["worker_peak_mb"] = _run_phases(cluster, settings, parts, plan, job_input)
-            manifest = _assemble(cluster, output, parts, plan, fresh, job_input.csv_format)
+            manifest = _assemble(cluster, settings, output, parts, plan, fresh, job_input)
     except OSError as error:
         raise describe_os_error(error) from error
     parts.remove(keep_parts)
@@ -132,8 +130,8 @@ def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: di
     if previous and previous["identity"] == identity and not force:
         plan = JobPlan.from_json(previous["plan"])
         count = len(plan.partitions)
-        scanned = sum(parts.scan_record(index).is_file() for index in range(count))
-        settled = sum(parts.part_record(index).is_file() for index in range(count))
+        scanned = sum(parts.scanned(index) for index in range(count))
+        settled = sum(parts.settled(index) for index in range(count))
         log.info("continuing the job in %s: %d of %d partitions already scanned, %d settled", parts.path, scanned, count, settled)
         return plan
     if job_input.files:
@@ -157,78 +155,24 @@ def _estimated_rows(files: tuple[CsvFile, ...]) -> int | None:
     return int(sum(file.size for file in files) / (len(sample) / max(sample.count(b"\n"), 1)))
 
 
-def _run_phases(cluster: Cluster, settings: Settings, parts: PartsFolder, plan: JobPlan, job_input: JobInput) -> dict[str, float]:
-    """Scan, find duplicates, settle: each phase's tasks for what the parts folder does not hold yet.
-
-    Returns each worker's peak memory (MB) as its tasks reported it.
-    """
-    partitions = range(len(plan.partitions))
-    peaks: dict[str, float] = {}
-    progress = Progress("preprocess", total=_estimated_rows(job_input.files))
-    scanned = [index for index in partitions if parts.scan_record(index).is_file()]
-    if scanned:
-        progress.advance(sum(parts.read_record(parts.scan_record(index))["rows_read"] for index in scanned))
-
-    def scan_done(report: TaskReport, done: int) -> None:
-        peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
-        progress.advance(report.rows_read, note=f"{len(scanned) + done}/{len(partitions)} partitions")
-
-    todo = [index for index in partitions if index not in scanned]
-    calls = [(scan_partition, settings, plan.partitions[i], i, parts.path, plan.buckets, job_input.csv_format) for i in todo]
-    _run_tasks(cluster, "scan", calls, scan_done)
-    progress.close()
-
-    def task_done(report: TaskReport, done: int) -> None:
-        peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
-
-    started = time.monotonic()
-    buckets = [bucket for bucket in range(plan.buckets) if not parts.bucket(bucket).is_file()]
-    _run_tasks(cluster, "duplicates", [(find_duplicates, parts.path, b, plan.buckets, len(partitions)) for b in buckets], task_done)
-    log.info("found the duplicates in %d hash buckets in %.1f s", plan.buckets, time.monotonic() - started)
-
-    started = time.monotonic()
-    row_counts = [parts.read_record(parts.scan_record(index))["rows"] for index in partitions]
-    first_rows = [sum(row_counts[:index]) for index in partitions]
-    jobs = [SettleJob(index, first_rows[index], sum(row_counts), plan.buckets, len(partitions), settings.chunk_size)
-            for index in partitions if not parts.part_record(index).is_file()]
-    _run_tasks(cluster, "settle", [(settle_partition, parts.path, job) for job in jobs], task_done)
-    log.info("settled %d partitions in %.1f s", len(partitions), time.monotonic() - started)
-    return peaks
-
-
-def _run_tasks(cluster: Cluster, phase: str, calls: list[tuple], on_report: Callable[[TaskReport, int], None]) -> None:
-    """Run the calls (function, *args) as tasks; stop at the first failure and re-raise it here."""
-    from distributed import KilledWorker, as_completed
-
-    run_id = uuid.uuid4().hex[:8]
-    futures = [cluster.client.submit(call[0], *call[1:], key=f"{phase}-{number}-{run_id}", pure=False)
-               for number, call in enumerate(calls)]
-    try:
-        for done, future in enumerate(as_completed(futures), 1):
-            on_report(future.result(), done)
-    except KilledWorker as error:
-        raise TaxifareError(f"a {phase} task failed on every worker it ran on ({first_line(error)}); see the workers' logs") from None
-    finally:
-        cluster.client.cancel(futures)
-
-
-def _assemble(cluster: Cluster, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: CsvFormat) -> dict:
-    """The processed CSV: the header, then every part at its offset, copied there by the workers in
-    parallel into the partial output; once that is on disk, its complete manifest, and both published."""
-    partitions = len(plan.partitions)
-    header = csv_header()
-    offsets = [len(header)]
-    for index in range(partitions):
-        offsets.append(offsets[-1] + parts.read_record(parts.part_record(index))["bytes"])
+def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict,
+              job_input: JobInput) -> dict:
+    """The processed CSV: the header, then every part at its offset, copied there by the workers as the
+    pipeline settles them; once all of it is on disk, its complete manifest, and both published."""
     partial = partial_path(output)
+    header = csv_header()
     with partial.open("wb") as file:
         file.write(header)
         file.flush()
-        os.ftruncate(file.fileno(), offsets[-1])
-        calls = [(place_part, parts.path, index, partial, offsets[index]) for index in range(partitions)]
-        _run_tasks(cluster, "place", calls, lambda report, done: None)
+        progress = Progress("preprocess", total=_estimated_rows(job_input.files))
+        pipeline = Pipeline(cluster, settings, parts, plan, job_input.csv_format)
+        manifest["engine"]["worker_peak_mb"] = pipeline.run(partial, len(header), progress)
+        progress.close()
         os.fsync(file.fileno())
-    _count_parts(parts, plan, manifest, csv_format)
+        if os.fstat(file.fileno()).st_size != pipeline.frontier.offset:
+            raise TaxifareError(f"{partial}: the placed parts add up to {os.fstat(file.fileno()).st_size:,} bytes, "
+                                f"not {pipeline.frontier.offset:,}; run preprocess again")
+    _count_parts(parts, plan, manifest, job_input.csv_format)
     manifest["fingerprint"] = processed_fingerprint(partial)
     atomic_write_json(manifest_path(partial), manifest)
     publish(partial, output)
@@ -255,7 +199,7 @@ def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: 
         manifest["bytes"] += record["bytes"]
         for rule, count in record["rejects"].items():
             manifest["rejected"][rule] += count
-        target.add(record["target_pieces"])
+        target.add(record["target_pieces"], np.load(parts.part_fares(index)))
         distinct += record["distinct_rows"]
         if record["source_details"]:
             jobs.append(record["source_details"])

@@ -1,21 +1,23 @@
-"""What the workers run, in three phases; every task reads and writes the parts folder only.
+"""What the workers run, per partition, in input order as far as each step needs it:
 
 1. scan: read one partition, apply the cleaning rules before `duplicate` (screen_rides) and the ones
    after it (later_verdicts), write the features of the rows that break none, and the row hashes
    grouped by bucket.
-2. find duplicates: per hash bucket, every partition's hashes in input order; a row whose hash came
-   before is a duplicate. This is the shuffle: each row's hash meets all its repeats in one bucket.
-3. settle: per partition, drop the duplicates from its features (a plain line filter), count every
-   rule as the local run would, and sum its fares per local chunk.
-4. place: copy each part into the processed CSV at its offset (the client fsyncs the whole file once).
+2. find duplicates: per hash bucket, a chain over the partitions in input order; each link looks the
+   partition's hashes up in the bucket's index of every earlier row (dedup.SeenRows, as a local run
+   does) and hands the grown index to the next link. A row's hash meets all its repeats in one bucket.
+3. settle: drop the partition's duplicates from its features (a plain line filter), count every rule
+   as the local run would, and sum its fares per local chunk.
+4. place: copy the part into the processed CSV at its offset, and start writing it to disk.
 
-A task that runs twice (retried after its worker died) writes the same files again.
+A partition only needs the partitions before it, so partition 7 is settled and placed while later
+ones are still being scanned. A task that runs twice (retried after its worker died) writes the same
+files again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import shutil
 from pathlib import Path
@@ -23,14 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from taxifare.clean import KEPT, Rejects, later_samples, later_verdicts, screen_rides, settle_rejects
-from taxifare.cluster.parts import PartsFolder
+from taxifare.cluster.parts import PartsFolder, save_array
 from taxifare.cluster.plan import CsvRange, Partition
 from taxifare.cluster.sources import open_partition
 from taxifare.cluster.target_sum import chunk_pieces
 from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
+from taxifare.dedup import SeenRows
 from taxifare.features import ride_features
-from taxifare.files import StagedFile, fsync_directory
+from taxifare.files import StagedFile, start_writeback
 from taxifare.progress import peak_rss_mb
 from taxifare.sink import write_rows
 from taxifare.source import line_blocks
@@ -38,17 +41,19 @@ from taxifare.source import line_blocks
 
 @dataclasses.dataclass(frozen=True)
 class TaskReport:
-    """What a task tells the client, for progress and the workers' peak memory."""
+    """What a task tells the client: for progress, where the next partitions start, and the workers' peak memory."""
 
     worker: str
     peak_mb: float
-    rows_read: int = 0
+    rows_read: int = 0  # scan: input lines (or result rows) read
+    rows: int = 0  # scan: rows parsed
+    bytes: int = 0  # settle: size of the part
 
 
-def _report(rows_read: int = 0) -> TaskReport:
+def _report(**counts: int) -> TaskReport:
     from distributed import get_worker
 
-    return TaskReport(get_worker().address, peak_rss_mb(), rows_read)
+    return TaskReport(get_worker().address, peak_rss_mb(), **counts)
 
 
 def scan_partition(settings: Settings, part: Partition, index: int, folder: Path, buckets: int, csv_format: CsvFormat) -> TaskReport:
@@ -62,9 +67,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
             screened = screen_rides(raw, settings.min_date, settings.max_date)
             verdict = later_verdicts(screened.rides)
             kept = screened.rides[verdict == KEPT]
-            buffer = io.BytesIO()
-            write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), buffer)
-            candidates.write(buffer.getvalue())
+            write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), candidates.file)
             screened.rejects.samples.update(later_samples(raw, screened.rides, verdict, screened.rejects.samples))
             _add_rejects(rejects, screened.rejects, row_count)
             hashes.append(screened.hashes)
@@ -72,7 +75,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
             rows.append(screened.rides.index.to_numpy() + row_count)
             fares.append(kept["fare_amount"].to_numpy())
             row_count += raw.num_rows
-        candidates.commit()
+        candidates.commit(durable=False)
     rejects.counts["malformed_line"] = source.malformed_rows
     hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
     parts.write_hashes(index, hashes, np.arange(len(hashes)), buckets)
@@ -88,9 +91,10 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
     parts.write_record(
         parts.scan_record(index),
         {"rows": row_count, "rows_read": rows_read, "rejects": rejects.counts, "source_details": source.run_details(),
-         "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count},
+         "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count,
+         "csv_bytes": parts.scan_csv(index).stat().st_size},
     )
-    return _report(rows_read)
+    return _report(rows_read=rows_read, rows=row_count)
 
 
 def _add_rejects(total: Rejects, chunk: Rejects, first_row: int) -> None:
@@ -119,53 +123,48 @@ def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype=dtype)
 
 
-def find_duplicates(folder: Path, bucket: int, buckets: int, partitions: int) -> TaskReport:
-    parts = PartsFolder(folder)
-    hashes, positions, owners = [], [], []
-    for index in range(partitions):
-        bucket_hashes, bucket_positions = parts.read_hashes(index, bucket, buckets)
-        hashes.append(bucket_hashes)
-        positions.append(bucket_positions)
-        owners.append(np.full(len(bucket_hashes), index, dtype=np.int64))
-    hashes = np.concatenate(hashes)
-    # Concatenated in partition order, each partition's rows in input order: NumPy reports the index of
-    # each hash's first occurrence, so every other occurrence is a duplicate.
-    duplicate = np.ones(len(hashes), dtype=bool)
-    duplicate[np.unique(hashes, return_index=True)[1]] = False
-    parts.write_duplicates(bucket, np.concatenate(owners)[duplicate], np.concatenate(positions)[duplicate], partitions)
-    return _report()
-
-
 @dataclasses.dataclass(frozen=True)
-class SettleJob:
-    """Where a partition's rows sit in the whole input, and the shape of the shuffle."""
+class BucketStep:
+    """A link of a bucket's chain: the index after partition `index`, and that partition's duplicates."""
 
-    index: int
-    first_row: int
-    total_rows: int
-    buckets: int
-    partitions: int
-    chunk_size: int
+    seen: SeenRows  # hashes of the bucket's rows in partitions 0..index
+    duplicates: np.ndarray  # where the partition's rows of this bucket that came before are (scan positions)
 
 
-def settle_partition(folder: Path, job: SettleJob) -> TaskReport:
+def find_duplicates(folder: Path, bucket: int, index: int, buckets: int, previous: BucketStep | None, scanned: TaskReport) -> BucketStep:
+    """The link of partition `index` (`scanned`: its scan's report, which puts the link after the scan)."""
+    hashes, positions = PartsFolder(folder).read_hashes(index, bucket, buckets)
+    seen = previous.seen.copy() if previous else SeenRows()
+    first = seen.first_occurrences(hashes)
+    return BucketStep(seen, positions[~first])
+
+
+def duplicates_of(step: BucketStep) -> np.ndarray:
+    """The small half of a link, for the settle task, which has no use for the index."""
+    return step.duplicates
+
+
+def settle_partition(folder: Path, index: int, first_row: int, chunk_size: int, duplicates: list[np.ndarray]) -> TaskReport:
+    """`first_row`: of the partition in the whole input; `duplicates`: per hash bucket, where the
+    partition's duplicate rows are (find_duplicates)."""
     parts = PartsFolder(folder)
-    scan = parts.read_record(parts.scan_record(job.index))
-    arrays = np.load(parts.scan_arrays(job.index))
+    scan = parts.read_record(parts.scan_record(index))
+    arrays = np.load(parts.scan_arrays(index))
     verdicts = arrays["verdicts"]
     first = np.ones(len(verdicts), dtype=bool)
-    for bucket in range(job.buckets):
-        first[parts.read_duplicates(bucket, job.index, job.partitions)] = False
+    for positions in duplicates:
+        first[positions] = False
     candidates = verdicts == KEPT
     kept = first[candidates]
-    if not parts.part_csv(job.index).exists():
-        _write_part(parts, job.index, kept)
-    kept_rows = arrays["rows"][candidates][kept] + job.first_row
-    pieces = chunk_pieces(arrays["fares"][kept], kept_rows, job.first_row, scan["rows"], job.total_rows, job.chunk_size)
+    _write_part(parts, index, kept)
+    kept_rows = arrays["rows"][candidates][kept] + first_row
+    pieces, cut_fares = chunk_pieces(arrays["fares"][kept], kept_rows, first_row, scan["rows"], chunk_size)
+    save_array(parts.part_fares(index), cut_fares)
     rejects = Rejects(dict(scan["rejects"]), {rule: tuple(sample) for rule, sample in scan["samples"].items()})
     settle_rejects(rejects, first, verdicts, arrays["lines"])
+    size = parts.part_csv(index).stat().st_size
     parts.write_record(
-        parts.part_record(job.index),
+        parts.part_record(index),
         {
             "rows_read": scan["rows_read"],
             "rows_kept": int(kept.sum()),
@@ -173,20 +172,21 @@ def settle_partition(folder: Path, job: SettleJob) -> TaskReport:
             "rejects": rejects.counts,
             "samples": rejects.samples,
             "positions": scan["positions"],
-            "bytes": parts.part_csv(job.index).stat().st_size,
+            "bytes": size,
             "target_pieces": pieces,
             "source_details": scan["source_details"],
         },
     )
-    return _report()
+    return _report(bytes=size)
 
 
 def _write_part(parts: PartsFolder, index: int, kept: np.ndarray) -> None:
     """The scanned features without the duplicates' lines: the scan file itself when there are none."""
     scanned, final = parts.scan_csv(index), parts.part_csv(index)
+    if not scanned.exists():  # a task that ran before made the part and was lost with its worker
+        return
     if kept.all():
         os.replace(scanned, final)
-        fsync_directory(final.parent)
         return
     with StagedFile(final) as part, scanned.open("rb") as lines:
         line = 0
@@ -199,14 +199,17 @@ def _write_part(parts: PartsFolder, index: int, kept: np.ndarray) -> None:
             edges = np.flatnonzero(np.diff(np.concatenate([[False], keep, [False]]).astype(np.int8)))
             for first_line, end_line in zip(edges[::2], edges[1::2]):
                 part.write(block[starts[first_line] : ends[end_line - 1]])
-        part.commit()
+        part.commit(durable=False)
     scanned.unlink()
 
 
-def place_part(folder: Path, index: int, output: Path, offset: int) -> TaskReport:
-    """Copy part `index` into `output` (already of its final size) from byte `offset` on."""
+def place_part(folder: Path, index: int, output: Path, offset: int, settled: TaskReport) -> TaskReport:
+    """Copy part `index` (`settled`: its settle's report) into `output` from byte `offset` on, and start
+    writing that range to disk, so that the client's one fsync at the end has little left to wait for."""
     with PartsFolder(folder).part_csv(index).open("rb") as part, output.open("r+b") as target:
         size = os.fstat(part.fileno()).st_size
+        if size != settled.bytes:
+            raise OSError(f"{part.name} has {size:,} bytes, not the {settled.bytes:,} that its record gives")
         if hasattr(os, "copy_file_range"):  # Linux: copied by the kernel
             copied = 0
             while copied < size:
@@ -214,4 +217,6 @@ def place_part(folder: Path, index: int, output: Path, offset: int) -> TaskRepor
         else:
             target.seek(offset)
             shutil.copyfileobj(part, target)
+            target.flush()
+        start_writeback(target.fileno(), offset, size)
     return _report()

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from taxifare.errors import InputError
-from taxifare.files import atomic_write_bytes, atomic_write_json, fsync_directory, read_json
+from taxifare.files import atomic_write_bytes, atomic_write_json, fsync_path, read_json
 from taxifare.model import training_variables
 from taxifare.training.state import TrainingState
 
@@ -70,7 +70,7 @@ class Checkpoint:
         for old in self.folder.glob("weights-*.npz"):
             if old.name != weights_file:
                 old.unlink()
-        fsync_directory(self.folder)
+        fsync_path(self.folder)
 
     def restore(self, model) -> list[np.ndarray]:
         """Set the model's and its optimizer's variables to those saved last (the state load() returned);
