@@ -70,12 +70,14 @@ class Pipeline:
                 peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
                 if self._watched[future.key] == "scan":
                     progress.advance(report.rows_read, note=f"{report.rows:,} rows parsed by {report.worker}")
-        except KilledWorker as error:
-            kind = str(error.task).split("-")[0]
-            raise TaxifareError(f"a {kind} task failed on every worker it ran on ({first_line(error)}); see the workers' logs") from None
-        finally:
-            self.client.cancel(futures)
-        size = self._size.result() if hasattr(self._size, "result") else self._size
+            size = self._size.result() if hasattr(self._size, "result") else self._size
+        except BaseException as error:
+            self.client.cancel(futures)  # the tasks that depend on them go too
+            if isinstance(error, KilledWorker):
+                kind = str(error.task).split("-")[0]
+                raise TaxifareError(f"a {kind} task failed on every worker it ran on ({first_line(error)}); "
+                                    "see the workers' logs") from None
+            raise
         return PipelineResult(size, peaks)
 
     def _submit_all(self, output: Path, first_offset: int, progress: Progress) -> list:

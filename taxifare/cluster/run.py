@@ -166,12 +166,13 @@ def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFo
         file.flush()
         progress = Progress("preprocess", total=_estimated_rows(job_input.files))
         pipeline = Pipeline(cluster, settings, parts, plan, job_input.csv_format)
-        manifest["engine"]["worker_peak_mb"] = pipeline.run(partial, len(header), progress)
+        result = pipeline.run(partial, len(header), progress)
+        manifest["engine"]["worker_peak_mb"] = result.peaks
         progress.close()
         os.fsync(file.fileno())
-        if os.fstat(file.fileno()).st_size != pipeline.frontier.offset:
+        if os.fstat(file.fileno()).st_size != result.size:
             raise TaxifareError(f"{partial}: the placed parts add up to {os.fstat(file.fileno()).st_size:,} bytes, "
-                                f"not {pipeline.frontier.offset:,}; run preprocess again")
+                                f"not {result.size:,}; run preprocess again")
     _count_parts(parts, plan, manifest, job_input.csv_format)
     manifest["fingerprint"] = processed_fingerprint(partial)
     atomic_write_json(manifest_path(partial), manifest)
