@@ -56,6 +56,16 @@ class DaskCluster:
                 time.sleep(0.1)  # a killed worker may still be listed for a moment
             assert len(client.nthreads()) == count, client.nthreads()
 
+    def wait_until_idle(self) -> None:
+        """Until no worker runs a task: those of a killed client run to their end."""
+        from distributed import Client
+
+        with Client(self.address, timeout=START_TIMEOUT_S) as client:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while any(client.processing().values()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(client.processing().values()), client.processing()
+
     def stop(self) -> None:
         # Killed outright: a worker's graceful shutdown waits seconds for the scheduler.
         for process in [*self.workers.values(), self.scheduler]:

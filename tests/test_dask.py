@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxifare.cluster.plan import csv_ranges, list_csv_files
+from taxifare.cluster.plan import csv_ranges, list_csv_files, new_plan
 from taxifare.cluster.sources import CsvRangeSource
 from taxifare.config import load_settings
 from taxifare.csv_format import CsvFormat
@@ -82,7 +82,9 @@ def test_the_cluster_writes_the_local_output_byte_for_byte(tmp_path, cluster, ri
     result = preprocess(settings, input_path=rides, partition_size=partition_size)
     assert_same_as_local(result, local)
     engine = result.manifest["engine"]
-    assert engine["partitions"] == -(-rides.stat().st_size // partition_size) > 1
+    # The last two partitions halved, and the last two halves halved again (finer_at_the_end).
+    assert engine["partitions"] == -(-rides.stat().st_size // partition_size) + 2 + 2
+    assert (engine["buckets"] > 1) == (partition_size == 60_000)  # several duplicate chains, or one
     assert engine["workers"] == 2 and len(engine["worker_peak_mb"]) == 2
     rejected = local.manifest["rejected"]
     assert rejected["duplicate"] > 300 and rejected["malformed_line"] == 1 and rejected["bad_datetime"] == 1
@@ -120,10 +122,21 @@ def test_every_line_belongs_to_exactly_one_byte_range(tmp_path, csv_format):
     expected = pa.concat_tables(whole.chunks())
     assert expected.num_rows == 60  # without a header, the first line is a ride
     for step in (1, 5, 64, 1000):
-        sources = [CsvRangeSource(part, 7, csv_format) for part in csv_ranges(list_csv_files(str(path)), step)]
+        plan = new_plan(csv_ranges(list_csv_files(str(path)), step), threads=2)  # the last ranges cut finer too
+        sources = [CsvRangeSource(part, 7, csv_format) for part in plan.partitions]
         tables = [table for source in sources for table in source.chunks()]
         assert pa.concat_tables(tables).equals(expected), step
         assert sum(source.malformed_rows for source in sources) == whole.malformed_rows == 31
+
+
+def test_the_last_partitions_are_the_shortest_and_the_plan_covers_every_byte(tmp_path):
+    path = tmp_path / "rides.csv"
+    path.write_bytes(b"x" * 8_000)
+    plan = new_plan(csv_ranges(list_csv_files(str(path)), 1_000), threads=2)
+    sizes = [part.end - part.start for part in plan.partitions]
+    assert sizes == [1_000] * 6 + [500] * 2 + [250] * 4
+    assert all(part.end == after.start for part, after in zip(plan.partitions, plan.partitions[1:]))
+    assert plan.partitions[0].start == 0 and plan.partitions[-1].end == 8_000
 
 
 def test_a_headerless_semicolon_export_on_the_cluster(tmp_path, cluster, rides):
@@ -214,6 +227,25 @@ def test_rerun_after_the_client_was_killed_reuses_the_finished_parts(tmp_path, c
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     reused = re.search(rf"continuing the job in {re.escape(str(parts))}: (\d+) of \d+ partitions already scanned", rerun.stderr)
     assert int(reused.group(1)) >= scanned >= 2
+    assert output_of(tmp_path).read_bytes() == large_local.output.read_bytes()
+
+
+def test_a_part_that_a_machine_crash_cut_short_is_made_again(tmp_path, cluster, large_rides, large_local):
+    """Scan and part CSVs are renamed into place without an fsync (only their records are flushed): after
+    a machine crash a CSV may be shorter than its record says, and must then be made again, not reused."""
+    parts = output_of(tmp_path).with_suffix(".parts")
+    client = subprocess.Popen(cluster_cli(tmp_path, cluster.address, large_rides), cwd=tmp_path, env=cli_env(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: (parts / "scan-00000.json").exists(), client)
+    client.kill()
+    client.communicate()
+    cluster.wait_until_idle()
+    damaged = next(path for path in (parts / "part-00000.csv", parts / "scan-00000.csv") if path.exists())
+    with damaged.open("r+b") as file:
+        file.truncate(damaged.stat().st_size // 2)
+
+    rerun = run_cli(tmp_path, *cluster_cli(tmp_path, cluster.address, large_rides)[3:])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert output_of(tmp_path).read_bytes() == large_local.output.read_bytes()
 
 
@@ -315,14 +347,15 @@ def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, c
         parameters = {item["name"]: item["parameterValue"]["value"] for item in insert.body["configuration"]["query"]["queryParameters"]}
         windows.append((pd.Timestamp(parameters["min_date"]), pd.Timestamp(parameters["max_date"])))
     windows.sort()
-    assert len(windows) == result.manifest["engine"]["partitions"] == 8
+    sub_windows = 4 * 2 + 2 + 2  # four per worker thread, then the last two halved, twice
+    assert len(windows) == result.manifest["engine"]["partitions"] == sub_windows
     edges = [start for start, _ in windows] + [windows[-1][1]]
     assert edges[0] == pd.Timestamp("2009-01-01", tz="UTC") and edges[-1] == pd.Timestamp("2015-01-01", tz="UTC")
     assert all(end == start for (_, end), (start, _) in zip(windows, windows[1:]))
     caches = result.manifest["source"]["caches"]
-    assert len(caches) == 8 and all(Path(cache).is_file() for cache in caches)
-    assert len(result.manifest["source_details"]["job_ids"]) == 8
+    assert len(caches) == sub_windows and all(Path(cache).is_file() for cache in caches)
+    assert len(result.manifest["source_details"]["job_ids"]) == sub_windows
 
     again = preprocess(settings, force=True)
-    assert len(fake_bigquery.seen("insert")) == 1 + 8, "the rerun must read the sub-window caches"
+    assert len(fake_bigquery.seen("insert")) == 1 + sub_windows, "the rerun must read the sub-window caches"
     assert again.output.read_bytes() == local.output.read_bytes()

@@ -64,20 +64,20 @@ class Pipeline:
 
         futures = self._submit_all(output, first_offset, progress)
         peaks: dict[str, float] = {}
+        scanned = len(self.plan.partitions) - sum(kind == "scan" for kind in self._watched.values())
+        # On a failure the tasks left are not cancelled here: the client's close releases them all, where
+        # cancelling futures whose dependents the client does not hold trips the scheduler (an assert).
         try:
             for future in as_completed(futures):
                 report = future.result()
                 peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
                 if self._watched[future.key] == "scan":
-                    progress.advance(report.rows_read, note=f"{report.rows:,} rows parsed by {report.worker}")
+                    scanned += 1
+                    progress.advance(report.rows_read, note=f"{scanned}/{len(self.plan.partitions)} partitions scanned")
             size = self._size.result() if hasattr(self._size, "result") else self._size
-        except BaseException as error:
-            self.client.cancel(futures)  # the tasks that depend on them go too
-            if isinstance(error, KilledWorker):
-                kind = str(error.task).split("-")[0]
-                raise TaxifareError(f"a {kind} task failed on every worker it ran on ({first_line(error)}); "
-                                    "see the workers' logs") from None
-            raise
+        except KilledWorker as error:
+            kind = str(error.task).split("-")[0]
+            raise TaxifareError(f"a {kind} task failed on every worker it ran on ({first_line(error)}); see the workers' logs") from None
         return PipelineResult(size, peaks)
 
     def _submit_all(self, output: Path, first_offset: int, progress: Progress) -> list:

@@ -18,9 +18,10 @@ from taxifare.errors import InputError, first_line
 PARTITIONS_PER_THREAD = 4  # enough for an even finish when partitions take unequal times
 MIN_PARTITION_BYTES = 256 << 10
 MAX_PARTITION_BYTES = 64 << 20
-PARTITIONS_PER_BUCKET = 4
-# Each bucket is a chain of one small task per partition, so buckets multiply the tasks; 16 chains keep
-# up with the scans of hundreds of workers (a link costs well under a tenth of its partition's scan).
+# Each hash bucket is a chain of small tasks, a link per partition, so buckets multiply the tasks. A link
+# costs about a fiftieth of its partition's scan, divided by the buckets: one chain keeps up with a dozen
+# worker threads, and 16 with hundreds.
+PARTITIONS_PER_BUCKET = 16
 MAX_BUCKETS = 16
 
 
@@ -63,8 +64,31 @@ class JobPlan:
         return cls(tuple(_partition_from_json(part) for part in value["partitions"]), value["buckets"])
 
 
-def new_plan(partitions: list[Partition]) -> JobPlan:
+def new_plan(partitions: list[Partition], threads: int) -> JobPlan:
+    partitions = finer_at_the_end(partitions, threads)
     return JobPlan(tuple(partitions), min(MAX_BUCKETS, max(1, math.ceil(len(partitions) / PARTITIONS_PER_BUCKET))))
+
+
+def finer_at_the_end(partitions: list[Partition], threads: int) -> list[Partition]:
+    """The last `threads` partitions cut in halves, and the last `threads` of those again in halves.
+
+    The workers take partitions in input order, so the last ones decide how unevenly they finish: with
+    the shortest tasks last, a worker that ran out of partitions waits a quarter of a partition for the
+    others, not a whole one, while the count grows by only two per thread.
+    """
+    for _ in range(2):
+        cut = len(partitions) - threads
+        partitions = partitions[:cut] + [half for part in partitions[cut:] for half in _halves(part)]
+    return partitions
+
+
+def _halves(part: Partition) -> list[Partition]:
+    if isinstance(part, CsvRange):
+        middle = (part.start + part.end) // 2
+        return [CsvRange(part.url, part.start, middle), CsvRange(part.url, middle, part.end)] if part.end - part.start > 1 else [part]
+    seconds = int((part.max_date - part.min_date).total_seconds())
+    middle = part.min_date + dt.timedelta(seconds=seconds // 2)
+    return [QueryWindow(part.min_date, middle), QueryWindow(middle, part.max_date)] if seconds > 1 else [part]
 
 
 def _partition_json(part: Partition) -> dict:

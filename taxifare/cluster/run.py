@@ -137,9 +137,9 @@ def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: di
     if job_input.files:
         total = sum(file.size for file in job_input.files)
         step = partition_size or partition_bytes(total, cluster.threads)
-        plan = new_plan(csv_ranges(list(job_input.files), step))
+        plan = new_plan(csv_ranges(list(job_input.files), step), cluster.threads)
     else:
-        plan = new_plan(query_windows(settings.min_date, settings.max_date, 4 * cluster.threads))
+        plan = new_plan(query_windows(settings.min_date, settings.max_date, 4 * cluster.threads), cluster.threads)
     parts.start_job({"identity": identity, "plan": plan.to_json()})
     return plan
 
