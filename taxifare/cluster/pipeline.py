@@ -62,7 +62,7 @@ class Pipeline:
         into `output` from `first_offset` on."""
         from distributed import KilledWorker, as_completed
 
-        futures = self._submit_all(output, first_offset, progress)
+        futures, size = self._submit_all(output, first_offset, progress)
         peaks: dict[str, float] = {}
         scanned = len(self.plan.partitions) - sum(kind == "scan" for kind in self._watched.values())
         # On a failure the tasks left are not cancelled here: the client's close releases them all, where
@@ -74,13 +74,14 @@ class Pipeline:
                 if self._watched[future.key] == "scan":
                     scanned += 1
                     progress.advance(report.rows_read, note=f"{scanned}/{len(self.plan.partitions)} partitions scanned")
-            size = self._size.result() if hasattr(self._size, "result") else self._size
+            size = size if isinstance(size, int) else size.result()
         except KilledWorker as error:
             kind = str(error.task).split("-")[0]
             raise TaxifareError(f"a {kind} task failed on every worker it ran on ({first_line(error)}); see the workers' logs") from None
         return PipelineResult(size, peaks)
 
-    def _submit_all(self, output: Path, first_offset: int, progress: Progress) -> list:
+    def _submit_all(self, output: Path, first_offset: int, progress: Progress) -> tuple[list, Count]:
+        """The futures of the scans, settles and places, and (the future of) the processed CSV's size."""
         parts, count = self.parts, len(self.plan.partitions)
         last_unsettled = max((index for index in range(count) if not parts.settled(index)), default=-1)
         chains: list = [None] * self.plan.buckets  # per bucket, its last link
@@ -111,8 +112,7 @@ class Pipeline:
             futures.append(self._submit("place", index, place_part, parts.path, index, output, offset, settled, priority=_FOLLOW_UP))
             first_row = self._sum(f"rows-after-{index}", rows_after, first_row, scanned)
             offset = self._sum(f"bytes-after-{index}", bytes_after, offset, settled)
-        self._size = offset
-        return futures
+        return futures, offset
 
     def _sum(self, name: str, function, total: Count, report) -> Count:
         """function(total, report), here when both are known, else as a task."""
