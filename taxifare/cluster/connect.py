@@ -56,6 +56,8 @@ def cluster_for(settings: Settings) -> Iterator[Cluster]:
     import dask
     import distributed
 
+    from taxifare.cluster.worker_setup import ArrowThreads
+
     if settings.dask_scheduler_address and settings.workers:
         raise InputError("pass either --scheduler (DASK_SCHEDULER_ADDRESS) or --workers (DASK_WORKERS), not both")
     if settings.workers:
@@ -63,6 +65,7 @@ def cluster_for(settings: Settings) -> Iterator[Cluster]:
         with dask.config.set(_LOCAL_WORKER_CONFIG), distributed.LocalCluster(
             n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as local, distributed.Client(local) as client:
+            client.register_plugin(ArrowThreads())
             yield _described(client)
         return
     with _connected(settings.dask_scheduler_address) as client:
