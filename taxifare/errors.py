@@ -1,4 +1,8 @@
-"""Exceptions that the CLI turns into one-line messages and exit codes."""
+"""Exceptions that the CLI turns into one-line messages and exit codes, and the wording they share."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
 
 
 class TaxifareError(Exception):
@@ -25,3 +29,20 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's text ("" when it has none), for one-line messages."""
     text = str(error).strip()
     return text.splitlines()[0] if text else ""
+
+
+def top_reasons(counts: Mapping[str, int], first: Callable[[str], str], limit: int = 3) -> str:
+    """The most frequent reasons (ties in the order of `counts`), each with its count and first(reason),
+    e.g. "outside_nyc 3 (first on line 2: pickup_longitude=0); bad_datetime 1 (first on line 5: ...)".
+    Semicolons between them: a sample value may hold commas."""
+    ranked = sorted((reason for reason, count in counts.items() if count), key=lambda reason: -counts[reason])
+    shown = [f"{reason} {counts[reason]:,}{first(reason)}" for reason in ranked[:limit]]
+    hidden = len(ranked) - limit
+    if hidden > 0:
+        shown.append(f"{hidden} more reason{'s' if hidden > 1 else ''}")
+    return "; ".join(shown)
+
+
+def first_example(where: str, value: str | None) -> str:
+    """ " (first on line 4: fare_amount=-5)": where a reason first applied, and the value that broke it."""
+    return f" (first on {where}{'' if value is None else ': ' + value})"

@@ -14,7 +14,7 @@ import numpy as np
 from taxifare.clean import REJECT_RULES, Rejects, SeenRows, clean_rides
 from taxifare.config import Settings, load_settings
 from taxifare.csv_format import CsvFormat
-from taxifare.errors import InputError
+from taxifare.errors import InputError, first_example, top_reasons
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
@@ -281,18 +281,16 @@ def _first_text(sample: dict | None) -> str:
     where = " ".join(f"{key} {value:,}" for key, value in sample.items() if key in ("line", "row"))
     if "file" in sample:
         where += f" of {sample['file']}"
-    return f" (first: {where}{': ' + sample['value'] if 'value' in sample else ''})"
+    return first_example(where, sample.get("value"))
 
 
 def nothing_kept(manifest: dict) -> InputError:
     """Exit 2 for a run that kept no row: the main reasons, each with its first sample."""
-    rejected = sorted((rule for rule in REJECT_RULES if manifest["rejected"][rule]), key=lambda rule: -manifest["rejected"][rule])
     samples = manifest.get("rejected_samples", {})
-    reasons = "; ".join(f"{rule} {manifest['rejected'][rule]:,}{_first_text(samples.get(rule))}" for rule in rejected[:3])
-    more = f"; and {len(rejected) - 3} more reason(s)" if len(rejected) > 3 else ""
+    reasons = top_reasons({rule: manifest["rejected"][rule] for rule in REJECT_RULES}, lambda rule: _first_text(samples.get(rule)))
     if not manifest["rows_read"]:
         return InputError(f"preprocess read no rows from {_describe_source(manifest['source'], manifest.get('source_details') or {})}; expected raw rides")
-    return InputError(f"preprocess kept none of the {manifest['rows_read']:,} rows it read: {reasons}{more}")
+    return InputError(f"preprocess kept none of the {manifest['rows_read']:,} rows it read: {reasons}")
 
 
 def train_command(manifest: dict) -> str:

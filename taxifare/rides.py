@@ -29,7 +29,7 @@ from taxifare.clean import (
 )
 from taxifare.csv_format import CsvFormat
 from taxifare.dates import EXPECTED
-from taxifare.errors import InputError, first_line
+from taxifare.errors import InputError, first_example, first_line, top_reasons
 from taxifare.features import TARGET
 from taxifare.lines import LineChunk, iter_line_chunks, kept_line_numbers
 from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, SAMPLE_CHARS, line_blocks
@@ -95,17 +95,12 @@ class Rejections:
         if unreported:
             log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
 
-    def top_reasons(self, limit: int = 3) -> str:
-        """The most frequent rules, each with its count, first line and value, e.g.
-        "outside_nyc 3 (first on line 2: pickup_latitude=41.9)"."""
-        ranked = sorted((rule for rule, count in self.counts.items() if count), key=lambda rule: -self.counts[rule])
-        reasons = [
-            f"{rule} {self.counts[rule]:,} (first on line {self.first_line_of[rule]}: {self.first_value_of[rule]})"
-            for rule in ranked[:limit]
-        ]
-        if len(ranked) > limit:
-            reasons.append(f"{len(ranked) - limit} more reasons")
-        return ", ".join(reasons) or "the input has no rows"
+    def top_reasons(self) -> str:
+        """The most frequent rules, each with its count, first line and value (errors.top_reasons)."""
+        return top_reasons(self.counts, self._first_example) or "the input has no rows"
+
+    def _first_example(self, rule: str) -> str:
+        return first_example(f"line {self.first_line_of[rule]}", self.first_value_of[rule])
 
 
 @dataclass

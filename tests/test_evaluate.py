@@ -136,9 +136,9 @@ def test_no_scorable_row_is_an_error(trained, tmp_path):
     rides = write_csv(tmp_path / "rides.csv", [row for rows in BAD_ROWS.values() for row in rows])
     with pytest.raises(
         InputError,
-        match=r"no row can be scored \(10 read: fare_out_of_range 2 \(first on line 5: fare_amount=-3\), "
-        r"malformed_line 1 \(first on line 2: b1,7.5,2013-07-06 17:18:00 UTC,-73.95,40.78\), "
-        r"missing_fare 1 \(first on line 3: fare_amount=\), 6 more reasons\)",
+        match=r"no row can be scored \(10 read: fare_out_of_range 2 \(first on line 5: fare_amount=-3\); "
+        r"malformed_line 1 \(first on line 2: b1,7.5,2013-07-06 17:18:00 UTC,-73.95,40.78\); "
+        r"missing_fare 1 \(first on line 3: fare_amount=\); 6 more reasons\)",
     ):
         evaluate(trained, rides, plot_path=tmp_path / "plot.png")
     assert not (tmp_path / "plot.png").exists()

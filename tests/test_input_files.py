@@ -65,7 +65,7 @@ def test_another_layout_of_the_same_input_is_not_reused(tmp_path):
     swapped = [COLUMNS[0], COLUMNS[1], COLUMNS[2], COLUMNS[4], COLUMNS[3], *COLUMNS[5:]]  # longitude <-> latitude
     with pytest.raises(OutputConflict, match="was made with csv_format .*'pickup_longitude', 'pickup_latitude'.*--force"):
         preprocess(settings, input_path=raw, csv_format=CsvFormat.from_flags(",".join(swapped), ";"))
-    with pytest.raises(InputError, match=f"kept none of the {len(ROWS)} rows it read: outside_nyc 4 \\(first: line 1: pickup_longitude=40.783282\\)"):
+    with pytest.raises(InputError, match=f"kept none of the {len(ROWS)} rows it read: outside_nyc 4 \\(first on line 1: pickup_longitude=40.783282\\)"):
         preprocess(settings, input_path=raw, csv_format=CsvFormat.from_flags(",".join(swapped), ";"), force=True)
     assert first.manifest["rows_kept"] > 0
 

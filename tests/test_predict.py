@@ -204,7 +204,7 @@ def test_pred_cli_that_predicts_no_row_exits_2_with_the_top_reasons(trained, tmp
     rides = write_csv(tmp_path / "rides.csv", lines)
     result = run_cli(tmp_path, "pred", "--input", str(rides), env=_env(tmp_path, trained))
     assert_clean_error(
-        result, 2, "rides.csv: no row could be predicted (3 read: outside_nyc 2 (first on line 2: pickup_longitude=0), "
+        result, 2, "rides.csv: no row could be predicted (3 read: outside_nyc 2 (first on line 2: pickup_longitude=0); "
         "bad_datetime 1 (first on line 3: pickup_datetime=someday))",
         "not_predicted_reason column of the CSV on stdout",
     )

@@ -152,11 +152,11 @@ def test_keeping_no_row_exits_2_with_the_main_reasons_their_first_values_and_lin
     result = run_cli(tmp_path, "preprocess", "--input", str(write_csv(tmp_path / "unusable.csv", UNUSABLE)))
     assert_clean_error(
         result, 2,
-        "preprocess kept none of the 7 rows it read: malformed_line 2 (first: line 2: k1,7.5,2013-07-06 17:18:00 UTC,-73.95); "
-        "fare_out_of_range 2 (first: line 4: fare_amount=-5); outside_date_window 1 (first: line 5: pickup_datetime=2008-01-01 00:00:00 UTC); "
-        "and 2 more reason(s)",
+        "preprocess kept none of the 7 rows it read: malformed_line 2 (first on line 2: k1,7.5,2013-07-06 17:18:00 UTC,-73.95); "
+        "fare_out_of_range 2 (first on line 4: fare_amount=-5); outside_date_window 1 (first on line 5: pickup_datetime=2008-01-01 00:00:00 UTC); "
+        "2 more reasons",
     )
-    assert "fare_out_of_range:   2 (first: line 4: fare_amount=-5)" in result.stderr
+    assert "fare_out_of_range:   2 (first on line 4: fare_amount=-5)" in result.stderr
 
 
 @pytest.mark.parametrize(
