@@ -49,7 +49,7 @@ def open_source(settings: Settings, input_path: Path | None, csv_format: CsvForm
 
 def raw_identity(settings: Settings, source: RideSource) -> dict:
     if isinstance(source, CsvRideSource):
-        return csv_raw([file_identity(source.path)])
+        return csv_raw([source.path])
     return bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
 
 

@@ -51,8 +51,27 @@ def utc_text(nanoseconds: int) -> str:
     return (moment + dt.timedelta(microseconds=nanoseconds // 1000 % 1_000_000)).isoformat()
 
 
-def csv_raw(files: list[dict]) -> dict:
-    return {"kind": "csv", "files": files}
+def csv_raw(locations: list[str | Path]) -> dict:
+    """The `raw` record of CSV input: each file's identity, from a local path or an fsspec URL."""
+    return {"kind": "csv", "files": [_identity(str(location)) for location in locations]}
+
+
+def _identity(location: str) -> dict:
+    return _url_identity(location) if "://" in location else file_identity(Path(location))
+
+
+def _url_identity(url: str) -> dict:
+    """file_identity of a file that fsspec reads; its modification time as that file system gives it."""
+    import fsspec
+
+    filesystem, path = fsspec.core.url_to_fs(url)
+    info = filesystem.info(path)
+    modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created") if info.get(key)), None)
+    if isinstance(modified, (int, float)):
+        modified = utc_text(int(modified * 1e9))
+    with filesystem.open(path, "rb") as file:
+        fingerprint = content_fingerprint(file, info["size"])
+    return {"path": url, "bytes": info["size"], "modified": str(modified), "fingerprint": fingerprint}
 
 
 def bigquery_raw(table: str, min_date: dt.datetime, max_date: dt.datetime) -> dict:

@@ -30,7 +30,7 @@ from taxifare.errors import TaxifareError
 from taxifare.files import atomic_write_json, describe_os_error
 from taxifare.preprocess import PreprocessResult, log_result, plan_output
 from taxifare.progress import Progress
-from taxifare.provenance import bigquery_raw, content_fingerprint, csv_raw, file_identity, utc_text
+from taxifare.provenance import bigquery_raw, csv_raw
 from taxifare.sink import add_samples, csv_header, manifest_path, new_manifest, partial_path, processed_fingerprint, publish, sample_record
 
 log = logging.getLogger("taxifare")
@@ -56,32 +56,16 @@ class JobInput:
             source = {"kind": "csv", "path": input_text}
             if [file.url for file in files] != [resolved]:
                 source["files"] = [file.url for file in files]
-            return cls(source, resolved, files, _csv_raw(files), csv_format)
+            return cls(source, resolved, files, csv_raw([file.url for file in files]), csv_format)
         if settings.raw_cache_path.is_file():
             cache = str(settings.raw_cache_path)
             files = tuple(list_csv_files(cache))
-            return cls({"kind": "csv", "path": cache}, None, files, _csv_raw(files))
+            return cls({"kind": "csv", "path": cache}, None, files, csv_raw([file.url for file in files]))
         from taxifare.source_bigquery import query_sql
 
         query_sql(settings.bq_table)  # refuses an unsafe table name before any worker sends a query
         raw = bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
         return cls({"kind": "bigquery", "table": settings.bq_table}, None, (), raw)
-
-
-def _csv_raw(files: tuple[CsvFile, ...]) -> dict:
-    return csv_raw([file_identity(Path(file.url)) if "://" not in file.url else _url_identity(file.url) for file in files])
-
-
-def _url_identity(url: str) -> dict:
-    """provenance.file_identity of a file that fsspec reads; its modification time as the file system gives it."""
-    filesystem, path = fsspec.core.url_to_fs(url)
-    info = filesystem.info(path)
-    modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created") if info.get(key)), None)
-    if isinstance(modified, (int, float)):
-        modified = utc_text(int(modified * 1e9))
-    with filesystem.open(path, "rb") as file:
-        fingerprint = content_fingerprint(file, info["size"])
-    return {"path": url, "bytes": info["size"], "modified": str(modified), "fingerprint": fingerprint}
 
 
 def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool,
