@@ -177,7 +177,7 @@ class Registry:
         try:
             write_files(temporary)
             for name in RUN_FILES:
-                _fsync_file(temporary / name)
+                fsync_path(temporary / name)
             fsync_path(temporary)
             os.rename(temporary, final)
         except BaseException:
@@ -204,11 +204,6 @@ def delete_tree(path: Path) -> int:
                 size += os.lstat(os.path.join(folder, name)).st_size
     shutil.rmtree(path, ignore_errors=True)
     return size
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as file:
-        os.fsync(file.fileno())
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ no chain index: each link is let go once the next one and its partition's settle
 from __future__ import annotations
 
 import dataclasses
-import logging
 import uuid
 from pathlib import Path
 from typing import Union
@@ -27,8 +26,6 @@ from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import TaxifareError, first_line
 from taxifare.progress import Progress
-
-log = logging.getLogger("taxifare")
 
 _SCAN, _FOLLOW_UP = 0, 1  # task priorities: higher runs first
 Count = Union[int, object]  # a number, or the future of one
@@ -83,13 +80,14 @@ class Pipeline:
     def _submit_all(self, output: Path, first_offset: int, progress: Progress) -> tuple[list, Count]:
         """The futures of the scans, settles and places, and (the future of) the processed CSV's size."""
         parts, count = self.parts, len(self.plan.partitions)
-        last_unsettled = max((index for index in range(count) if not parts.settled(index)), default=-1)
+        settled_before = [parts.settled(index) for index in range(count)]  # each record read once
+        last_unsettled = max((index for index, done in enumerate(settled_before) if not done), default=-1)
         chains: list = [None] * self.plan.buckets  # per bucket, its last link
         first_row: Count = 0
         offset: Count = first_offset
         futures = []
         for index in range(count):
-            if parts.scanned(index):
+            if settled_before[index] or parts.scanned(index):
                 record = parts.read_record(parts.scan_record(index))
                 progress.advance(record["rows_read"])
                 scanned: TaskReport | object = TaskReport("", 0.0, rows=record["rows"])
@@ -101,7 +99,7 @@ class Pipeline:
                 chains = [self._follow_up(f"duplicates-{bucket}-{index}", find_duplicates, parts.path, bucket, index,
                                           self.plan.buckets, link, scanned)
                           for bucket, link in enumerate(chains)]
-            if parts.settled(index):
+            if settled_before[index]:
                 settled: TaskReport | object = TaskReport("", 0.0, bytes=parts.read_record(parts.part_record(index))["bytes"])
             else:
                 duplicates = [self._follow_up(f"duplicates-of-{bucket}-{index}", duplicates_of, link)
