@@ -7,6 +7,8 @@ Bump PREPROCESSOR_VERSION whenever a feature's definition, order or scaling chan
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -59,9 +61,7 @@ def is_one_hot(name: str) -> bool:
 
 
 def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return _haversine(_Points.of(lat1, lon1), _Points.of(lat2, lon2))
 
 
 def manhattan_km(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -70,6 +70,25 @@ def manhattan_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     north_south = np.abs(lat2 - lat1)
     east_west = np.abs(lon2 - lon1) * np.cos((lat1 + lat2) / 2)
     return EARTH_RADIUS_KM * (north_south + east_west)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Points:
+    """Coordinates in radians, with the cosine of the latitude: a ride's ends meet nine distances each."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    cos_lat: np.ndarray
+
+    @classmethod
+    def of(cls, lat, lon) -> "_Points":
+        lat, lon = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat, lon))
+        return cls(lat, lon, np.cos(lat))
+
+
+def _haversine(start: _Points, end: _Points) -> np.ndarray:
+    a = np.sin((end.lat - start.lat) / 2) ** 2 + start.cos_lat * end.cos_lat * np.sin((end.lon - start.lon) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def geohash_cells(lat, lon, precision: int = GEOHASH_PRECISION) -> np.ndarray:
@@ -104,6 +123,7 @@ def geohash_to_cell(text: str) -> int:
     return cell
 
 
+_LANDMARK_POINTS = tuple(_Points.of(lat, lon) for lat, lon in LANDMARKS.values())
 _DISTRICT_CELLS = np.array([geohash_to_cell(district) for district in DISTRICTS], dtype=np.int64)
 
 
@@ -128,32 +148,45 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     pickup_utc = pd.DatetimeIndex(rides["pickup_datetime"])
     if pickup_utc.tz is None:
         pickup_utc = pickup_utc.tz_localize("UTC")
-    local = pickup_utc.tz_convert(LOCAL_TIMEZONE)
-    hour_angle = 2 * np.pi * local.hour.to_numpy() / 24
+    hour, weekday, month = _local_calendar(pickup_utc)
+    hour_angle = 2 * np.pi * hour / 24
     seconds_since_2009 = (pickup_utc.tz_localize(None).to_numpy() - EPOCH_2009) / np.timedelta64(1, "s")
 
     plat, plon = rides["pickup_latitude"].to_numpy(np.float64), rides["pickup_longitude"].to_numpy(np.float64)
     dlat, dlon = rides["dropoff_latitude"].to_numpy(np.float64), rides["dropoff_longitude"].to_numpy(np.float64)
+    pickup, dropoff = _Points.of(plat, plon), _Points.of(dlat, dlon)
 
     columns = [
         _as_float32((rides["passenger_count"].to_numpy(np.float64) - 1) / 7)[:, None],
         _as_float32(np.sin(hour_angle))[:, None],
         _as_float32(np.cos(hour_angle))[:, None],
-        _one_hot(local.dayofweek.to_numpy(), 7),
-        _one_hot(local.month.to_numpy() - 1, 12),
+        _one_hot(weekday, 7),
+        _one_hot(month - 1, 12),
         _as_float32(seconds_since_2009 / 86400 / DAYS_SCALE)[:, None],
-        _as_float32(haversine_km(plat, plon, dlat, dlon) / DISTANCE_SCALE_KM)[:, None],
+        _as_float32(_haversine(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
         _as_float32(manhattan_km(plat, plon, dlat, dlon) / DISTANCE_SCALE_KM)[:, None],
         _district_one_hot(plat, plon),
         _district_one_hot(dlat, dlon),
     ]
-    for place_lat, place_lon in LANDMARKS.values():
-        columns.append(_as_float32(haversine_km(plat, plon, place_lat, place_lon) / DISTANCE_SCALE_KM)[:, None])
-        columns.append(_as_float32(haversine_km(dlat, dlon, place_lat, place_lon) / DISTANCE_SCALE_KM)[:, None])
+    for place in _LANDMARK_POINTS:
+        columns.append(_as_float32(_haversine(pickup, place) / DISTANCE_SCALE_KM)[:, None])
+        columns.append(_as_float32(_haversine(dropoff, place) / DISTANCE_SCALE_KM)[:, None])
 
     frame = {}
     names = iter(FEATURE_NAMES)
     for block in columns:
         for j in range(block.shape[1]):
-            frame[next(names)] = block[:, j]
-    return pd.DataFrame(frame, index=rides.index)
+            frame[next(names)] = np.ascontiguousarray(block[:, j])
+    # Not consolidated into one 2-D block per dtype: that copy is of no use to the CSV writer, which
+    # takes the columns one by one.
+    return pd.DataFrame(frame, index=rides.index, copy=False)
+
+
+def _local_calendar(pickup_utc: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New York hour (0-23), weekday (Monday 0) and month (1-12), from one conversion to local wall time."""
+    local = pickup_utc.tz_convert(LOCAL_TIMEZONE).tz_localize(None).to_numpy().astype("datetime64[s]")
+    days = local.astype("datetime64[D]")
+    hour = (local - days).astype(np.int64) // 3600
+    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    month = local.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    return hour, weekday, month

@@ -103,6 +103,21 @@ def test_features_on_synthetic_rows_across_dst_and_new_year(tmp_path):
     assert features.loc[3, "days_since_2009"] == 0 and features.loc[3, "dow_wed"] == 1  # 19:00 on Wed in NY
 
 
+def test_local_hour_weekday_and_month_across_daylight_saving_changes_and_decades():
+    # Every hour of the 2012 changes (11 March, 4 November), and random instants from 1950 to 2040.
+    changes = pd.date_range("2012-03-10", "2012-03-12", freq="17min").append(pd.date_range("2012-11-03", "2012-11-05", freq="17min"))
+    seconds = np.random.default_rng(0).integers(-20 * 365 * 86400, 70 * 365 * 86400, 5_000)
+    pickups = changes.append(pd.DatetimeIndex(pd.to_datetime(seconds, unit="s")))
+    rides = pd.DataFrame({"pickup_datetime": pickups, "passenger_count": 1, "pickup_latitude": 40.7, "pickup_longitude": -73.9,
+                          "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
+    features = ride_features(rides)
+    local = pickups.tz_localize("UTC").tz_convert("America/New_York")
+    expected_hour_cos = np.cos(2 * np.pi * local.hour.to_numpy() / 24).astype(np.float32)
+    assert (features["hour_cos"].to_numpy() == expected_hour_cos).all()
+    assert (features[[f"dow_{day}" for day in WEEKDAYS]].to_numpy().argmax(axis=1) == local.dayofweek).all()
+    assert (features[[f"month_{month}" for month in MONTHS]].to_numpy().argmax(axis=1) == local.month - 1).all()
+
+
 def test_one_hot_columns_are_int8_and_values_float32(rides_1k):
     features = ride_features(cleaned(rides_1k))
     assert features["dow_mon"].dtype == np.int8 and features["pickup_geohash_dr5ru"].dtype == np.int8
