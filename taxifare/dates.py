@@ -108,8 +108,13 @@ def _head_and_tail_bytes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray
     array = array.cast(pa.large_binary())
     _, offsets, data = array.buffers()
     offsets = np.frombuffer(offsets, np.int64)[array.offset : array.offset + len(array) + 1]
-    data = np.concatenate([np.frombuffer(data, np.uint8) if data else np.empty(0, np.uint8), np.zeros(_HEAD, np.uint8)])
+    data = np.frombuffer(data, np.uint8) if data else np.empty(0, np.uint8)
     starts, lengths = offsets[:-1], np.diff(offsets)
+    width = int(lengths[0]) if len(lengths) else 0
+    if width >= _HEAD and (lengths == width).all():  # the usual column, one format throughout: views, no copies
+        rows = data[offsets[0] : offsets[-1]].reshape(-1, width)
+        return rows[:, :_HEAD], rows[:, width - _TAIL :], lengths
+    data = np.concatenate([data, np.zeros(_HEAD, np.uint8)])
     head = data[starts[:, None] + np.arange(_HEAD)]
     tail = data[np.maximum(starts + lengths - _TAIL, 0)[:, None] + np.arange(_TAIL)]
     return head, tail, lengths

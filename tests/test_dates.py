@@ -95,6 +95,19 @@ def test_scalar_and_column_paths_read_the_same_grammar():
     assert np.isnat(column).tolist() == [False] * len(ACCEPTED) + [True] * (len(REFUSED) + 1)
 
 
+def test_a_column_of_one_width_reads_as_a_mixed_one():
+    """A column whose values all have one length is read through views of its bytes, not by gathering:
+    each sample's length class, as a column of its own (and sliced, as a chunk of a larger one), reads
+    as the scalar path does."""
+    by_length: dict[int, list[str]] = {}
+    for text in SAMPLES:
+        by_length.setdefault(len(text.encode()), []).append(text)
+    for texts in by_length.values():
+        for column in (pa.array(texts * 3), pa.array(["x", *texts * 3])[1:]):
+            expected = np.array([_expected(text) for text in texts * 3], dtype="datetime64[s]")
+            assert parse_datetime_column(column).astype(str).tolist() == expected.astype(str).tolist(), texts
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
