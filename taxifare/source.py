@@ -134,14 +134,18 @@ class RawLineParser:
 
     def _count_lines(self, block: bytes, rows: int, malformed: list[tuple[int, str]]) -> None:
         numbers = np.array([number for number, _ in malformed], dtype=np.int64)
-        located = _Block(self._rows, self._first_line + self.lines_read, numbers, empty_lines(block))
+        lines = block.count(b"\n") + (not block.endswith(b"\n"))
+        # Without a carriage return, every line is a row, a malformed line or an empty one: when the first
+        # two account for all of them, there is no empty line to look for.
+        no_empty = lines == rows + len(malformed) and b"\r" not in block
+        located = _Block(self._rows, self._first_line + self.lines_read, numbers, np.empty(0, np.int64) if no_empty else empty_lines(block))
         if malformed and self.first_malformed is None:
             line = int(line_numbers(numbers[:1], located.empty)[0]) + located.first_line - 1
             self.first_malformed = (line, malformed[0][1][:SAMPLE_CHARS])
         self._blocks.append(located)
         self._rows += rows
         self.malformed_rows += len(malformed)
-        self.lines_read += block.count(b"\n") + (not block.endswith(b"\n"))
+        self.lines_read += lines
 
     def lines_of(self, rows: np.ndarray) -> np.ndarray:
         """The line of each row (0-based, counted over every batch so far), for the rejection samples."""

@@ -148,6 +148,19 @@ def test_each_rule_keeps_its_first_value_and_line_whatever_the_blocks(tmp_path, 
         assert manifest["rejected"]["malformed_line"] == 2 and manifest["rejected"]["fare_out_of_range"] == 2
 
 
+def test_empty_lines_without_carriage_returns_still_count_in_the_lines_of_the_samples(tmp_path):
+    good = "k1,7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1"
+    lines = [good, "", "", "k2,-5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "",
+             "k3,7.5,2013-07-06 17:18:00 UTC,-73.95,41.5,-73.98,40.76,1", "k4,7.5,2013-07-06 17:18:00 UTC,-73.95"]
+    run(tmp_path, write_csv(tmp_path / "gaps.csv", lines))
+    manifest = json.loads(manifest_path(settings_for(tmp_path, data_size="gaps").processed_path).read_text())
+    assert manifest["rejected_samples"] == {
+        "malformed_line": {"line": 8, "value": "k4,7.5,2013-07-06 17:18:00 UTC,-73.95"},
+        "fare_out_of_range": {"line": 5, "value": "fare_amount=-5"},
+        "outside_nyc": {"line": 7, "value": "pickup_latitude=41.5"},
+    }
+
+
 def test_keeping_no_row_exits_2_with_the_main_reasons_their_first_values_and_lines(tmp_path):
     result = run_cli(tmp_path, "preprocess", "--input", str(write_csv(tmp_path / "unusable.csv", UNUSABLE)))
     assert_clean_error(
