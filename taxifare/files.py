@@ -96,11 +96,12 @@ _SYNC_FILE_RANGE_WRITE = 2
 _sync_file_range = _libc_sync_file_range()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to a temporary file beside `path`, flush it to disk (see StagedFile.commit), then
+    rename it over `path`."""
     with StagedFile(path) as staged:
         staged.write(data)
-        staged.commit()
+        staged.commit(durable)
 
 
 def atomic_write_json(path: Path, value: Any) -> None:

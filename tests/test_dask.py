@@ -230,19 +230,23 @@ def test_rerun_after_the_client_was_killed_reuses_the_finished_parts(tmp_path, c
     assert output_of(tmp_path).read_bytes() == large_local.output.read_bytes()
 
 
-def test_a_part_that_a_machine_crash_cut_short_is_made_again(tmp_path, cluster, large_rides, large_local):
-    """Scan and part CSVs are renamed into place without an fsync (only their records are flushed): after
-    a machine crash a CSV may be shorter than its record says, and must then be made again, not reused."""
+def test_files_that_a_machine_crash_cut_short_are_made_again(tmp_path, cluster, large_rides, large_local):
+    """The parts folder's files are renamed into place without an fsync (only their records are flushed):
+    after a machine crash a file may be shorter than its record says, and must then be made again, not
+    reused. Here partition 0 loses half of its CSV, partition 1 of its row hashes (which the duplicate
+    chains read again even once it is settled), partition 2 of its arrays."""
     parts = output_of(tmp_path).with_suffix(".parts")
     client = subprocess.Popen(cluster_cli(tmp_path, cluster.address, large_rides), cwd=tmp_path, env=cli_env(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: (parts / "scan-00000.json").exists(), client)
+    wait_for(lambda: (parts / "part-00001.json").exists() and (parts / "scan-00002.json").exists(), client)
     client.kill()
     client.communicate()
     cluster.wait_until_idle()
-    damaged = next(path for path in (parts / "part-00000.csv", parts / "scan-00000.csv") if path.exists())
-    with damaged.open("r+b") as file:
-        file.truncate(damaged.stat().st_size // 2)
+    damaged = [next(path for path in (parts / "part-00000.csv", parts / "scan-00000.csv") if path.exists()),
+               parts / "scan-00001.hashes.npy", parts / "scan-00002.npz"]
+    for path in damaged:
+        with path.open("r+b") as file:
+            file.truncate(path.stat().st_size // 2)
 
     rerun = run_cli(tmp_path, *cluster_cli(tmp_path, cluster.address, large_rides)[3:])
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -5,17 +5,19 @@
       scan-00007.csv         features of partition 7's rows that break no rule, duplicates still in
       scan-00007.hashes.npy  hashes of its rows that reach the duplicate rule, grouped by hash bucket
       scan-00007.npz         per such row: later-rule verdict and row number; per candidate: fare
-      scan-00007.json        its counts and the size of its CSV, written last: partition 7 is scanned
+      scan-00007.json        its counts and the sizes of the three, written last: partition 7 is scanned
       part-00007.csv         partition 7's final rows, no header (the processed CSV is the header and
                              the parts in order)
       part-00007.npy         the fares of the local chunks that its edges cut (see target_sum.py)
       part-00007.json        its counts, fare sums and size, written last: partition 7 is settled
 
 Every file is written to a temporary name and renamed into place, so a task that runs twice (retried
-after its worker died, or left running by a killed client) leaves the same complete files. The CSV
-parts, the bulk of the bytes, are not flushed to disk (the processed CSV that is made of them is): a
-record counts only beside a CSV of the size it gives, so a part that a machine crash cut short is made
-again.
+after its worker died, or left running by a killed client) leaves the same complete files. Only the
+records are flushed to disk, not the files they describe (the processed CSV made of the parts is, at
+the end): a record counts only beside files of the sizes it gives, so a file that a machine crash cut
+short (a file system that orders data before metadata, as ext4 and XFS do, keeps no stale bytes past
+what reached the disk) is made again. A flush per file would keep a worker waiting on the disk for
+about a tenth of a second per partition.
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ class PartsFolder:
         return self.path / f"part-{index:05d}.json"
 
     def settled(self, index: int) -> bool:
-        return _whole(self.part_record(index), self.part_csv(index), "bytes")
+        # The scan's hashes too: the duplicate chains of the partitions after it read them again.
+        return _whole(self.part_record(index), {
+            "bytes": self.part_csv(index), "fares_bytes": self.part_fares(index), "hashes_bytes": self.scan_hashes(index)})
 
     def scanned(self, index: int) -> bool:
-        return self.settled(index) or _whole(self.scan_record(index), self.scan_csv(index), "csv_bytes")
+        return self.settled(index) or _whole(self.scan_record(index), {
+            "csv_bytes": self.scan_csv(index), "hashes_bytes": self.scan_hashes(index), "arrays_bytes": self.scan_arrays(index)})
 
     @property
     def job_path(self) -> Path:
@@ -94,12 +99,13 @@ class PartsFolder:
             else:
                 path.unlink()
 
-    def write_hashes(self, index: int, hashes: np.ndarray, positions: np.ndarray, buckets: int) -> None:
-        """Row hashes with their positions, grouped by bucket (hash modulo `buckets`), input order kept within each."""
+    def write_hashes(self, index: int, hashes: np.ndarray, positions: np.ndarray, buckets: int) -> int:
+        """Row hashes with their positions, grouped by bucket (hash modulo `buckets`), input order kept
+        within each; the file's size."""
         bucket = hashes % np.uint64(buckets)
         order = np.argsort(bucket, kind="stable")
         offsets = np.searchsorted(bucket[order], np.arange(buckets + 1, dtype=np.uint64))
-        save_array(
+        return save_array(
             self.scan_hashes(index),
             np.concatenate([offsets.astype(np.uint64), hashes[order], positions[order].astype(np.uint64)]),
         )
@@ -111,20 +117,29 @@ class PartsFolder:
         start, stop, count = buckets + 1 + offsets[bucket], buckets + 1 + offsets[bucket + 1], offsets[-1]
         return np.array(data[start:stop]), np.array(data[start + count : stop + count]).astype(np.int64)
 
-    def write_arrays(self, path: Path, **arrays: np.ndarray) -> None:
+    def write_arrays(self, path: Path, **arrays: np.ndarray) -> int:
+        """The arrays in one .npz file; its size."""
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        return _write(path, buffer)
 
 
-def _whole(record: Path, csv: Path, size_key: str) -> bool:
-    """`record` exists and `csv` has the size it gives."""
-    if not (record.is_file() and csv.is_file()):
+def _whole(record: Path, files: dict[str, Path]) -> bool:
+    """`record` exists, and each file has the size that the record gives under its key."""
+    if not record.is_file():
         return False
-    return csv.stat().st_size == read_json(record, "part record").get(size_key)
+    sizes = read_json(record, "part record")
+    return all(path.is_file() and path.stat().st_size == sizes.get(key) for key, path in files.items())
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
+def save_array(path: Path, array: np.ndarray) -> int:
+    """The array in one .npy file; its size."""
     buffer = io.BytesIO()
     np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
+    return _write(path, buffer)
+
+
+def _write(path: Path, buffer: io.BytesIO) -> int:
+    data = buffer.getbuffer()
+    atomic_write_bytes(path, data, durable=False)  # the record that gives its size is durable
+    return data.nbytes

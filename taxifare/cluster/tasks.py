@@ -78,9 +78,9 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
         candidates.commit(durable=False)
     rejects.counts["malformed_line"] = source.malformed_rows
     hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-    parts.write_hashes(index, hashes, np.arange(len(hashes)), buckets)
+    hashes_bytes = parts.write_hashes(index, hashes, np.arange(len(hashes)), buckets)
     rows = _joined(rows, np.int64)
-    parts.write_arrays(
+    arrays_bytes = parts.write_arrays(
         parts.scan_arrays(index),
         verdicts=_joined(verdicts, np.int8),
         rows=rows,
@@ -92,7 +92,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
         parts.scan_record(index),
         {"rows": row_count, "rows_read": rows_read, "rejects": rejects.counts, "source_details": source.run_details(),
          "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count,
-         "csv_bytes": parts.scan_csv(index).stat().st_size},
+         "csv_bytes": parts.scan_csv(index).stat().st_size, "hashes_bytes": hashes_bytes, "arrays_bytes": arrays_bytes},
     )
     return _report(rows_read=rows_read, rows=row_count)
 
@@ -159,7 +159,7 @@ def settle_partition(folder: Path, index: int, first_row: int, chunk_size: int, 
     _write_part(parts, index, kept)
     kept_rows = arrays["rows"][candidates][kept] + first_row
     pieces, cut_fares = chunk_pieces(arrays["fares"][kept], kept_rows, first_row, scan["rows"], chunk_size)
-    save_array(parts.part_fares(index), cut_fares)
+    fares_bytes = save_array(parts.part_fares(index), cut_fares)
     rejects = Rejects(dict(scan["rejects"]), {rule: tuple(sample) for rule, sample in scan["samples"].items()})
     settle_rejects(rejects, first, verdicts, arrays["lines"])
     size = parts.part_csv(index).stat().st_size
@@ -173,6 +173,8 @@ def settle_partition(folder: Path, index: int, first_row: int, chunk_size: int, 
             "samples": rejects.samples,
             "positions": scan["positions"],
             "bytes": size,
+            "fares_bytes": fares_bytes,
+            "hashes_bytes": scan["hashes_bytes"],
             "target_pieces": pieces,
             "source_details": scan["source_details"],
         },
