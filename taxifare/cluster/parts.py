@@ -9,7 +9,7 @@
       part-00007.csv         partition 7's final rows, no header (the processed CSV is the header and
                              the parts in order)
       part-00007.npy         the fares of the local chunks that its edges cut (see target_sum.py)
-      part-00007.json        its counts, fare sums and size, written last: partition 7 is settled
+      part-00007.json        its counts, fare sums and the sizes of the two, written last: partition 7 is settled
 
 Every file is written to a temporary name and renamed into place, so a task that runs twice (retried
 after its worker died, or left running by a killed client) leaves the same complete files. Only the
