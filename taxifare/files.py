@@ -104,8 +104,8 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
         staged.commit(durable)
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+def atomic_write_json(path: Path, value: Any, durable: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode(), durable)
 
 
 def read_json(path: Path, what: str) -> dict:

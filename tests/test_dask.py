@@ -234,16 +234,17 @@ def test_files_that_a_machine_crash_cut_short_are_made_again(tmp_path, cluster, 
     """The parts folder's files are renamed into place without an fsync (only their records are flushed):
     after a machine crash a file may be shorter than its record says, and must then be made again, not
     reused. Here partition 0 loses half of its CSV, partition 1 of its row hashes (which the duplicate
-    chains read again even once it is settled), partition 2 of its arrays."""
+    chains read again even once it is settled), partition 2 of its arrays, partition 3 of its last record."""
     parts = output_of(tmp_path).with_suffix(".parts")
     client = subprocess.Popen(cluster_cli(tmp_path, cluster.address, large_rides), cwd=tmp_path, env=cli_env(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: (parts / "part-00001.json").exists() and (parts / "scan-00002.json").exists(), client)
+    wait_for(lambda: (parts / "part-00001.json").exists() and (parts / "scan-00003.json").exists(), client)
     client.kill()
     client.communicate()
     cluster.wait_until_idle()
     damaged = [next(path for path in (parts / "part-00000.csv", parts / "scan-00000.csv") if path.exists()),
-               parts / "scan-00001.hashes.npy", parts / "scan-00002.npz"]
+               parts / "scan-00001.hashes.npy", parts / "scan-00002.npz",
+               next(path for path in (parts / "part-00003.json", parts / "scan-00003.json") if path.exists())]
     for path in damaged:
         with path.open("r+b") as file:
             file.truncate(path.stat().st_size // 2)

@@ -12,12 +12,13 @@
       part-00007.json        its counts, fare sums and the sizes of the two, written last: partition 7 is settled
 
 Every file is written to a temporary name and renamed into place, so a task that runs twice (retried
-after its worker died, or left running by a killed client) leaves the same complete files. Only the
-records are flushed to disk, not the files they describe (the processed CSV made of the parts is, at
-the end): a record counts only beside files of the sizes it gives, so a file that a machine crash cut
-short (a file system that orders data before metadata, as ext4 and XFS do, keeps no stale bytes past
-what reached the disk) is made again. A flush per file would keep a worker waiting on the disk for
-about a tenth of a second per partition.
+after its worker died, or left running by a killed client) leaves the same complete files. None of
+them is flushed to disk (the processed CSV made of the parts is, at the end, and so are the parts that
+--keep-parts keeps): a record counts only if it reads whole and the files it describes have the sizes it
+gives, so whatever a machine crash cut short is made again (a file system that writes data before the
+metadata that points to it, as ext4 and XFS do, leaves a file short, never holding stale bytes). A
+flush per file kept each worker waiting on the disk for a tenth of a second or more per partition: a
+journal commit also waits for the processed CSV's bytes that are being written.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taxifare.errors import InputError
 from taxifare.files import atomic_write_bytes, atomic_write_json, fsync_path, read_json
 
 
@@ -61,9 +63,10 @@ class PartsFolder:
         return self.path / f"part-{index:05d}.json"
 
     def settled(self, index: int) -> bool:
-        # The scan's hashes too: the duplicate chains of the partitions after it read them again.
-        return _whole(self.part_record(index), {
-            "bytes": self.part_csv(index), "fares_bytes": self.part_fares(index), "hashes_bytes": self.scan_hashes(index)})
+        # The scan's record and hashes too: a rerun counts the partition's rows from the one, and the
+        # duplicate chains of the partitions after it read the other.
+        return _whole(self.part_record(index), {"bytes": self.part_csv(index), "fares_bytes": self.part_fares(index)}) and _whole(
+            self.scan_record(index), {"hashes_bytes": self.scan_hashes(index)})
 
     def scanned(self, index: int) -> bool:
         return self.settled(index) or _whole(self.scan_record(index), {
@@ -77,7 +80,7 @@ class PartsFolder:
         return read_json(path, "part record")
 
     def write_record(self, path: Path, value: dict) -> None:
-        atomic_write_json(path, value)
+        atomic_write_json(path, value, durable=False)
 
     def previous_job(self) -> dict | None:
         return read_json(self.job_path, "parts job") if self.job_path.is_file() else None
@@ -125,10 +128,11 @@ class PartsFolder:
 
 
 def _whole(record: Path, files: dict[str, Path]) -> bool:
-    """`record` exists, and each file has the size that the record gives under its key."""
-    if not record.is_file():
+    """`record` exists and reads whole, and each file has the size that the record gives under its key."""
+    try:
+        sizes = read_json(record, "part record")
+    except InputError:  # absent, or cut short by a machine crash
         return False
-    sizes = read_json(record, "part record")
     return all(path.is_file() and path.stat().st_size == sizes.get(key) for key, path in files.items())
 
 
@@ -141,5 +145,5 @@ def save_array(path: Path, array: np.ndarray) -> int:
 
 def _write(path: Path, buffer: io.BytesIO) -> int:
     data = buffer.getbuffer()
-    atomic_write_bytes(path, data, durable=False)  # the record that gives its size is durable
+    atomic_write_bytes(path, data, durable=False)
     return data.nbytes
