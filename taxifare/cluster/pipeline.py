@@ -25,6 +25,7 @@ from taxifare.cluster.tasks import TaskReport, duplicates_of, find_duplicates, p
 from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import TaxifareError, first_line
+from taxifare.files import start_writeback
 from taxifare.progress import Progress
 
 _SCAN, _FOLLOW_UP = 0, 1  # task priorities: higher runs first
@@ -65,12 +66,18 @@ class Pipeline:
         # On a failure the tasks left are not cancelled here: the client's close releases them all, where
         # cancelling futures whose dependents the client does not hold trips the scheduler (an assert).
         try:
-            for future in as_completed(futures):
-                report = future.result()
-                peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
-                if self._watched[future.key] == "scan":
-                    scanned += 1
-                    progress.advance(report.rows_read, note=f"{scanned}/{len(self.plan.partitions)} partitions scanned")
+            with output.open("rb") as placed:
+                for future in as_completed(futures):
+                    report = future.result()
+                    peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
+                    kind = self._watched[future.key]
+                    if kind == "scan":
+                        scanned += 1
+                        progress.advance(report.rows_read, note=f"{scanned}/{len(self.plan.partitions)} partitions scanned")
+                    elif kind == "place":
+                        # Started here, where waiting for the disk's queue costs no worker time, so that
+                        # the one fsync at the end has little left to wait for.
+                        start_writeback(placed.fileno(), report.offset, report.bytes)
             size = size if isinstance(size, int) else size.result()
         except KilledWorker as error:
             kind = str(error.task).split("-")[0]

@@ -8,7 +8,8 @@
    does) and hands the grown index to the next link. A row's hash meets all its repeats in one bucket.
 3. settle: drop the partition's duplicates from its features (a plain line filter), count every rule
    as the local run would, and sum its fares per local chunk.
-4. place: copy the part into the processed CSV at its offset, and start writing it to disk.
+4. place: copy the part into the processed CSV at its offset (the client then starts writing that range
+   to disk).
 
 A partition only needs the partitions before it, so partition 7 is settled and placed while later
 ones are still being scanned. A task that runs twice (retried after its worker died) writes the same
@@ -33,7 +34,7 @@ from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
 from taxifare.dedup import SeenRows
 from taxifare.features import ride_features
-from taxifare.files import StagedFile, start_writeback
+from taxifare.files import StagedFile
 from taxifare.progress import peak_rss_mb
 from taxifare.sink import write_rows
 from taxifare.source import line_blocks
@@ -47,7 +48,8 @@ class TaskReport:
     peak_mb: float
     rows_read: int = 0  # scan: input lines (or result rows) read
     rows: int = 0  # scan: rows parsed
-    bytes: int = 0  # settle: size of the part
+    bytes: int = 0  # settle and place: size of the part
+    offset: int = 0  # place: where the part went in the processed CSV
 
 
 def _report(**counts: int) -> TaskReport:
@@ -205,8 +207,7 @@ def _write_part(parts: PartsFolder, index: int, kept: np.ndarray) -> None:
 
 
 def place_part(folder: Path, index: int, output: Path, offset: int, settled: TaskReport) -> TaskReport:
-    """Copy part `index` (`settled`: its settle's report) into `output` from byte `offset` on, and start
-    writing that range to disk, so that the client's one fsync at the end has little left to wait for."""
+    """Copy part `index` (`settled`: its settle's report) into `output` from byte `offset` on."""
     with PartsFolder(folder).part_csv(index).open("rb") as part, output.open("r+b") as target:
         size = os.fstat(part.fileno()).st_size
         if size != settled.bytes:
@@ -219,5 +220,4 @@ def place_part(folder: Path, index: int, output: Path, offset: int, settled: Tas
             target.seek(offset)
             shutil.copyfileobj(part, target)
             target.flush()
-        start_writeback(target.fileno(), offset, size)
-    return _report()
+    return _report(offset=offset, bytes=size)
