@@ -9,6 +9,7 @@ Lines with the wrong number of fields never reach this module; the source counts
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,10 +56,11 @@ class Rejects:
     samples: dict[str, tuple[int, str | None]] = field(default_factory=dict)
 
     def count(self, rule: str, mask: np.ndarray, rows: np.ndarray, value) -> None:
-        """Count the rows of `mask`; the first, if it is the first of its rule, is the sample (`value(row)`)."""
+        """Count the rows of `mask`; the first, if it is the first of its rule, is the sample (`value(row)`;
+        None: the caller has one already)."""
         hits = int(mask.sum())
         self.counts[rule] += hits
-        if hits and rule not in self.samples:
+        if hits and rule not in self.samples and value is not None:
             row = int(rows[np.argmax(mask)])
             self.samples[rule] = (row, value(row))
 
@@ -136,8 +138,9 @@ def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, s
     return CleanChunk(rides=screened.rides[keep].reset_index(drop=True), rejects=screened.rejects)
 
 
-def screen_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime) -> ScreenedRides:
-    """Parse the rows and apply the rules before `duplicate`; the rides' index is their row in `table`."""
+def screen_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, sampled: Container[str] = ()) -> ScreenedRides:
+    """Parse the rows and apply the rules before `duplicate`; the rides' index is their row in `table`.
+    `sampled`: rules that the caller has a sample of already, whose value is not looked up again."""
     rides, parse_failures = parse_rides(table)
     rejects = Rejects()
     keep = np.ones(len(rides), dtype=bool)
@@ -148,7 +151,7 @@ def screen_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime) 
     rows = np.arange(len(rides))
     for rule, mask in failures.items():
         hit = keep & mask
-        rejects.count(rule, hit, rows, lambda row: sample_value(rule, table, rides, row))
+        rejects.count(rule, hit, rows, None if rule in sampled else lambda row: sample_value(rule, table, rides, row))
         keep &= ~hit
     rides = rides[keep]
     return ScreenedRides(rides=rides, hashes=_row_hashes(rides), rejects=rejects)

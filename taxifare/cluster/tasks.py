@@ -66,11 +66,11 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
     row_count = 0
     with StagedFile(parts.scan_csv(index)) as candidates:
         for raw in source.chunks():
-            screened = screen_rides(raw, settings.min_date, settings.max_date)
+            screened = screen_rides(raw, settings.min_date, settings.max_date, sampled=rejects.samples)
             verdict = later_verdicts(screened.rides)
             kept = screened.rides[verdict == KEPT]
             write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), candidates.file)
-            screened.rejects.samples.update(later_samples(raw, screened.rides, verdict, screened.rejects.samples))
+            screened.rejects.samples.update(later_samples(raw, screened.rides, verdict, {**rejects.samples, **screened.rejects.samples}))
             _add_rejects(rejects, screened.rejects, row_count)
             hashes.append(screened.hashes)
             verdicts.append(verdict)
