@@ -54,7 +54,7 @@ bench-pred: install
 
 ## One process against a local Dask cluster of 2 workers, in pairs, same raw CSV.
 bench-dask: install
-	$(PY) benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 3 --workers 2
+	$(PY) benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 5 --workers 2
 
 ## Kill preprocess 20 times and train 10 times at random moments; check the outputs.
 soak: install

@@ -1,6 +1,6 @@
 """preprocess in one process against `--workers N` (a local Dask cluster), on the same raw CSV, in pairs.
 
-    python benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 3 --workers 2
+    python benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 5 --workers 2
 
 For each size: writes a raw CSV (real rows scaled up as in bench_preprocess.py, synthetic when the real
 sample is absent), then runs `pairs` pairs of (single process, cluster), in alternating order, and
@@ -70,7 +70,7 @@ def same_bytes(first: Path, second: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
