@@ -64,14 +64,6 @@ def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return _haversine(_Points.of(lat1, lon1), _Points.of(lat2, lon2))
 
 
-def manhattan_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """North-south plus east-west leg lengths, the east-west leg measured at the mean latitude."""
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
-    north_south = np.abs(lat2 - lat1)
-    east_west = np.abs(lon2 - lon1) * np.cos((lat1 + lat2) / 2)
-    return EARTH_RADIUS_KM * (north_south + east_west)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Points:
     """Coordinates in radians, with the cosine of the latitude: a ride's ends meet nine distances each."""
@@ -89,6 +81,13 @@ class _Points:
 def _haversine(start: _Points, end: _Points) -> np.ndarray:
     a = np.sin((end.lat - start.lat) / 2) ** 2 + start.cos_lat * end.cos_lat * np.sin((end.lon - start.lon) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def _manhattan(start: _Points, end: _Points) -> np.ndarray:
+    """North-south plus east-west leg lengths, the east-west leg measured at the mean latitude."""
+    north_south = np.abs(end.lat - start.lat)
+    east_west = np.abs(end.lon - start.lon) * np.cos((start.lat + end.lat) / 2)
+    return EARTH_RADIUS_KM * (north_south + east_west)
 
 
 def geohash_cells(lat, lon, precision: int = GEOHASH_PRECISION) -> np.ndarray:
@@ -164,7 +163,7 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
         _one_hot(month - 1, 12),
         _as_float32(seconds_since_2009 / 86400 / DAYS_SCALE)[:, None],
         _as_float32(_haversine(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
-        _as_float32(manhattan_km(plat, plon, dlat, dlon) / DISTANCE_SCALE_KM)[:, None],
+        _as_float32(_manhattan(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
         _district_one_hot(plat, plon),
         _district_one_hot(dlat, dlon),
     ]
