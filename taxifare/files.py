@@ -97,8 +97,8 @@ _sync_file_range = _libc_sync_file_range()
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write `data` to a temporary file beside `path`, flush it to disk (see StagedFile.commit), then
-    rename it over `path`."""
+    """Write `data` to a temporary file beside `path`, then rename it over `path`; `durable`: flushed to
+    disk first, and the rename after it (see StagedFile.commit)."""
     with StagedFile(path) as staged:
         staged.write(data)
         staged.commit(durable)
