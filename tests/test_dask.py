@@ -82,8 +82,8 @@ def test_the_cluster_writes_the_local_output_byte_for_byte(tmp_path, cluster, ri
     result = preprocess(settings, input_path=rides, partition_size=partition_size)
     assert_same_as_local(result, local)
     engine = result.manifest["engine"]
-    # The last two partitions halved, and the last two halves halved again (finer_at_the_end).
-    assert engine["partitions"] == -(-rides.stat().st_size // partition_size) + 2 + 2
+    # The last two partitions halved, and the last two halves halved again, twice (finer_at_the_end).
+    assert engine["partitions"] == -(-rides.stat().st_size // partition_size) + 2 + 2 + 2
     assert (engine["buckets"] > 1) == (partition_size == 60_000)  # several duplicate chains, or one
     assert engine["workers"] == 2 and len(engine["worker_peak_mb"]) == 2
     rejected = local.manifest["rejected"]
@@ -134,7 +134,7 @@ def test_the_last_partitions_are_the_shortest_and_the_plan_covers_every_byte(tmp
     path.write_bytes(b"x" * 8_000)
     plan = new_plan(csv_ranges(list_csv_files(str(path)), 1_000), threads=2)
     sizes = [part.end - part.start for part in plan.partitions]
-    assert sizes == [1_000] * 6 + [500] * 2 + [250] * 4
+    assert sizes == [1_000] * 6 + [500] * 2 + [250] * 2 + [125] * 4
     assert all(part.end == after.start for part, after in zip(plan.partitions, plan.partitions[1:]))
     assert plan.partitions[0].start == 0 and plan.partitions[-1].end == 8_000
 
@@ -352,7 +352,7 @@ def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, c
         parameters = {item["name"]: item["parameterValue"]["value"] for item in insert.body["configuration"]["query"]["queryParameters"]}
         windows.append((pd.Timestamp(parameters["min_date"]), pd.Timestamp(parameters["max_date"])))
     windows.sort()
-    sub_windows = 4 * 2 + 2 + 2  # four per worker thread, then the last two halved, twice
+    sub_windows = 4 * 2 + 2 + 2 + 2  # four per worker thread, then the last two halved, three times
     assert len(windows) == result.manifest["engine"]["partitions"] == sub_windows
     edges = [start for start, _ in windows] + [windows[-1][1]]
     assert edges[0] == pd.Timestamp("2009-01-01", tz="UTC") and edges[-1] == pd.Timestamp("2015-01-01", tz="UTC")

@@ -70,13 +70,15 @@ def new_plan(partitions: list[Partition], threads: int) -> JobPlan:
 
 
 def finer_at_the_end(partitions: list[Partition], threads: int) -> list[Partition]:
-    """The last `threads` partitions cut in halves, and the last `threads` of those again in halves.
+    """The last `threads` partitions cut in halves, three times over (the last `threads` of the halves
+    each time): the plan ends with `threads` halves of a partition, `threads` quarters and 2 x `threads` eighths.
 
     The workers take partitions in input order, so the last ones decide how unevenly they finish: with
-    the shortest tasks last, a worker that ran out of partitions waits a quarter of a partition for the
-    others, not a whole one, while the count grows by only two per thread.
+    the shortest tasks last, a worker that ran out of partitions waits an eighth of a partition for the
+    others, not a whole one, and the last parts, which go to disk after every scan is done, are small;
+    the count grows by only three per thread.
     """
-    for _ in range(2):
+    for _ in range(3):
         cut = len(partitions) - threads
         partitions = partitions[:cut] + [half for part in partitions[cut:] for half in _halves(part)]
     return partitions
