@@ -4,7 +4,7 @@ Every worker runs the same `taxifare train` command with its own TF_CONFIG (the 
 Vertex AI custom jobs, Kubeflow's TFJob and most schedulers). The loop (loop.py) is the same; a `Team`
 stands in for the single process at the few places where the workers must agree:
 
-- Sharding: worker k of n owns the spans k, k+n, k+2n... of the processed CSV. It parses, hashes and
+- Sharding (shards.py): worker k of n owns the spans k, k+n, k+2n... of the processed CSV. It parses, hashes and
   splits only those (its own row file, statistics and held-out candidates); the workers then exchange
   per-span counts, so the caps on the validation and test sets cut at the same place in file order as a
   single process would, and the same rows land in each set. Rows a cap gives back to training stay with
@@ -30,40 +30,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from taxifare.errors import InputError, TaxifareError, first_line
 from taxifare.files import describe_os_error
 from taxifare.model import HUBER_DELTA, STEPS_PER_EXECUTION, import_keras, training_variables
-from taxifare.training.tf_cluster import Cluster, configure_coordination, parse_tf_config, wait_for_peers
-from taxifare.training.data import (
-    SPANS_PER_CHUNK,
-    TEST,
-    TEST_MAX_ROWS,
-    TRAIN,
-    VALIDATION,
-    VALIDATION_MAX_ROWS,
-    FeatureStatistics,
-    PreparedRows,
-    ProcessedData,
-    chunk_plan,
-    read_ahead,
-    read_rows,
-)
 from taxifare.registry import Run
+from taxifare.training.data import PreparedRows, ProcessedData
 from taxifare.training.report import fare_errors
+from taxifare.training.shards import Share, TeamChunk, load_team_chunk, prepare_share, worker_chunks
 from taxifare.training.state import Position, TrainingState
+from taxifare.training.tf_cluster import Cluster, configure_coordination, parse_tf_config, wait_for_peers
 
 log = logging.getLogger("taxifare")
 T = TypeVar("T")
-
-# The exchange right after the split pass waits for the slowest worker's pass over its share.
-_PREPARE_TIMEOUT_FACTOR = 30
-
 
 def join_team(settings) -> "Team | None":
     """This worker's team when settings.tf_config names a cluster of several tasks; None otherwise."""
@@ -76,35 +59,6 @@ def join_team(settings) -> "Team | None":
             f"{cluster.size} workers of TF_CONFIG; received {settings.batch_size}, expected a multiple of {cluster.size}"
         )
     return Team.join(cluster, settings.collective_timeout)
-
-
-@dataclass
-class Share:
-    """This worker's training rows in its row file: the spans it owns, where each one's rows lie, and the
-    held-out candidates the caps gave back to training, by span."""
-
-    row_file: Path
-    columns: int
-    owned: list[int]
-    ranges: dict  # span -> (first row, end row) in the row file
-    given_back: dict  # span -> rows
-    span_rows: np.ndarray  # training rows of every span of the file, all workers together
-
-    def read(self, spans: Sequence[int]) -> np.ndarray:
-        parts = []
-        with self.row_file.open("rb") as file:
-            for span in spans:
-                start, end = self.ranges[span]
-                file.seek(start * self.columns * 4)
-                parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * self.columns).reshape(-1, self.columns))
-                parts.append(self.given_back.get(span, np.empty((0, self.columns), dtype=np.float32)))
-        return np.concatenate(parts) if parts else np.empty((0, self.columns), dtype=np.float32)
-
-
-@dataclass
-class TeamChunk:
-    rows: int  # of all the workers together
-    batches: tuple | None  # this worker's (features, fares, weights), each steps x per-worker batch; None: no step
 
 
 class Team:
@@ -242,88 +196,19 @@ class Team:
             variable.assign(shared[start : start + value.size].reshape(value.shape).astype(value.dtype))
             start += value.size
 
-    # Rows ----------------------------------------------------------------------------------------
+    # Rows (shards.py) ---------------------------------------------------------------------------
 
     def prepare_rows(self, data: ProcessedData, row_file: Path) -> PreparedRows:
-        """Split this worker's spans; exchange counts, statistics and held-out rows so that every worker
-        holds the whole file's PreparedRows (validation, test, statistics, rows per span) as a single
-        process would, and `self.share` for its own training rows."""
-        span_count, columns = len(data.spans), len(data.columns)
-        owned = list(range(self.index, span_count, self.size))
-        groups = [owned[i : i + SPANS_PER_CHUNK] for i in range(0, len(owned), SPANS_PER_CHUNK)]
-        shares, statistics = data.split_shares, FeatureStatistics.empty(columns)
-        counts = np.zeros((3, span_count))  # training rows, validation and test candidates of each span
-        candidates: dict[int, dict[int, np.ndarray]] = {VALIDATION: {}, TEST: {}}
-        with row_file.open("wb") as target:
-            load = lambda group: read_rows(data, [data.spans[span] for span in group])  # noqa: E731
-            for group, rows in zip(groups, read_ahead(groups, load)):
-                sets = shares.assign(rows)
-                target.write(rows[sets == TRAIN].tobytes())
-                statistics.add(rows[sets == TRAIN])
-                bounds = np.cumsum([0] + [data.spans[span].rows for span in group])
-                for span, start, end in zip(group, bounds[:-1], bounds[1:]):
-                    for row, name in ((0, TRAIN), (1, VALIDATION), (2, TEST)):
-                        picked = rows[start:end][sets[start:end] == name]
-                        counts[row, span] = len(picked)
-                        if name != TRAIN:
-                            candidates[name][span] = picked
-        ends = np.cumsum(counts[0, owned]).astype(np.int64)
-        ranges = {span: (int(end - counts[0, span]), int(end)) for span, end in zip(owned, ends)}
-        counts = self.sum(counts, self.timeout * _PREPARE_TIMEOUT_FACTOR)
-        held_out, given_back = {}, {span: [] for span in owned}
-        for row, name, cap in ((1, VALIDATION, VALIDATION_MAX_ROWS), (2, TEST, TEST_MAX_ROWS)):
-            # The first `cap` candidates in file order are held out, as in a single process; the rest train.
-            kept = np.clip(cap - np.concatenate([[0], np.cumsum(counts[row])[:-1]]), 0, counts[row]).astype(np.int64)
-            starts = np.concatenate([[0], np.cumsum(kept)])
-            gathered = np.zeros((int(starts[-1]), columns), dtype=np.float32)
-            for span in owned:
-                gathered[starts[span] : starts[span + 1]] = candidates[name][span][: kept[span]]
-                given_back[span].append(candidates[name][span][kept[span] :])
-            held_out[name] = self.sum(gathered)
-            counts[0] += counts[row] - kept
-        given_back = {span: np.concatenate(parts) for span, parts in given_back.items() if sum(map(len, parts))}
-        for rows in given_back.values():
-            statistics.add(rows)
-        self.share = Share(row_file, columns, owned, ranges, given_back, counts[0].astype(np.int64))
-        span_starts = np.concatenate([[0], np.cumsum(counts[0], dtype=np.int64)])
-        return PreparedRows(held_out[VALIDATION], held_out[TEST], self._merged(statistics), span_starts)
-
-    def _merged(self, mine: FeatureStatistics) -> FeatureStatistics:
-        fields = (mine.mean, mine.m2, mine.minimum, mine.maximum)
-        table = np.zeros((self.size, 1 + len(mine.mean) * 4))
-        table[self.index] = np.concatenate([[mine.count], *fields])
-        merged = FeatureStatistics.empty(len(mine.mean))
-        for count, *parts in ((row[0], *np.split(row[1:], 4)) for row in self.sum(table)):
-            merged.merge(FeatureStatistics(int(count), *parts))
-        return merged
+        """The whole file's PreparedRows on every worker, as a single process would have them; this
+        worker's own training rows in `self.share`."""
+        prepared, self.share = prepare_share(self, data, row_file)
+        return prepared
 
     def chunks_per_pass(self, span_count: int, seed: int) -> int:
-        return len(self._plan(span_count, seed, 0)[0])
-
-    def _plan(self, span_count: int, seed: int, pass_index: int) -> list[list[list[int]]]:
-        """Spans of each worker's chunks in a pass: the single-process order, each worker's own spans."""
-        order = [span for chunk in chunk_plan(span_count, seed, pass_index) for span in chunk]
-        per_chunk = -(-SPANS_PER_CHUNK // self.size)
-        mine = [[span for span in order if span % self.size == worker] for worker in range(self.size)]
-        chunks = -(-len(mine[0]) // per_chunk)
-        return [[spans[c * per_chunk : (c + 1) * per_chunk] for c in range(chunks)] for spans in mine]
+        return len(worker_chunks(span_count, seed, 0, self.size)[0])
 
     def load_chunk(self, training, position: Position) -> TeamChunk:
-        settings, pass_index, chunk = training.settings, position.pass_index, position.chunk
-        plan = self._plan(len(training.data.spans), settings.seed, pass_index)
-        rows_by_worker = [int(self.share.span_rows[plan[worker][chunk]].sum()) for worker in range(self.size)]
-        batch = settings.batch_size // self.size
-        steps = -(-max(rows_by_worker) // batch)
-        if not steps:
-            return TeamChunk(0, None)
-        rows = self.share.read(plan[self.index][chunk])
-        order = np.random.default_rng([settings.seed, pass_index, chunk, self.index]).permutation(len(rows))
-        # Padding: rows of weight zero (repeats of this chunk's rows), so that every worker takes `steps` steps.
-        picks = np.resize(order, steps * batch) if len(order) else np.zeros(steps * batch, dtype=np.int64)
-        table = rows[picks] if len(rows) else np.zeros((steps * batch, rows.shape[1]), dtype=np.float32)
-        weights = (np.arange(steps * batch) < len(rows)).astype(np.float32)
-        shape = (steps, batch)
-        return TeamChunk(sum(rows_by_worker), (table[:, :-1].reshape(*shape, -1), table[:, -1].reshape(shape), weights.reshape(shape)))
+        return load_team_chunk(self, self.share, training, position)
 
     # Training and scoring ------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import functools
 import hashlib
 import logging
@@ -37,26 +36,17 @@ from typing import Callable
 import numpy as np
 
 from taxifare.config import Settings
-from taxifare.errors import InputError
 from taxifare.files import describe_os_error
 from taxifare.lock import OutputLock
-from taxifare.model import ModelSpec, build_model, import_keras, input_statistics, load_model, shuffled_batches
+from taxifare.model import import_keras, shuffled_batches
 from taxifare.progress import Progress
-from taxifare.registry import Registry, Run, new_run_id
-from taxifare.training.checkpoint import Checkpoint, assign_variables, copy_training_variables, framework_versions
+from taxifare.registry import Registry, Run
+from taxifare.training.checkpoint import Checkpoint, assign_variables
+from taxifare.training.data import PreparedRows, ProcessedData, chunk_plan, prepare_rows, read_ahead, read_prepared_rows
 from taxifare.training.distributed import join_team
-from taxifare.training.data import (
-    PreparedRows,
-    ProcessedData,
-    chunk_plan,
-    open_processed,
-    prepare_rows,
-    read_ahead,
-    read_prepared_rows,
-    span_rows,
-)
 from taxifare.training.report import fare_errors, log_result, publish_run
-from taxifare.training.state import Evaluation, Position, TrainingState, now_utc
+from taxifare.training.start import Training, check_split_sizes, open_run, start_training
+from taxifare.training.state import Evaluation, Position, TrainingState
 
 log = logging.getLogger("taxifare")
 
@@ -138,31 +128,17 @@ class Solo:
         return run
 
 
-@dataclass
-class Training:
-    """Everything the loop works on."""
-
-    settings: Settings
-    data: ProcessedData
-    prepared: PreparedRows
-    checkpoint: Checkpoint
-    model: object
-    state: TrainingState
-    best_weights: list[np.ndarray]  # the model's variables at the best evaluation so far
-    make_model: Callable[[], object]  # a new model of this run's shape and input statistics
-
-
 def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force: bool, from_run: str | None, team) -> TrainResult:
     started = time.monotonic()
     # Importing TensorFlow takes seconds of mostly Python work; the pass that prepares the rows is mostly
     # pyarrow's, which runs without the GIL, so the two overlap. build_model waits for the import if needed.
     threading.Thread(target=import_keras, name="taxifare-import", daemon=True).start()
     registry = Registry(settings.local_registry_path)
-    data, parent, fingerprint, state = team.check_in(lambda: _open(settings, processed_path, registry, checkpoint, force, from_run, team))
+    data, parent, fingerprint, state = team.check_in(lambda: open_run(settings, processed_path, registry, checkpoint, force, from_run, team))
     with data.file:
         prepared = team.prepare_rows(data, checkpoint.row_file)
-        _check_split_sizes(data, prepared)
-        training = _start(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
+        check_split_sizes(data, prepared)
+        training = start_training(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
         # Where the chief's checkpoint left off (None for a new run), as every worker reports it.
         saved_position = team.from_chief(dataclasses.asdict(state.position) if state is not None else None)
         resumed_at = Position(**saved_position) if saved_position is not None else None
@@ -175,120 +151,6 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
         result = TrainResult(run, resumed_at, time.monotonic() - started)
         log_result(result.run, result.resumed_at, result.seconds)
         return result
-
-
-def _open(settings, processed_path: Path, registry: Registry, checkpoint: Checkpoint, force: bool, from_run: str | None, team):
-    """The data, and on the chief the parent run, fingerprint and saved state; the checkpoint folder ready."""
-    data = open_processed(processed_path, span_rows(settings.chunk_size))
-    parent = _parent_run(registry, settings, data, from_run) if from_run and team.is_chief else None
-    fingerprint = _fingerprint(settings, data, parent, team.size)
-    state = None if force or not team.is_chief else checkpoint.load()
-    if state is not None and state.fingerprint != fingerprint:
-        raise InputError(
-            f"{checkpoint.folder} holds an unfinished run with other settings or data "
-            f"({_differences(state.fingerprint, fingerprint)}); rerun with those to resume it, "
-            "or pass --force to discard it"
-        )
-    if state is None:
-        checkpoint.discard()
-    checkpoint.folder.mkdir(parents=True, exist_ok=True)
-    return data, parent, fingerprint, state
-
-
-def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spec: str) -> Run:
-    """The run to warm-start from, checked against this data and model shape before any training."""
-    parent = registry.resolve(spec, settings.data_size)
-    params, hyper = parent.params, parent.params.get("hyperparameters", {})
-    if params.get("preprocessor_version") != data.manifest["preprocessor_version"] or params.get("feature_names") != data.manifest["feature_names"]:
-        raise InputError(
-            f"cannot continue run {parent.run_id}: it was trained on preprocessor version "
-            f"{params.get('preprocessor_version')}, this data is version {data.manifest['preprocessor_version']}"
-        )
-    theirs = (tuple(hyper.get("hidden_units") or ()), hyper.get("dropout"))
-    ours = (settings.hidden_units, settings.dropout)
-    if theirs != ours:
-        raise InputError(
-            f"cannot continue run {parent.run_id}: its architecture is hidden units {_units(theirs[0])}, dropout "
-            f"{theirs[1]}; this run asks for hidden units {_units(ours[0])}, dropout {ours[1]} "
-            "(pass the same --hidden-units and --dropout, or train afresh without --from)"
-        )
-    return parent
-
-
-def _units(units) -> str:
-    return ",".join(str(unit) for unit in units) or "?"
-
-
-def _fingerprint(settings: Settings, data: ProcessedData, parent: Run | None, workers: int) -> dict:
-    # A multi-worker run walks the data in other chunks: its checkpoint resumes with as many workers only.
-    return ({"workers": workers} if workers > 1 else {}) | {
-        "processed_path": str(data.path.resolve()),
-        "processed_bytes": data.manifest.get("bytes"),
-        "processed_completed_at": data.manifest.get("completed_at"),
-        "rows": data.rows,
-        "preprocessor_version": data.manifest["preprocessor_version"],
-        "chunk_size": settings.chunk_size,
-        "batch_size": settings.batch_size,
-        "learning_rate": settings.learning_rate,
-        "epochs": settings.epochs,
-        "patience": settings.patience,
-        "lr_patience": settings.lr_patience,
-        "eval_every": settings.eval_every,
-        "hidden_units": list(settings.hidden_units),
-        "dropout": settings.dropout,
-        "loss": settings.loss,
-        "seed": settings.seed,
-        "parent_run_id": parent.run_id if parent else None,
-        # Another build may number, order or compute the variables differently.
-        **framework_versions(),
-    }
-
-
-def _differences(saved: dict, fresh: dict) -> str:
-    changed = [f"{key} {saved.get(key)} -> {value}" for key, value in fresh.items() if saved.get(key) != value]
-    return "; ".join(changed)[:300]
-
-
-def _check_split_sizes(data: ProcessedData, prepared: PreparedRows) -> None:
-    if min(len(prepared.validation), len(prepared.test), prepared.train_rows) == 0:
-        raise InputError(
-            f"{data.path}: {data.rows} rows are too few to split into training, validation and test sets; "
-            "expected at least 100"
-        )
-
-
-def _start(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint, team) -> Training:
-    """The model and state of a new run (fresh, or warm-started from `parent`), or of a resumed one; on every
-    worker of a team, the chief's."""
-    training = _start_model(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
-    team.share_training(training)
-    return training
-
-
-def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint, team) -> Training:
-    spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
-    statistics = prepared.statistics
-    mean, variance, mean_fare = statistics.mean[:-1], statistics.variance[:-1], float(statistics.mean[-1])
-    parent_model = load_model(parent.model_path, compile=True) if parent else None
-    if parent_model is not None:
-        mean, variance = input_statistics(parent_model)
-    mean, variance = (np.asarray(values) for values in team.from_chief((mean, variance)))
-    make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare)
-    model = team.build(make_model)
-    # On the chief; a checkpoint it refuses stops every worker with its message.
-    restored = team.check_in(lambda: checkpoint.restore(model) if state is not None else None)
-    if state is not None:
-        best_weights = restored
-        state.resumes.append({"at": now_utc(), "pass": state.position.pass_index + 1, "chunk": state.position.chunk + 1})
-        log.info("resuming run %s at pass %d, chunk %d", state.run_id, state.position.pass_index + 1, state.position.chunk + 1)
-        return Training(settings, data, prepared, checkpoint, model, state, best_weights, make_model)
-    if parent_model is not None:
-        copy_training_variables(parent_model, model, f"run {parent.run_id}")
-        model.optimizer.learning_rate.assign(settings.learning_rate)
-        log.info("continuing from run %s", parent.run_id)
-    run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
-    state = TrainingState(run_id, fingerprint, settings.learning_rate, parent_run_id=parent.run_id if parent else None)
-    return Training(settings, data, prepared, checkpoint, model, state, [variable.numpy() for variable in model.variables], make_model)
 
 
 @dataclass

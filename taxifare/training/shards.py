@@ -1,0 +1,150 @@
+"""How the workers of a team share the processed rows (see distributed.py for the whole scheme).
+
+Worker k of n owns the spans k, k+n, k+2n... It splits only those, then the workers exchange per-span
+counts, so that the caps on the validation and test sets cut where a single process would cut; statistics
+are merged from every worker's. In a pass, each worker trains its own spans in the single-process chunk
+order, padded with rows of weight zero so that every worker takes the same number of steps.
+
+The exchanges go through `team.sum` (an all-reduce); `team.index`, `team.size` and `team.timeout` say
+who this worker is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from taxifare.training.data import (
+    SPANS_PER_CHUNK,
+    TEST,
+    TEST_MAX_ROWS,
+    TRAIN,
+    VALIDATION,
+    VALIDATION_MAX_ROWS,
+    FeatureStatistics,
+    PreparedRows,
+    ProcessedData,
+    chunk_plan,
+    read_ahead,
+    read_rows,
+)
+from taxifare.training.state import Position
+
+# The exchange right after the split pass waits for the slowest worker's pass over its share.
+_PREPARE_TIMEOUT_FACTOR = 30
+
+
+@dataclass
+class Share:
+    """This worker's training rows in its row file: the spans it owns, where each one's rows lie, and the
+    held-out candidates the caps gave back to training, by span."""
+
+    row_file: Path
+    columns: int
+    owned: list[int]
+    ranges: dict  # span -> (first row, end row) in the row file
+    given_back: dict  # span -> rows
+    span_rows: np.ndarray  # training rows of every span of the file, all workers together
+
+    def read(self, spans: Sequence[int]) -> np.ndarray:
+        parts = []
+        with self.row_file.open("rb") as file:
+            for span in spans:
+                start, end = self.ranges[span]
+                file.seek(start * self.columns * 4)
+                parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * self.columns).reshape(-1, self.columns))
+                parts.append(self.given_back.get(span, np.empty((0, self.columns), dtype=np.float32)))
+        return np.concatenate(parts) if parts else np.empty((0, self.columns), dtype=np.float32)
+
+
+@dataclass
+class TeamChunk:
+    rows: int  # of all the workers together
+    batches: tuple | None  # this worker's (features, fares, weights), each steps x per-worker batch; None: no step
+
+
+def prepare_share(team, data: ProcessedData, row_file: Path) -> tuple[PreparedRows, Share]:
+    """Split this worker's spans; exchange counts, statistics and held-out rows so that every worker
+    holds the whole file's PreparedRows (validation, test, statistics, rows per span) as a single
+    process would, and its Share of the training rows."""
+    span_count, columns = len(data.spans), len(data.columns)
+    owned = list(range(team.index, span_count, team.size))
+    groups = [owned[i : i + SPANS_PER_CHUNK] for i in range(0, len(owned), SPANS_PER_CHUNK)]
+    shares, statistics = data.split_shares, FeatureStatistics.empty(columns)
+    counts = np.zeros((3, span_count))  # training rows, validation and test candidates of each span
+    candidates: dict[int, dict[int, np.ndarray]] = {VALIDATION: {}, TEST: {}}
+    with row_file.open("wb") as target:
+        load = lambda group: read_rows(data, [data.spans[span] for span in group])  # noqa: E731
+        for group, rows in zip(groups, read_ahead(groups, load)):
+            sets = shares.assign(rows)
+            target.write(rows[sets == TRAIN].tobytes())
+            statistics.add(rows[sets == TRAIN])
+            bounds = np.cumsum([0] + [data.spans[span].rows for span in group])
+            for span, start, end in zip(group, bounds[:-1], bounds[1:]):
+                for row, name in ((0, TRAIN), (1, VALIDATION), (2, TEST)):
+                    picked = rows[start:end][sets[start:end] == name]
+                    counts[row, span] = len(picked)
+                    if name != TRAIN:
+                        candidates[name][span] = picked
+    ends = np.cumsum(counts[0, owned]).astype(np.int64)
+    ranges = {span: (int(end - counts[0, span]), int(end)) for span, end in zip(owned, ends)}
+    counts = team.sum(counts, team.timeout * _PREPARE_TIMEOUT_FACTOR)
+    held_out, given_back = {}, {span: [] for span in owned}
+    for row, name, cap in ((1, VALIDATION, VALIDATION_MAX_ROWS), (2, TEST, TEST_MAX_ROWS)):
+        # The first `cap` candidates in file order are held out, as in a single process; the rest train.
+        kept = np.clip(cap - np.concatenate([[0], np.cumsum(counts[row])[:-1]]), 0, counts[row]).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(kept)])
+        gathered = np.zeros((int(starts[-1]), columns), dtype=np.float32)
+        for span in owned:
+            gathered[starts[span] : starts[span + 1]] = candidates[name][span][: kept[span]]
+            given_back[span].append(candidates[name][span][kept[span] :])
+        held_out[name] = team.sum(gathered)
+        counts[0] += counts[row] - kept
+    given_back = {span: np.concatenate(parts) for span, parts in given_back.items() if sum(map(len, parts))}
+    for rows in given_back.values():
+        statistics.add(rows)
+    share = Share(row_file, columns, owned, ranges, given_back, counts[0].astype(np.int64))
+    span_starts = np.concatenate([[0], np.cumsum(counts[0], dtype=np.int64)])
+    return PreparedRows(held_out[VALIDATION], held_out[TEST], _merged(team, statistics), span_starts), share
+
+
+def _merged(team, mine: FeatureStatistics) -> FeatureStatistics:
+    """Every worker's statistics, merged."""
+    fields = (mine.mean, mine.m2, mine.minimum, mine.maximum)
+    table = np.zeros((team.size, 1 + len(mine.mean) * 4))
+    table[team.index] = np.concatenate([[mine.count], *fields])
+    merged = FeatureStatistics.empty(len(mine.mean))
+    for count, *parts in ((row[0], *np.split(row[1:], 4)) for row in team.sum(table)):
+        merged.merge(FeatureStatistics(int(count), *parts))
+    return merged
+
+
+def worker_chunks(span_count: int, seed: int, pass_index: int, workers: int) -> list[list[list[int]]]:
+    """Spans of each worker's chunks in a pass: the single-process order, each worker's own spans."""
+    order = [span for chunk in chunk_plan(span_count, seed, pass_index) for span in chunk]
+    per_chunk = -(-SPANS_PER_CHUNK // workers)
+    mine = [[span for span in order if span % workers == worker] for worker in range(workers)]
+    chunks = -(-len(mine[0]) // per_chunk)
+    return [[spans[c * per_chunk : (c + 1) * per_chunk] for c in range(chunks)] for spans in mine]
+
+
+def load_team_chunk(team, share: Share, training, position: Position) -> TeamChunk:
+    """This worker's rows of chunk `position`, shuffled and padded to the steps of the largest share."""
+    settings, pass_index, chunk = training.settings, position.pass_index, position.chunk
+    plan = worker_chunks(len(training.data.spans), settings.seed, pass_index, team.size)
+    rows_by_worker = [int(share.span_rows[plan[worker][chunk]].sum()) for worker in range(team.size)]
+    batch = settings.batch_size // team.size
+    steps = -(-max(rows_by_worker) // batch)
+    if not steps:
+        return TeamChunk(0, None)
+    rows = share.read(plan[team.index][chunk])
+    order = np.random.default_rng([settings.seed, pass_index, chunk, team.index]).permutation(len(rows))
+    # Padding: rows of weight zero (repeats of this chunk's rows), so that every worker takes `steps` steps.
+    picks = np.resize(order, steps * batch) if len(order) else np.zeros(steps * batch, dtype=np.int64)
+    table = rows[picks] if len(rows) else np.zeros((steps * batch, rows.shape[1]), dtype=np.float32)
+    weights = (np.arange(steps * batch) < len(rows)).astype(np.float32)
+    shape = (steps, batch)
+    return TeamChunk(sum(rows_by_worker), (table[:, :-1].reshape(*shape, -1), table[:, -1].reshape(shape), weights.reshape(shape)))
