@@ -15,6 +15,7 @@ log = logging.getLogger("taxifare")
 
 
 def preprocess(
+    context: typer.Context,
     min_date: MinDate = None,
     max_date: MaxDate = None,
     data_size: ProcessedDataSize = None,
@@ -55,6 +56,7 @@ def preprocess(
     from taxifare.preprocess import preprocess as run_preprocess
 
     settings = settings_from(
+        context,
         min_date=min_date,
         max_date=max_date,
         data_size=data_size,
@@ -71,6 +73,7 @@ def preprocess(
 
 
 def demo_data(
+    context: typer.Context,
     rows: Annotated[int, typer.Option(min=1, max=50_000_000, help="Rides to generate.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
     min_date: MinDate = None,
@@ -81,7 +84,7 @@ def demo_data(
     from taxifare.demo import write_demo_rides
     from taxifare.files import writing
 
-    settings = settings_from(min_date=min_date, max_date=max_date, data_size="demo")
+    settings = settings_from(context, min_date=min_date, max_date=max_date, data_size="demo")
     path = settings.raw_cache_path
     if path.exists() and not force:
         log.info("%s exists; keeping it (pass --force to regenerate)", path)

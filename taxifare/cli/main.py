@@ -11,7 +11,7 @@ import sys
 import typer
 
 from taxifare.cli import data, models, scoring, training
-from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose, set_global_flags
+from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
 from taxifare.errors import InputError, Interrupted, TaxifareError, first_line
 
 log = logging.getLogger("taxifare")
@@ -34,6 +34,7 @@ app.add_typer(models.models_app, name="models")
 
 @app.callback()
 def _root(
+    context: typer.Context,
     debug: Debug = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -45,7 +46,7 @@ def _root(
         raise InputError("pass either --quiet or --verbose, not both")
     logging.getLogger("taxifare").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     _quiet_libraries(verbose)
-    set_global_flags(local_data_path=local_data_path, local_registry_path=local_registry_path)
+    context.obj = {"local_data_path": local_data_path, "local_registry_path": local_registry_path}
 
 
 def _quiet_libraries(verbose: bool) -> None:

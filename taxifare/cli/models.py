@@ -23,17 +23,17 @@ models_app = typer.Typer(
 
 @models_app.callback(invoke_without_command=True)
 def models(
-    ctx: typer.Context,
+    context: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (one object per run) instead of a table.")] = False,
 ) -> None:
-    if ctx.invoked_subcommand is not None:
+    if context.invoked_subcommand is not None:
         return
     import dataclasses
     import json
 
     from taxifare.registry import Registry, format_runs, run_summaries
 
-    summaries = run_summaries(Registry(settings_from().local_registry_path).runs())
+    summaries = run_summaries(Registry(settings_from(context).local_registry_path).runs())
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(summary) for summary in summaries], indent=2))
     elif summaries:
@@ -41,25 +41,25 @@ def models(
 
 
 @models_app.command("show")
-def models_show(run: RunSpec, data_size: RunDataSize = None) -> None:
+def models_show(context: typer.Context, run: RunSpec, data_size: RunDataSize = None) -> None:
     """Print one run's params and metrics as JSON (after checking its model file)."""
     import json
 
     from taxifare.model import check_model_file
     from taxifare.registry import Registry
 
-    settings = settings_from(data_size=data_size)
+    settings = settings_from(context, data_size=data_size)
     found = Registry(settings.local_registry_path).resolve(run, settings.data_size)
     check_model_file(found.model_path)
     typer.echo(json.dumps({"run_id": found.run_id, "params": found.params, "metrics": found.metrics}, indent=2))
 
 
 @models_app.command("rm")
-def models_rm(run_ids: Annotated[list[str], typer.Argument(help="Run ids from `taxifare models`.")]) -> None:
+def models_rm(context: typer.Context, run_ids: Annotated[list[str], typer.Argument(help="Run ids from `taxifare models`.")]) -> None:
     """Remove runs. Each folder is renamed to a hidden name, then deleted: no half-removed run is ever listed."""
     from taxifare.registry import Registry
 
-    registry = Registry(settings_from().local_registry_path)
+    registry = Registry(settings_from(context).local_registry_path)
     for run_id in run_ids:
         freed = registry.remove(run_id)
         typer.echo(f"removed run {run_id} ({freed:,} bytes)")
@@ -67,6 +67,7 @@ def models_rm(run_ids: Annotated[list[str], typer.Argument(help="Run ids from `t
 
 @models_app.command("prune")
 def models_prune(
+    context: typer.Context,
     keep: Annotated[int, typer.Option("--keep", min=0, help="Runs to keep per data set, newest first.")],
 ) -> None:
     """Remove all but the KEEP newest runs of each data set; each data set's best run (lowest test MAE) is
@@ -82,7 +83,7 @@ def models_prune(
     from taxifare.prune import prune
     from taxifare.registry import Registry
 
-    result = prune(Registry(settings_from().local_registry_path), keep)
+    result = prune(Registry(settings_from(context).local_registry_path), keep)
     for item in result.removed:
         typer.echo(f"removed {item.what} {item.path} ({item.bytes:,} bytes)")
     for path in result.in_use:

@@ -60,14 +60,7 @@ RunDataSize = Annotated[
 RunSpec = Annotated[str, typer.Argument(help="A run id from `taxifare models`, or latest or best (of --data-size).")]
 
 
-def settings_from(**flags) -> Settings:
-    return load_settings({**_global_flags, **flags})
-
-
-# The settings flags given before the command (`taxifare --local-data-path DIR train`): the root callback
-# sets them on every invocation, and settings_from adds them to the command's own.
-_global_flags: dict[str, str | None] = {}
-
-
-def set_global_flags(**flags: str | None) -> None:
-    _global_flags.update(flags)
+def settings_from(context: typer.Context, **flags) -> Settings:
+    """The command's settings: its own flags over the root's (`taxifare --local-data-path DIR train`),
+    which the root callback leaves in the context's `obj`."""
+    return load_settings({**(context.find_root().obj or {}), **flags})

@@ -12,6 +12,7 @@ from taxifare.errors import InputError
 
 
 def pred(
+    context: typer.Context,
     model: ModelSpec = None,
     data_size: RunDataSize = None,
     pickup_datetime: Annotated[
@@ -45,7 +46,7 @@ def pred(
     from taxifare import predict
     from taxifare.csv_format import CsvFormat
 
-    settings = settings_from(chunk_size=chunk_size, data_size=data_size)
+    settings = settings_from(context, chunk_size=chunk_size, data_size=data_size)
     ride = {
         "pickup_datetime": pickup_datetime,
         "pickup_longitude": pickup_longitude,
@@ -70,6 +71,7 @@ def pred(
 
 
 def evaluate(
+    context: typer.Context,
     input: Annotated[
         Path,
         typer.Option(
@@ -100,7 +102,7 @@ def evaluate(
     from taxifare.csv_format import CsvFormat
     from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
 
-    settings = settings_from(chunk_size=chunk_size, data_size=data_size)
+    settings = settings_from(context, chunk_size=chunk_size, data_size=data_size)
     csv_format = CsvFormat.from_flags(columns, delimiter)
     result = run_evaluate(settings, input, run_spec=model, plot_path=plot, csv_format=csv_format)
     if as_json:

@@ -15,6 +15,7 @@ ProcessedInput = Annotated[
 
 
 def train(
+    context: typer.Context,
     min_date: MinDate = None,
     max_date: MaxDate = None,
     data_size: DataSize = None,
@@ -70,6 +71,7 @@ def train(
     from taxifare.training import train as run_train
 
     settings = settings_from(
+        context,
         min_date=min_date,
         max_date=max_date,
         data_size=data_size,
