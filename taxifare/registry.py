@@ -38,6 +38,7 @@ def new_run_id(now: dt.datetime) -> str:
 
 ALIASES = ("latest", "best")
 REMOVING_PREFIX = ".removing-"
+_SKIPS_SHOWN = 3  # unreadable run folders named one by one; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,17 @@ class Registry:
         """Every completed run, oldest first by finishing time; unreadable folders are skipped with a warning."""
         if not self.root.is_dir():
             return []
-        runs = []
+        runs, skipped = [], []
         for folder in sorted(self.root.iterdir()):
             if folder.is_dir() and RUN_ID_PATTERN.fullmatch(folder.name):
                 try:
                     runs.append(self._read_run(folder))
                 except InputError as error:
-                    log.warning("skipping registry folder %s: %s", folder.name, error)
+                    skipped.append((folder.name, error))
+        for name, error in skipped[:_SKIPS_SHOWN]:
+            log.warning("skipping registry folder %s: %s", name, error)
+        if len(skipped) > _SKIPS_SHOWN:
+            log.warning("skipping %d more unreadable registry folders in %s", len(skipped) - _SKIPS_SHOWN, self.root)
         return sorted(runs, key=lambda run: (run.finished_at, run.run_id))
 
     def required_runs(self, data_size: str | None = None) -> list[Run]:

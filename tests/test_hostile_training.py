@@ -83,3 +83,13 @@ def test_a_registry_run_with_garbage_params_is_skipped_not_trusted(copy, tmp_pat
     listed = run_cli(tmp_path, "models", env=cli_env(tmp_path))
     assert "Traceback" not in listed.stderr and f"skipping registry folder {run.name}" in listed.stderr
     assert_clean_error(run_cli(tmp_path, "pred", env=cli_env(tmp_path)), 2, "run `taxifare train` first")
+
+
+def test_many_unreadable_run_folders_are_named_three_at_a_time(copy, tmp_path):
+    _, run = copy
+    for number in range(5):
+        (run.parent / f"20200101T00000{number}Z-00000{number}").mkdir()  # run ids with nothing inside
+    listed = run_cli(tmp_path, "models", env=cli_env(tmp_path))
+    assert listed.returncode == 0 and run.name in listed.stdout
+    assert listed.stderr.count("skipping registry folder") == 3
+    assert "skipping 2 more unreadable registry folders" in listed.stderr
