@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 from taxifare.cluster.connect import Cluster
 from taxifare.cluster.parts import PartsFolder
@@ -25,7 +25,6 @@ from taxifare.cluster.tasks import TaskReport, duplicates_of, find_duplicates, p
 from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import TaxifareError, first_line
-from taxifare.files import start_writeback
 from taxifare.progress import Progress
 
 _SCAN, _FOLLOW_UP = 0, 1  # task priorities: higher runs first
@@ -55,9 +54,9 @@ class Pipeline:
         self._watched: dict[str, str] = {}  # key of a scan, settle or place future -> its kind
         self._run_id = uuid.uuid4().hex[:8]
 
-    def run(self, output: Path, first_offset: int, progress: Progress) -> PipelineResult:
+    def run(self, output: Path, first_offset: int, progress: Progress, placed: Callable[[int, int], None]) -> PipelineResult:
         """Scan, settle and place every partition that the parts folder does not hold yet, the parts going
-        into `output` from `first_offset` on."""
+        into `output` from `first_offset` on; `placed(offset, size)` is called as each part lands."""
         from distributed import KilledWorker, as_completed
 
         futures, size = self._submit_all(output, first_offset, progress)
@@ -66,18 +65,15 @@ class Pipeline:
         # On a failure the tasks left are not cancelled here: the client's close releases them all, where
         # cancelling futures whose dependents the client does not hold trips the scheduler (an assert).
         try:
-            with output.open("rb") as placed:
-                for future in as_completed(futures):
-                    report = future.result()
-                    peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
-                    kind = self._watched[future.key]
-                    if kind == "scan":
-                        scanned += 1
-                        progress.advance(report.rows_read, note=f"{scanned}/{len(self.plan.partitions)} partitions scanned")
-                    elif kind == "place":
-                        # Started here, where waiting for the disk's queue costs no worker time, so that
-                        # the one fsync at the end has little left to wait for.
-                        start_writeback(placed.fileno(), report.offset, report.bytes)
+            for future in as_completed(futures):
+                report = future.result()
+                peaks[report.worker] = max(peaks.get(report.worker, 0.0), report.peak_mb)
+                kind = self._watched[future.key]
+                if kind == "scan":
+                    scanned += 1
+                    progress.advance(report.rows_read, note=f"{scanned}/{len(self.plan.partitions)} partitions scanned")
+                elif kind == "place":
+                    placed(report.offset, report.bytes)
             size = size if isinstance(size, int) else size.result()
         except KilledWorker as error:
             kind = str(error.task).split("-")[0]

@@ -27,7 +27,7 @@ from taxifare.cluster.pipeline import Pipeline
 from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import TaxifareError
-from taxifare.files import atomic_write_json, describe_os_error
+from taxifare.files import atomic_write_json, describe_os_error, start_writeback
 from taxifare.preprocess import PreprocessResult, log_result, plan_output
 from taxifare.progress import Progress
 from taxifare.provenance import bigquery_raw, csv_raw
@@ -150,7 +150,9 @@ def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFo
         file.flush()
         progress = Progress("preprocess", total=_estimated_rows(job_input.files))
         pipeline = Pipeline(cluster, settings, parts, plan, job_input.csv_format)
-        result = pipeline.run(partial, len(header), progress)
+        # Each part's writeback starts as it lands, here, where waiting for the disk's queue costs no
+        # worker time, so that the one fsync at the end has little left to wait for.
+        result = pipeline.run(partial, len(header), progress, lambda offset, size: start_writeback(file.fileno(), offset, size))
         manifest["engine"]["worker_peak_mb"] = result.peaks
         progress.close()
         os.fsync(file.fileno())
