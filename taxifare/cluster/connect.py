@@ -56,16 +56,20 @@ def cluster_for(settings: Settings) -> Iterator[Cluster]:
     import dask
     import distributed
 
-    from taxifare.cluster.worker_setup import ArrowThreads
+    from taxifare.cluster.worker_setup import ArrowThreads, QuietWhileClosing
 
     if settings.dask_scheduler_address and settings.workers:
         raise InputError("pass either --scheduler (DASK_SCHEDULER_ADDRESS) or --workers (DASK_WORKERS), not both")
     if settings.workers:
         # One thread per worker process: the pipeline holds the GIL for much of each chunk.
+        # No dashboard; the scheduler's small HTTP server (health checks) still starts, on a free port
+        # rather than 8787, which another cluster on this machine may hold.
         with dask.config.set(_LOCAL_WORKER_CONFIG), distributed.LocalCluster(
-            n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},
         ) as local, distributed.Client(local) as client:
             client.register_plugin(ArrowThreads())
+            client.register_plugin(QuietWhileClosing())
             yield _described(client)
         return
     with _connected(settings.dask_scheduler_address) as client:
