@@ -328,8 +328,9 @@ def test_scheduler_and_workers_together_are_refused(tmp_path, rides):
     assert_clean_error(failed, 2, "either --scheduler (DASK_SCHEDULER_ADDRESS) or --workers")
 
 
-@pytest.mark.parametrize("engine", ["scheduler", "workers"])
-def test_sigterm_stops_the_client_with_one_line(tmp_path, cluster, large_rides, engine):
+@pytest.mark.parametrize("engine, stop", [("scheduler", "SIGTERM"), ("workers", "SIGTERM"), ("workers", "Ctrl-C")])
+def test_a_stop_signal_ends_the_client_with_one_line(tmp_path, cluster, large_rides, engine, stop):
+    """SIGTERM reaches the client alone; Ctrl-C the terminal's whole process group, local workers too."""
     command = cluster_cli(tmp_path, cluster.address, large_rides)
     if engine == "workers":  # the local cluster's workers print to the same terminal
         command = [*command[:-2], "--workers", "2"]
@@ -337,15 +338,20 @@ def test_sigterm_stops_the_client_with_one_line(tmp_path, cluster, large_rides, 
         # Dask's usual dashboard port, taken as by another cluster on the machine (if not taken already).
         with contextlib.suppress(OSError):
             held.enter_context(socket.create_server(("127.0.0.1", 8787)))
-        client = subprocess.Popen(command, cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = subprocess.Popen(command, cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
         wait_for(lambda: list(output_of(tmp_path).with_suffix(".parts").glob("scan-*.json")), client)
-        client.send_signal(signal.SIGTERM)
+        if stop == "Ctrl-C":
+            os.killpg(client.pid, signal.SIGINT)
+        else:
+            client.send_signal(signal.SIGTERM)
         _, stderr = client.communicate(timeout=60)
-    assert client.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    number = signal.SIGINT if stop == "Ctrl-C" else signal.SIGTERM
+    assert client.returncode == 128 + number and "Traceback" not in stderr
     # Only taxifare's own lines: no Dask log lines about the tasks it cancelled, no warning about ports.
     foreign = [line for line in stderr.splitlines() if line.strip() and not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+ |taxifare: ", line)]
     assert not foreign, stderr
-    assert "taxifare: interrupted by SIGTERM; rerun the same command" in stderr
+    assert f"taxifare: interrupted by {number.name}; rerun the same command" in stderr
     assert read_manifest(partial_path(output_of(tmp_path)))["complete"] is False
 
 

@@ -3,8 +3,10 @@ the pipeline functions), and `main`, the one place that turns exceptions into ex
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -85,7 +87,14 @@ def _report_error(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _raise_interrupted(signal_number: int, frame) -> None:
+def _on_stop_signal(command_pid: int, signal_number: int, frame) -> None:
+    if os.getpid() != command_pid:
+        # A process forked from the command (a local Dask worker). Ctrl-C reaches the terminal's whole
+        # process group, and the command closes its workers itself; a SIGTERM of its own just ends it.
+        if signal_number == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Interrupted(signal_number, signal.Signals(signal_number).name)
 
 
@@ -102,7 +111,7 @@ def _run(argv: list[str]) -> None:
     debug = "--debug" in argv
     _configure_logging()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, _raise_interrupted)
+        signal.signal(stop_signal, functools.partial(_on_stop_signal, os.getpid()))
     try:
         app(args=argv, prog_name="taxifare")
     except Interrupted as error:
