@@ -58,7 +58,6 @@ def _quiet_libraries(verbose: bool) -> None:
     of every level (a user's 2 still lets errors through); GRPC_VERBOSITY covers the gRPC lines a
     multi-worker run prints when a peer goes away.
     """
-    import os
     import warnings
 
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
