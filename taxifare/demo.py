@@ -59,7 +59,7 @@ def meter_fares(pickup: np.ndarray, route_km: np.ndarray, slow_minutes: np.ndarr
     miles = route_km / 1.609
     fare = 2.50 + unit * np.floor(miles * 5) + unit * np.floor(slow_minutes)
     local = pd.DatetimeIndex(pickup).tz_localize("UTC").tz_convert("America/New_York")
-    hour, weekday = local.hour.to_numpy(), local.dayofweek.to_numpy()
+    hour, weekday = local.hour.to_numpy(), local.day_of_week.to_numpy()
     fare += np.where((hour >= 20) | (hour < 6), 0.50, 0.0)
     fare += np.where((weekday < 5) & (hour >= 16) & (hour < 20), 1.00, 0.0)
     fare = np.where(jfk_trip, np.where(new_rates, 52.0, 45.0), fare)

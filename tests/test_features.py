@@ -114,7 +114,7 @@ def test_local_hour_weekday_and_month_across_daylight_saving_changes_and_decades
     local = pickups.tz_localize("UTC").tz_convert("America/New_York")
     expected_hour_cos = np.cos(2 * np.pi * local.hour.to_numpy() / 24).astype(np.float32)
     assert (features["hour_cos"].to_numpy() == expected_hour_cos).all()
-    assert (features[[f"dow_{day}" for day in WEEKDAYS]].to_numpy().argmax(axis=1) == local.dayofweek).all()
+    assert (features[[f"dow_{day}" for day in WEEKDAYS]].to_numpy().argmax(axis=1) == local.day_of_week).all()
     assert (features[[f"month_{month}" for month in MONTHS]].to_numpy().argmax(axis=1) == local.month - 1).all()
 
 
