@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup soak clean
+.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,21 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+## The same suite on the oldest versions allowed (pandas 2.2, NumPy 1.26, pyarrow 24, TensorFlow 2.18...:
+## tests/constraints-oldest.txt), in a virtual environment of its own; `make test` gets the newest (pandas 3).
+VENV_OLDEST ?= .venv-oldest
+
+$(VENV_OLDEST)/.installed: pyproject.toml tests/constraints-oldest.txt
+	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/python -m pip install -q --upgrade pip
+	$(VENV_OLDEST)/bin/python -m pip install -q -e '.[test]' -c tests/constraints-oldest.txt
+	touch $@
+
+test-oldest: $(VENV_OLDEST)/.installed
+	$(VENV_OLDEST)/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
 bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed bench-dedup
