@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
+import pyarrow.compute as pc
 
 from taxifare.clean import REJECT_RULES
 from taxifare.errors import InputError
@@ -71,11 +71,63 @@ def csv_header() -> bytes:
 
 
 def write_rows(features: pd.DataFrame, target: np.ndarray, file: BinaryIO) -> None:
-    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header."""
-    arrays = [pa.array(features[name].to_numpy()) for name in FEATURE_NAMES]
-    arrays.append(pa.array(np.asarray(target, dtype=np.float32)))
-    table = pa.Table.from_arrays(arrays, names=[*FEATURE_NAMES, TARGET])
-    pa_csv.write_csv(table, file, write_options=pa_csv.WriteOptions(include_header=False))
+    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header.
+
+    The bytes are those of pyarrow's CSV writer (numbers formatted by the same cast to text), made about
+    twice as fast: each run of one-hot columns is one fixed-width text column built in NumPy, and the
+    row's pieces are joined in one pass. A long chunk is encoded a slice at a time, which bounds the text
+    held in memory.
+    """
+    target = np.asarray(target, dtype=np.float32)
+    for start in range(0, len(features), _ENCODED_ROWS):
+        stop = min(start + _ENCODED_ROWS, len(features))
+        file.write(_encoded_rows(features, target, start, stop))
+
+
+_ENCODED_ROWS = 1 << 17
+_COMMA, _NEWLINE, _NOTHING = (pa.scalar(text, pa.large_binary()) for text in (b",", b"\n", b""))
+
+
+def _column_runs() -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """FEATURE_NAMES in runs of consecutive one-hot columns and single numeric ones: (is one-hot, names)."""
+    runs: list[tuple[bool, list[str]]] = []
+    for name in FEATURE_NAMES:
+        if is_one_hot(name) and runs and runs[-1][0]:
+            runs[-1][1].append(name)
+        else:
+            runs.append((is_one_hot(name), [name]))
+    return tuple((one_hot, tuple(names)) for one_hot, names in runs)
+
+
+_COLUMN_RUNS = _column_runs()
+
+
+def _encoded_rows(features: pd.DataFrame, target: np.ndarray, start: int, stop: int) -> pa.Buffer:
+    pieces = []
+    for one_hot, names in _COLUMN_RUNS:
+        if one_hot:
+            pieces.append(_one_hot_text([features[name].to_numpy()[start:stop] for name in names]))
+        else:
+            pieces.append(_number_text(features[names[0]].to_numpy()[start:stop]))
+    pieces.append(pc.binary_join_element_wise(_number_text(target[start:stop]), _NOTHING, _NEWLINE))
+    rows = pc.binary_join_element_wise(*pieces, _COMMA)
+    _, offsets, data = rows.buffers()
+    ends = np.frombuffer(offsets, dtype=np.int64)[[0, -1]]
+    return data.slice(int(ends[0]), int(ends[1] - ends[0]))
+
+
+def _number_text(values: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(values), pa.large_string()).view(pa.large_binary())
+
+
+def _one_hot_text(columns: list[np.ndarray]) -> pa.Array:
+    """`0,1,0,...` per row: the digits of 0/1 columns with commas between, all rows the same width."""
+    rows, width = len(columns[0]), 2 * len(columns) - 1
+    text = np.empty((rows, width), dtype=np.uint8)
+    text[:, 1::2] = ord(",")
+    np.add(np.column_stack(columns), ord("0"), out=text[:, 0::2], casting="unsafe")
+    offsets = np.arange(0, rows * width + 1, width, dtype=np.int64)
+    return pa.Array.from_buffers(pa.large_binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
 
 
 def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, data_size: str, chunk_size: int) -> dict:
