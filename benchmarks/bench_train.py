@@ -40,7 +40,8 @@ from taxifare.model import ModelSpec, build_model  # noqa: E402
 from taxifare.preprocess import preprocess  # noqa: E402
 from taxifare.sink import manifest_path, read_manifest  # noqa: E402
 from taxifare.training import train  # noqa: E402
-from taxifare.training.data import SPANS_PER_CHUNK, TRAIN, FeatureStatistics, open_processed, read_rows, span_rows  # noqa: E402
+from taxifare.splits import TRAIN, assign_sets, row_hashes  # noqa: E402
+from taxifare.training.data import SPANS_PER_CHUNK, FeatureStatistics, open_processed, read_rows, span_rows  # noqa: E402
 
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "nyc-taxi" / "cab-fare-ashutoshgalinde_train.csv"
 
@@ -85,7 +86,7 @@ def settings_for(workdir: Path, **flags):
 def in_memory_throughput(processed: Path, settings) -> dict:
     data = open_processed(processed, span_rows(settings.chunk_size))
     rows = read_rows(data, data.spans)
-    rows = rows[data.split_shares.assign(rows) == TRAIN]
+    rows = rows[assign_sets(row_hashes(rows)) == TRAIN]
     statistics = FeatureStatistics.empty(rows.shape[1])
     statistics.add(rows)
     spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)

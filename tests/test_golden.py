@@ -24,7 +24,8 @@ import pyarrow as pa
 from taxifare.config import load_settings
 from taxifare.features import PREPROCESSOR_VERSION
 from taxifare.preprocess import preprocess
-from taxifare.training.data import TEST, TRAIN, VALIDATION, open_processed, read_rows, row_hashes
+from taxifare.splits import TEST, TRAIN, VALIDATION, assign_sets, row_hashes
+from taxifare.training.data import open_processed, read_rows
 from tests.conftest import write_synthetic_raw
 
 GOLDEN = Path(__file__).with_name("golden.json")
@@ -47,7 +48,7 @@ def golden_figures(folder: Path) -> dict:
     data = open_processed(result.output, CHUNK_SIZE)
     try:
         rows = read_rows(data, data.spans)
-        sets = data.split_shares.assign(rows)
+        sets = assign_sets(row_hashes(rows))
     finally:
         data.file.close()
     return {

@@ -7,8 +7,9 @@ CSV, roughly), so that training, which reads the spans in a new seeded order on 
 several scattered spans per chunk, the next chunk in a background thread, does not parse text again: on
 two cores, parsing alongside TensorFlow slowed training by a fifth.
 
-Because the split depends on each row's values and the file's row count alone, the three sets are the
-same rows whatever the chunk size and in every run, and no validation or test row is ever trained on.
+The split is taxifare.splits': a row's set depends on its values alone, so the three sets are the same
+rows whatever the chunk size, in every run and every data set, and no validation or test row is ever
+trained on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from taxifare import splits  # its caps are read at each call
 from taxifare.csv_format import header_fields
 from taxifare.errors import InputError
 from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
@@ -31,16 +33,9 @@ from taxifare.lines import LineSpan, line_spans_in, pread_span
 from taxifare.provenance import content_fingerprint
 from taxifare.sink import read_manifest
 from taxifare.source import RAW_COLUMNS
+from taxifare.splits import LEFT_OUT, TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, row_hashes
 
 SPANS_PER_CHUNK = 8
-SPLIT_SHARE = 0.1
-# Validation is scored at every evaluation: 50,000 rows measure MAE with a standard error of ~1.7 cents
-# on real rides and cost ~3% of a 100,000-row chunk's training. The test set is scored once, at the end.
-VALIDATION_MAX_ROWS = 50_000
-TEST_MAX_ROWS = 100_000
-TRAIN, VALIDATION, TEST = 0, 1, 2
-_HASH_START = np.uint64(0xCBF29CE484222325)
-_HASH_PRIME = np.uint64(0x100000001B3)
 T = TypeVar("T")
 G = TypeVar("G")
 
@@ -68,11 +63,6 @@ class ProcessedData:
     @property
     def rows(self) -> int:
         return sum(span.rows for span in self.spans)
-
-    @property
-    def split_shares(self) -> "SplitShares":
-        rows = max(self.rows, 1)
-        return SplitShares(min(SPLIT_SHARE, VALIDATION_MAX_ROWS / rows), min(SPLIT_SHARE, TEST_MAX_ROWS / rows))
 
 
 def open_processed(path: Path, span_rows: int) -> ProcessedData:
@@ -168,38 +158,6 @@ def read_ahead(groups: Sequence[G], load: Callable[[G], T]) -> Iterator[T]:
             yield loaded
 
 
-def row_hashes(rows: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row's float32 values: FNV-1a over 64-bit words, then a SplitMix64 finish."""
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
-    if rows.shape[1] % 2:
-        rows = np.hstack([rows, np.zeros((len(rows), 1), dtype=np.float32)])
-    hashes = np.full(len(rows), _HASH_START, dtype=np.uint64)
-    for column in rows.view(np.uint64).T:
-        hashes = (hashes ^ column) * _HASH_PRIME
-    hashes ^= hashes >> np.uint64(30)
-    hashes *= np.uint64(0xBF58476D1CE4E5B9)
-    hashes ^= hashes >> np.uint64(27)
-    hashes *= np.uint64(0x94D049BB133111EB)
-    return hashes ^ (hashes >> np.uint64(31))
-
-
-@dataclass(frozen=True)
-class SplitShares:
-    """Shares of the rows for validation and test: 10% each, less on large files so that each set holds
-    about its maximum number of rows."""
-
-    validation: float
-    test: float
-
-    def assign(self, rows: np.ndarray) -> np.ndarray:
-        """TRAIN, VALIDATION or TEST for each row, from the hash of its values."""
-        hashes = row_hashes(rows)
-        sets = np.full(len(rows), TRAIN, dtype=np.int8)
-        sets[hashes < np.uint64(int((self.test + self.validation) * 2.0**64))] = VALIDATION
-        sets[hashes < np.uint64(int(self.test * 2.0**64))] = TEST
-        return sets
-
-
 @dataclass
 class FeatureStatistics:
     """Count, mean, sum of squared deviations, minimum and maximum of each column, merged block by block
@@ -243,13 +201,16 @@ class FeatureStatistics:
 @dataclass(frozen=True)
 class PreparedRows:
     """What `prepare_rows` wrote and kept: the validation and test rows, statistics of the training rows
-    (features, then the target), and where each span's training rows start in the row file
-    (`span_starts[i]` to `span_starts[i + 1]`, in rows)."""
+    (features, then the target), where each span's training rows start in the row file (`span_starts[i]`
+    to `span_starts[i + 1]`, in rows), the held-out candidates beyond the caps (`left_out`, in no set),
+    and the sample of the training rows' hashes."""
 
     validation: np.ndarray
     test: np.ndarray
     statistics: FeatureStatistics
     span_starts: np.ndarray
+    left_out: int
+    sample: TrainingRowSample
 
     @property
     def train_rows(self) -> int:
@@ -259,29 +220,32 @@ class PreparedRows:
 def prepare_rows(data: ProcessedData, row_file: Path) -> PreparedRows:
     """One pass over the CSV that splits it once and for all: the training rows go to `row_file` as raw
     float32 (so training reads them without parsing text or hashing rows again); the validation and test
-    rows are returned, in file order, at most VALIDATION_MAX_ROWS and TEST_MAX_ROWS each (rows the hash
-    picks beyond those are trained on)."""
+    rows are returned, in file order, at most VALIDATION_MAX_ROWS and TEST_MAX_ROWS each (the rows the
+    hash picks beyond those are left out: a held-out row is never trained on)."""
     groups = [data.spans[i : i + SPANS_PER_CHUNK] for i in range(0, len(data.spans), SPANS_PER_CHUNK)]
-    shares, statistics = data.split_shares, FeatureStatistics.empty(len(data.columns))
+    statistics, sample = FeatureStatistics.empty(len(data.columns)), TrainingRowSample.empty()
     held_out: dict[int, list[np.ndarray]] = {VALIDATION: [], TEST: []}
-    room = {VALIDATION: VALIDATION_MAX_ROWS, TEST: TEST_MAX_ROWS}
-    trainable_per_span = []
+    room = {VALIDATION: splits.VALIDATION_MAX_ROWS, TEST: splits.TEST_MAX_ROWS}
+    trainable_per_span, left_out = [], 0
     with row_file.open("wb") as target:
         for group, rows in zip(groups, read_ahead(groups, lambda group: read_rows(data, group))):
-            sets = shares.assign(rows)
+            hashes = row_hashes(rows)
+            sets = assign_sets(hashes)
             for name, parts in held_out.items():
                 picked = np.flatnonzero(sets == name)
-                sets[picked[room[name] :]] = TRAIN
+                sets[picked[room[name] :]] = LEFT_OUT
                 parts.append(rows[picked[: room[name]]])
                 room[name] -= len(parts[-1])
             trainable = sets == TRAIN
+            left_out += int((sets == LEFT_OUT).sum())
             target.write(rows[trainable].tobytes())
             statistics.add(rows[trainable])
+            sample.add(hashes[trainable])
             ends = np.cumsum([span.rows for span in group])
             trainable_per_span.extend(np.diff(np.cumsum(trainable)[ends - 1], prepend=0).tolist())
     validation, test = (_stack(held_out[name], len(data.columns)) for name in (VALIDATION, TEST))
     span_starts = np.concatenate([[0], np.cumsum(trainable_per_span, dtype=np.int64)])
-    return PreparedRows(validation, test, statistics, span_starts)
+    return PreparedRows(validation, test, statistics, span_starts, left_out, sample)
 
 
 def _stack(parts: list[np.ndarray], columns: int) -> np.ndarray:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import logging
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,16 @@ from taxifare.files import atomic_write_json
 from taxifare.model import HUBER_DELTA, ModelSpec, predict_fares
 from taxifare.progress import log_summary, peak_rss_mb
 from taxifare.registry import Registry, Run
+from taxifare.splits import SAMPLE_FILE, TrainingRowSample, comparable_group, split_definition
 from taxifare.training.data import SPANS_PER_CHUNK, PreparedRows, ProcessedData
-from taxifare.training.state import Evaluation, Position, TrainingState, now_utc
+from taxifare.training.state import Evaluation, Position, TrainingState
+
+log = logging.getLogger("taxifare")
 
 HISTORY_COLUMNS = tuple(field.name for field in dataclasses.fields(Evaluation))
 _EPOCH_2009 = dt.datetime(2009, 1, 1, tzinfo=dt.timezone.utc)
 _DAYS_COLUMN = FEATURE_NAMES.index("days_since_2009")
+SYNTHETIC_KEY = b"synthetic-"  # how every key of `taxifare demo-data` (demo.py) starts
 
 
 def fare_errors(model, rows: np.ndarray) -> tuple[float, float]:
@@ -38,11 +44,14 @@ def publish_run(registry: Registry, settings: Settings, data: ProcessedData, pre
     if (registry.root / state.run_id).is_dir():
         # Published just before a crash that left the checkpoint behind.
         return registry.get(state.run_id)
+    sample, covers_parents = _training_sample(prepared, parent)
     params = _params(settings, data, prepared, state, parent)
+    params["data"]["training_sample"] = {"file": SAMPLE_FILE, "rows": len(sample.keys), "complete": sample.complete, "covers_parents": covers_parents}
     metrics = _metrics(model, prepared, state)
 
     def write_run(folder: Path) -> None:
         model.save(folder / "model.keras")
+        sample.save(folder / SAMPLE_FILE)
         atomic_write_json(folder / "params.json", params)
         atomic_write_json(folder / "metrics.json", metrics)
         _write_history(folder / "history.csv", state.evaluations)
@@ -51,24 +60,62 @@ def publish_run(registry: Registry, settings: Settings, data: ProcessedData, pre
     return registry.publish(state.run_id, write_run)
 
 
-def _pickup_range(prepared: PreparedRows, parent: Run | None) -> tuple[str, str]:
-    """The first and last pickup trained on (with a parent's, for a warm start), from the date feature."""
-    days = prepared.statistics.minimum[_DAYS_COLUMN], prepared.statistics.maximum[_DAYS_COLUMN]
-    first, last = (_EPOCH_2009 + dt.timedelta(days=float(value) * DAYS_SCALE) for value in days)
+def _training_sample(prepared: PreparedRows, parent: Run | None) -> tuple[TrainingRowSample, bool]:
+    """The sample of this run's training rows merged with its parent's (which holds the grandparent's), and
+    whether every ancestor's rows are in it (not when a parent was trained by an older taxifare)."""
+    sample = TrainingRowSample(prepared.sample.keys.copy(), prepared.sample.threshold)
+    if parent is None:
+        return sample, True
+    recorded = parent.params["data"].get("training_sample")
+    if not recorded or not (parent.path / SAMPLE_FILE).is_file():
+        log.warning("parent run %s keeps no sample of its training rows (an older taxifare trained it): evaluate will not recognise them", parent.run_id)
+        return sample, False
+    sample.merge(TrainingRowSample.load(parent.path / SAMPLE_FILE))
+    return sample, bool(recorded.get("covers_parents"))
+
+
+def _pickup_range(data: ProcessedData, prepared: PreparedRows, parent: Run | None) -> tuple[str, str]:
+    """The first and last pickup of the processed data (with a parent's, for a warm start): as preprocess
+    parsed them, or, for a file made by an older taxifare, from the date feature (within ~10 s)."""
+    recorded = data.manifest.get("pickup_first"), data.manifest.get("pickup_last")
+    if all(recorded):
+        first, last = (dt.datetime.fromisoformat(text) for text in recorded)
+    else:
+        days = prepared.statistics.minimum[_DAYS_COLUMN], prepared.statistics.maximum[_DAYS_COLUMN]
+        first, last = (_EPOCH_2009 + dt.timedelta(days=float(value) * DAYS_SCALE) for value in days)
     if parent is not None and parent.params.get("data", {}).get("pickup_first"):
         first = min(first, dt.datetime.fromisoformat(parent.params["data"]["pickup_first"]))
         last = max(last, dt.datetime.fromisoformat(parent.params["data"]["pickup_last"]))
     return first.isoformat(timespec="seconds"), last.isoformat(timespec="seconds")
 
 
+def synthetic_rides(manifest: dict) -> bool | None:
+    """Whether the processed data was made from `taxifare demo-data`'s synthetic rides: the first lines
+    of its raw files hold a key that starts with "synthetic-". None when no raw file can be read."""
+    raw = manifest.get("raw") or {}
+    if raw.get("kind") == "bigquery":
+        return False
+    answers = []
+    for file in raw.get("files") or []:
+        try:
+            with open(file["path"], "rb") as opened:
+                head = opened.read(1 << 16).splitlines()[:2]
+        except (OSError, KeyError, TypeError):
+            continue
+        fields = [field.strip(b'"') for line in head for field in re.split(rb"[,;\t|]", line)]
+        answers.append(any(field.startswith(SYNTHETIC_KEY) for field in fields))
+    return any(answers) if answers else None
+
+
 def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, state: TrainingState, parent: Run | None) -> dict:
-    manifest, shares = data.manifest, data.split_shares
+    manifest = data.manifest
     spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
-    pickup_first, pickup_last = _pickup_range(prepared, parent)
+    pickup_first, pickup_last = _pickup_range(data, prepared, parent)
     return {
         "run_id": state.run_id,
         "started_at": state.started_at,
-        "finished_at": now_utc(),
+        # To the microsecond, so that `latest` orders runs finished within the same second.
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
         "parent_run_id": state.parent_run_id,
         "hyperparameters": {
             "learning_rate": settings.learning_rate,
@@ -103,9 +150,10 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "train_rows": prepared.train_rows,
             "validation_rows": len(prepared.validation),
             "test_rows": len(prepared.test),
-            "validation_share": shares.validation,
-            "test_share": shares.test,
+            "comparable_group": comparable_group(manifest),
+            "synthetic": synthetic_rides(manifest),
         },
+        "split": {**split_definition(), "left_out_rows": prepared.left_out},
         "resumed": state.resumes,
         "versions": _package_versions(),
     }
