@@ -1,17 +1,23 @@
 """The local model registry: one folder per completed training run, under LOCAL_REGISTRY_PATH.
 
-    <registry>/<run id>/model.keras, params.json, metrics.json, history.csv, learning_curve.png
+    <registry>/<run id>/model.keras, params.json, metrics.json, history.csv, learning_curve.png,
+                        training_rows.npz
 
 A run is written in full to a hidden temporary folder, flushed to disk, then renamed into place, so a
-visible run folder is always complete. "Latest" is the completed run that finished last according to
-its own params.json, never a guess from file names. Hidden folders (temporary runs, training
-checkpoints) are not runs.
+visible run folder is always complete. Hidden folders (temporary runs, training checkpoints) are not runs.
+
+A run is named by its id or by a reference: `latest` is the run that finished last according to its own
+params.json (to the microsecond, then by id: a total order), never a guess from file names; `best` is the
+run with the lowest validation MAE among those comparable with `latest` (trained on the same processed
+data with the same split, so scored on the same validation rows). `NAME:latest` and `NAME:best` are the
+same among the runs of data set NAME.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import math
 import os
@@ -24,11 +30,16 @@ from typing import Callable
 
 from taxifare.errors import InputError
 from taxifare.files import fsync_path, read_json
+from taxifare.splits import SAMPLE_FILE
 
 log = logging.getLogger("taxifare")
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-RUN_FILES = ("model.keras", "params.json", "metrics.json", "history.csv", "learning_curve.png")
+RUN_FILES = ("model.keras", "params.json", "metrics.json", "history.csv", "learning_curve.png", SAMPLE_FILE)
+REFERENCE_PATTERN = re.compile(r"^(?:(?P<data_set>[A-Za-z0-9_]{1,64}):)?(?P<alias>latest|best)$")
+REMOVING_PREFIX = ".removing-"
+_SKIPS_SHOWN = 3  # unreadable run folders named one by one; the rest are counted
+_NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -36,9 +47,8 @@ def new_run_id(now: dt.datetime) -> str:
     return f"{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-ALIASES = ("latest", "best")
-REMOVING_PREFIX = ".removing-"
-_SKIPS_SHOWN = 3  # unreadable run folders named one by one; the rest are counted
+def _finite(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,32 @@ class Run:
         return self.params.get("finished_at", "")
 
     @property
+    def order(self) -> tuple[dt.datetime, str]:
+        """Finishing time (to the microsecond), then id: how runs are ordered, oldest first."""
+        try:
+            finished = _utc(dt.datetime.fromisoformat(self.finished_at))
+        except (TypeError, ValueError):
+            finished = _NEVER
+        return finished, self.run_id
+
+    @property
     def data_size(self) -> str:
         return str(self.params["data"].get("data_size"))
+
+    @property
+    def comparable_group(self) -> str:
+        """Runs of one group were trained on the same processed data with the same split. A run from
+        before groups were recorded gets one from its processed file's path and row counts."""
+        data = self.params["data"]
+        if data.get("comparable_group"):
+            return str(data["comparable_group"])
+        legacy = repr([data.get(key) for key in ("processed_path", "rows", "validation_rows", "test_rows")])
+        return "old-" + hashlib.sha256(legacy.encode()).hexdigest()[:4]
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether it was trained on `taxifare demo-data`'s synthetic rides (as recorded at training)."""
+        return self.params["data"].get("synthetic") is True
 
     @property
     def parent_run_id(self) -> str | None:
@@ -70,8 +104,11 @@ class Run:
 
     @property
     def test_mae(self) -> float | None:
-        value = self.metrics["final"].get("test_mae")
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+        return _finite(self.metrics["final"].get("test_mae"))
+
+    @property
+    def validation_mae(self) -> float | None:
+        return _finite(self.metrics["final"].get("validation_mae"))
 
     @property
     def pickup_window(self) -> tuple[dt.datetime, dt.datetime] | None:
@@ -82,15 +119,37 @@ class Run:
         except (KeyError, TypeError, ValueError):
             return None
 
+    def describe(self) -> str:
+        """Its id, data set and test MAE, as pred and evaluate name the run they use."""
+        mae = "-" if self.test_mae is None else f"${self.test_mae:.3f}"
+        return f"run {self.run_id} (data set {self.data_size}, test MAE {mae})"
+
 
 def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
 def best_run(runs: list[Run]) -> Run | None:
-    """The run with the lowest test MAE (the newest of equals); None when no run records one."""
-    scored = [run for run in reversed(runs) if run.test_mae is not None]
-    return min(scored, key=lambda run: run.test_mae) if scored else None
+    """Among the runs (oldest first) comparable with the last, the one with the lowest validation MAE (the
+    newest of equals); None when none records one. The test figure plays no part."""
+    if not runs:
+        return None
+    group = runs[-1].comparable_group
+    scored = [run for run in reversed(runs) if run.comparable_group == group and run.validation_mae is not None]
+    return min(scored, key=lambda run: run.validation_mae) if scored else None
+
+
+def alias_targets(runs: list[Run]) -> dict[str, list[str]]:
+    """For each run (oldest first), the references that name it: latest, best, NAME:latest, NAME:best."""
+    aliases: dict[str, list[str]] = {run.run_id: [] for run in runs}
+    scopes = [("", runs)] + [(f"{name}:", [run for run in runs if run.data_size == name]) for name in sorted({run.data_size for run in runs})]
+    for prefix, scope in scopes:
+        if scope:
+            aliases[scope[-1].run_id].append(f"{prefix}latest")
+            best = best_run(scope)
+            if best is not None:
+                aliases[best.run_id].append(f"{prefix}best")
+    return aliases
 
 
 class Registry:
@@ -112,41 +171,45 @@ class Registry:
             log.warning("skipping registry folder %s: %s", name, error)
         if len(skipped) > _SKIPS_SHOWN:
             log.warning("skipping %d more unreadable registry folders in %s", len(skipped) - _SKIPS_SHOWN, self.root)
-        return sorted(runs, key=lambda run: (run.finished_at, run.run_id))
+        return sorted(runs, key=lambda run: run.order)
 
-    def required_runs(self, data_size: str | None = None) -> list[Run]:
-        """The runs of data set `data_size` (all for None), or an InputError saying to train first, or
+    def required_runs(self, data_set: str | None = None) -> list[Run]:
+        """The runs of data set `data_set` (all for None), or an InputError saying to train first, or
         naming the data sets that have runs."""
         runs = self.runs()
         if not runs:
             raise InputError(f"no trained model in {self.root}; run `taxifare train` first")
-        matching = [run for run in runs if data_size is None or run.data_size == data_size]
+        matching = [run for run in runs if data_set is None or run.data_size == data_set]
         if not matching:
             trained = ", ".join(sorted({run.data_size for run in runs}))
             raise InputError(
-                f"no run trained on data set {data_size!r} in {self.root}; runs exist for data set(s) {trained} "
-                "(pick one with --data-size or DATA_SIZE)"
+                f"no run trained on data set {data_set!r} in {self.root}; runs exist for data set(s) {trained} "
+                "(name one with --data-size or NAME:latest, or leave it out for the newest run of any)"
             )
         return matching
 
-    def latest(self, data_size: str | None = None) -> Run:
-        """The run that finished last (on data set `data_size`, or on any)."""
-        return self.required_runs(data_size)[-1]
+    def latest(self, data_set: str | None = None) -> Run:
+        """The run that finished last (on data set `data_set`, or on any)."""
+        return self.required_runs(data_set)[-1]
 
-    def best(self, data_size: str | None = None) -> Run:
-        """The run with the lowest test MAE (on data set `data_size`, or on any)."""
-        best = best_run(self.required_runs(data_size))
+    def best(self, data_set: str | None = None) -> Run:
+        """The run with the lowest validation MAE among those comparable with `latest(data_set)`."""
+        best = best_run(self.required_runs(data_set))
         if best is None:
-            raise InputError(f"no run of data set {data_size!r} in {self.root} records a test MAE; use a run id or latest")
+            raise InputError(f"no run comparable with the latest in {self.root} records a validation MAE; use a run id or latest")
         return best
 
-    def resolve(self, spec: str | None, data_size: str) -> Run:
-        """The run named by `spec`: a run id, `latest` (also for None) or `best`; aliases are per data set."""
-        if spec is None or spec == "latest":
-            return self.latest(data_size)
-        if spec == "best":
-            return self.best(data_size)
-        return self.get(spec)
+    def resolve(self, spec: str | None, data_set: str | None = None) -> Run:
+        """The run named by `spec`: a run id, or a reference (latest, also for None; best; NAME:latest,
+        NAME:best); `data_set` narrows latest and best to that data set's runs."""
+        reference = REFERENCE_PATTERN.fullmatch(spec or "latest")
+        if reference is None:
+            return self.get(spec)
+        named = reference["data_set"]
+        if named and data_set and named != data_set:
+            raise InputError(f"{spec} names data set {named}, but --data-size says {data_set}; give one of them")
+        narrowed = named or data_set
+        return self.latest(narrowed) if reference["alias"] == "latest" else self.best(narrowed)
 
     def get(self, run_id: str) -> Run:
         return self._read_run(self._run_folder(run_id))
@@ -166,7 +229,7 @@ class Registry:
         if not RUN_ID_PATTERN.fullmatch(run_id) or not folder.is_dir():
             known = self.runs()
             hint = (
-                f"expected a run id, {' or '.join(ALIASES)}; `taxifare models` lists them"
+                "expected a run id, latest, best, NAME:latest or NAME:best; `taxifare models` lists them"
                 if known
                 else "run `taxifare train` first"
             )
@@ -209,85 +272,3 @@ def delete_tree(path: Path) -> int:
                 size += os.lstat(os.path.join(folder, name)).st_size
     shutil.rmtree(path, ignore_errors=True)
     return size
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What `taxifare models` shows of a run (also its --json form)."""
-
-    run_id: str
-    data_size: str
-    finished_at: str
-    aliases: list[str]
-    learning_rate: float | None
-    batch_size: int | None
-    epochs: int | None
-    hidden_units: list[int] | None
-    dropout: float | None
-    loss: str | None
-    test_mae: float | None
-    baseline_test_mae: float | None
-    parent_run_id: str | None
-
-
-def run_summaries(runs: list[Run]) -> list[RunSummary]:
-    """One summary per run, in the order given, naming the aliases (latest, best) each run holds."""
-    aliases: dict[str, list[str]] = {run.run_id: [] for run in runs}
-    for data_size in {run.data_size for run in runs}:
-        of_data_set = [run for run in runs if run.data_size == data_size]
-        aliases[of_data_set[-1].run_id].append("latest")
-        best = best_run(of_data_set)
-        if best is not None:
-            aliases[best.run_id].append("best")
-    return [_summary(run, aliases[run.run_id]) for run in runs]
-
-
-def _summary(run: Run, aliases: list[str]) -> RunSummary:
-    hyper = run.hyperparameters
-    return RunSummary(
-        run_id=run.run_id,
-        data_size=run.data_size,
-        finished_at=run.finished_at,
-        aliases=aliases,
-        learning_rate=hyper.get("learning_rate"),
-        batch_size=hyper.get("batch_size"),
-        epochs=hyper.get("epochs"),
-        hidden_units=hyper.get("hidden_units"),
-        dropout=hyper.get("dropout"),
-        loss=hyper.get("loss"),
-        test_mae=run.test_mae,
-        baseline_test_mae=run.metrics["final"].get("baseline_test_mae"),
-        parent_run_id=run.parent_run_id,
-    )
-
-
-_COLUMNS = ("run id", "data set", "finished (UTC)", "lr", "batch", "epochs", "hidden", "dropout", "loss", "test MAE", "parent", "alias")
-
-
-def format_runs(summaries: list[RunSummary]) -> str:
-    """An aligned table, oldest first; empty text for no runs."""
-    if not summaries:
-        return ""
-    rows = [list(_COLUMNS)] + [_row(summary) for summary in summaries]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
-
-
-def _row(summary: RunSummary) -> list[str]:
-    def text(value) -> str:
-        return "-" if value is None else str(value)
-
-    return [
-        summary.run_id,
-        summary.data_size,
-        summary.finished_at[:19].replace("T", " "),
-        text(summary.learning_rate),
-        text(summary.batch_size),
-        text(summary.epochs),
-        "-" if summary.hidden_units is None else "x".join(str(units) for units in summary.hidden_units),
-        text(summary.dropout),
-        text(summary.loss),
-        "-" if summary.test_mae is None else f"${summary.test_mae:.3f}",
-        text(summary.parent_run_id),
-        ",".join(summary.aliases),
-    ]

@@ -13,10 +13,11 @@ log = logging.getLogger("taxifare")
 
 
 models_app = typer.Typer(
-    help="The trained runs in the local registry. Alone: list them, oldest first (data set, main hyper-parameters, "
-    "test MAE, parent run, aliases); an empty registry lists nothing.\n\n"
-    "Aliases: `latest` is the run of a data set that finished last, `best` the one with the lowest test MAE; "
-    "pred and evaluate take them with --model, for the data set of --data-size.",
+    help="The trained runs in the local registry. Alone: list them, oldest first (data set, comparable group, "
+    "passes run, main hyper-parameters, validation and test MAE, parent run, the references that name each).\n\n"
+    "References: `latest` is the run that finished last, `best` the one with the lowest validation MAE among "
+    "the runs comparable with it (same group: same processed data and split); `NAME:latest` and `NAME:best` "
+    "the same among the runs of data set NAME. pred, evaluate, train --from and these commands take them.",
     no_args_is_help=False,
 )
 
@@ -31,7 +32,8 @@ def models(
     import dataclasses
     import json
 
-    from taxifare.registry import Registry, format_runs, run_summaries
+    from taxifare.registry import Registry
+    from taxifare.run_table import format_runs, run_summaries
 
     summaries = run_summaries(Registry(settings_from(context).local_registry_path).runs())
     if as_json:
@@ -48,32 +50,38 @@ def models_show(context: typer.Context, run: RunSpec, data_size: RunDataSize = N
     from taxifare.model import check_model_file
     from taxifare.registry import Registry
 
-    settings = settings_from(context, data_size=data_size)
-    found = Registry(settings.local_registry_path).resolve(run, settings.data_size)
+    found = Registry(settings_from(context).local_registry_path).resolve(run, data_size)
     check_model_file(found.model_path)
     typer.echo(json.dumps({"run_id": found.run_id, "params": found.params, "metrics": found.metrics}, indent=2))
 
 
 @models_app.command("rm")
-def models_rm(context: typer.Context, run_ids: Annotated[list[str], typer.Argument(help="Run ids from `taxifare models`.")]) -> None:
-    """Remove runs. Each folder is renamed to a hidden name, then deleted: no half-removed run is ever listed."""
+def models_rm(
+    context: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run ids from `taxifare models`, or references (latest, best, NAME:best...).")],
+) -> None:
+    """Remove runs, each named by its id or a reference (resolved before any is removed). Each folder is
+    renamed to a hidden name, then deleted: no half-removed run is ever listed."""
     from taxifare.registry import Registry
 
     registry = Registry(settings_from(context).local_registry_path)
-    for run_id in run_ids:
-        freed = registry.remove(run_id)
-        typer.echo(f"removed run {run_id} ({freed:,} bytes)")
+    chosen = {found.run_id: found for found in (registry.resolve(spec) for spec in runs)}
+    for found in chosen.values():
+        freed = registry.remove(found.run_id)
+        typer.echo(f"removed {found.describe()}: {freed:,} bytes")
 
 
 @models_app.command("prune")
 def models_prune(
     context: typer.Context,
     keep: Annotated[int, typer.Option("--keep", min=0, help="Runs to keep per data set, newest first.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Remove nothing: print what would be removed.")] = False,
 ) -> None:
-    """Remove all but the KEEP newest runs of each data set; each data set's best run (lowest test MAE) is
-    always kept. Also removes the scratch of abandoned training runs (unfinished checkpoints and their lock
+    """Remove all but the KEEP newest runs of each data set. Always kept: the best run (lowest validation
+    MAE) of each group of comparable runs, and every run a reference names (latest, best, NAME:latest,
+    NAME:best). Also removes the scratch of abandoned training runs (unfinished checkpoints and their lock
     files where no running train holds the lock, half-published and half-removed runs); a running train's
-    files are left alone.
+    files are left alone. Each removal is printed; --dry-run prints them and removes nothing.
 
     A train or preprocess that fails removes its own scratch, except what a rerun resumes from. A run killed
     outright (SIGKILL, power loss) leaves it: training checkpoints, which prune removes, and in
@@ -83,9 +91,15 @@ def models_prune(
     from taxifare.prune import prune
     from taxifare.registry import Registry
 
-    result = prune(Registry(settings_from(context).local_registry_path), keep)
+    result = prune(Registry(settings_from(context).local_registry_path), keep, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
     for item in result.removed:
-        typer.echo(f"removed {item.what} {item.path} ({item.bytes:,} bytes)")
+        what = f"{item.run.describe()}, group {item.run.comparable_group}, {_validation(item.run)}" if item.run else f"scratch {item.path}"
+        typer.echo(f"{verb} {what}: {item.bytes:,} bytes")
     for path in result.in_use:
         log.info("kept %s: a running train holds it", path)
-    typer.echo(f"freed {result.bytes_freed:,} bytes")
+    typer.echo(f"{'would free' if dry_run else 'freed'} {result.bytes_freed:,} bytes")
+
+
+def _validation(run) -> str:
+    return "no validation MAE" if run.validation_mae is None else f"validation MAE ${run.validation_mae:.3f}"

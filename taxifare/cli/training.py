@@ -25,8 +25,9 @@ def train(
         Optional[str],
         typer.Option(
             "--from",
-            help="Continue from a registry run (an id, or latest / best of the DATA_SIZE data set): its weights, "
-            "optimizer state and input statistics, trained further on this data as a new run that records its parent.",
+            help="Continue from a registry run (an id; latest, the newest run of any data set; best; or NAME:latest, "
+            "NAME:best of data set NAME): its weights, optimizer state and input statistics, trained further on this "
+            "data as a new run that records its parent.",
         ),
     ] = None,
     epochs: Annotated[
@@ -57,9 +58,11 @@ def train(
     """Train the fare model on the processed CSV, pass after pass, chunk by chunk, and add the run to the
     local registry.
 
-    Rows are split by a hash of their values into training (80%), validation (10%, at most 50,000 rows:
-    early stopping and the learning-rate schedule) and test (10%, at most 100,000 rows: the reported
-    figures). The run keeps its best weights. Rerun the same command to resume an interrupted run.
+    Rows are split by a hash of their values alone into training (80%), validation (10%, at most 50,000
+    rows: early stopping and the learning-rate schedule) and test (10%, at most 100,000 rows: the reported
+    figures); held-out rows beyond those caps are left out, never trained on, so a row is a test row in
+    every data set or in none. The run keeps its best weights. Rerun the same command to resume an
+    interrupted run.
 
     Several machines: run this same command on every worker, each with its own TF_CONFIG (as set by
     Vertex AI, Kubeflow's TFJob and most schedulers), e.g. TF_CONFIG='{"cluster": {"worker":

@@ -59,7 +59,7 @@ def open_run(settings, processed_path: Path, registry: Registry, checkpoint: Che
 
 def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spec: str) -> Run:
     """The run to warm-start from, checked against this data and model shape before any training."""
-    parent = registry.resolve(spec, settings.data_size)
+    parent = registry.resolve(spec)
     params, hyper = parent.params, parent.params.get("hyperparameters", {})
     if params.get("preprocessor_version") != data.manifest["preprocessor_version"] or params.get("feature_names") != data.manifest["feature_names"]:
         raise InputError(
