@@ -58,6 +58,9 @@ class Settings:
     # Multi-worker training (see training/distributed.py): the cluster and this task, as JSON; None alone.
     tf_config: str | None = None
     collective_timeout: float = 120.0
+    # MLflow tracking (tracking.py): where every train logs a run; None: no tracking.
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment_name: str | None = None  # None: taxifare-<data set>
     # The settings that a flag, the environment or `.env` set; the others hold their defaults.
     given: frozenset[str] = frozenset()
 
@@ -193,6 +196,8 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "workers": ("DASK_WORKERS", None, _int_in(1, 1024)),
     "tf_config": ("TF_CONFIG", None, _text),
     "collective_timeout": ("COLLECTIVE_TIMEOUT", "120", _positive_float),
+    "mlflow_tracking_uri": ("MLFLOW_TRACKING_URI", None, _text),
+    "mlflow_experiment_name": ("MLFLOW_EXPERIMENT_NAME", None, _text),
 }
 
 

@@ -30,6 +30,7 @@ from taxifare.predict import load_run
 from taxifare.progress import Progress
 from taxifare.registry import Run
 from taxifare.rides import RIDE_COLUMNS, Rejections, RideInput, format_window, iter_ride_blocks, open_ride_input, outside_training_window
+from taxifare.tracking import log_evaluation
 
 log = logging.getLogger("taxifare")
 
@@ -169,7 +170,7 @@ def evaluate(
     plot_path = plot_path or Path(f"evaluate_{shown.stem}_{run.run_id}.png")
     _write_plot(plot_path, scores.plot, f"run {run.run_id} on {shown.name}: {scores.model.rows:,} rides")
     window = run.pickup_window
-    return Evaluation(
+    evaluation = Evaluation(
         run_id=run.run_id,
         input=rides_input.name,
         plot=str(plot_path),
@@ -187,6 +188,8 @@ def evaluate(
         by_year=group_figures(scores.years, sorted(scores.years)),
         by_distance_km=group_figures(scores.bands, BAND_NAMES),
     )
+    log_evaluation(settings, run, evaluation.to_dict(), str(plot_path))
+    return evaluation
 
 
 def _score_blocks(settings, rides_input: RideInput, run: Run, model, scores: Scores, rejected: Rejections) -> int:

@@ -41,6 +41,7 @@ from taxifare.lock import OutputLock
 from taxifare.model import import_keras, shuffled_batches
 from taxifare.progress import Progress
 from taxifare.registry import Registry, Run
+from taxifare.tracking import log_training
 from taxifare.training.checkpoint import Checkpoint, assign_variables
 from taxifare.training.data import PreparedRows, ProcessedData, chunk_plan, prepare_rows, read_ahead, read_prepared_rows
 from taxifare.training.distributed import join_team
@@ -147,6 +148,8 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
         assign_variables(training.model.variables, training.best_weights)
         run = team.check_in(lambda: team.is_chief and publish_run(registry, settings, data, prepared, team.plain_model(training), training.state, parent))
         run = team.published(run)
+        if team.is_chief:
+            log_training(settings, run, data.manifest)
         checkpoint.discard()
         result = TrainResult(run, resumed_at, time.monotonic() - started)
         log_result(result.run, result.resumed_at, result.seconds)
