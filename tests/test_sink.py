@@ -5,6 +5,7 @@ golden output, stay byte-identical)."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,8 @@ def feature_rows(count: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
             values = (rng.standard_normal(count) * 10.0 ** rng.integers(-8, 8, count)).astype(np.float32)
             values[: len(_AWKWARD)] = _AWKWARD[: count]
             columns[name] = values
+    # A column of few distinct values, which is formatted once per value: 0.0 and -0.0 among them.
+    columns["hour_sin"] = rng.choice(_AWKWARD, count)
     target = rng.uniform(0, 400, count).round(2)
     return pd.DataFrame(columns), target
 
@@ -62,3 +65,45 @@ def test_a_chunk_longer_than_one_encoded_slice_is_written_whole(monkeypatch):
 def test_an_empty_chunk_writes_nothing():
     features, target = feature_rows(0)
     assert written(features, target) == b""
+
+
+class FailingFile:
+    """A file whose `fail_at`-th write (1-based) fails as a full disk does."""
+
+    def __init__(self, file, fail_at: int):
+        self.file, self.fail_at, self.writes = file, fail_at, 0
+
+    def write(self, data) -> int:
+        self.writes += 1
+        if self.writes == self.fail_at:
+            time.sleep(0.5)  # the next chunk is appended meanwhile
+            self.file.write(bytes(data)[:100])  # part of it, as a full disk leaves it
+            raise OSError(28, "No space left on device")
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+
+def test_nothing_is_written_or_recorded_after_a_chunk_that_failed(tmp_path):
+    path = tmp_path / "processed.partial.csv"
+    manifest = sink.new_manifest({"kind": "test"}, *[pd.Timestamp("2009-01-01").to_pydatetime()] * 2, "test", 100)
+    writer = sink.ProcessedWriter(path, manifest)
+    writer.start()
+    writer._file = FailingFile(writer._file, fail_at=2)
+    chunks = [feature_rows(100, seed) for seed in range(3)]
+    try:
+        for features, target in chunks:
+            writer.append(features, target, rows_read=100, rejects={}, samples={})
+        writer.wait()
+    except OSError as error:
+        assert error.errno == 28
+    else:
+        raise AssertionError("the full disk went unnoticed")
+    finally:
+        writer.close()
+    recorded = sink.read_manifest(path)
+    assert recorded["chunks_written"] == 1 and recorded["rows_kept"] == 100
+    first = len(sink.csv_header()) + len(written(*chunks[0]))
+    assert recorded["bytes"] == first
+    assert path.stat().st_size == first + 100  # the failed chunk's part, cut off on resume; no third chunk
