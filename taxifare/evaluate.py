@@ -25,6 +25,7 @@ from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError
 from taxifare.features import TARGET, haversine_km, ride_features
 from taxifare.files import atomic_write_bytes, describe_os_error
+from taxifare.in_sample import InSampleCheck
 from taxifare.model import predict_fares
 from taxifare.predict import load_run
 from taxifare.progress import Progress
@@ -135,6 +136,8 @@ class Evaluation:
     rows_scored: int
     rejected: dict[str, int]
     outside_training_window: int
+    seen_in_training: str  # how many of the rows scored the run trained on (in words)
+    seen_in_training_share: float | None  # of the rows scored (None: not known)
     mae: float
     rmse: float
     median_absolute_error: float
@@ -154,22 +157,24 @@ def evaluate(
     run_spec: str | None = None,
     plot_path: Path | None = None,
     csv_format: CsvFormat = CsvFormat(),
+    data_set: str | None = None,
 ) -> Evaluation:
-    """Score the run `run_spec` names (default the latest of settings.data_size) on labelled rides from
-    `input_path` ("-": stdin)."""
+    """Score the run `run_spec` names (default latest; `data_set` narrows latest and best) on labelled
+    rides from `input_path` ("-": stdin)."""
     with open_ride_input(input_path, csv_format, (TARGET, *RIDE_COLUMNS)) as rides_input:
-        run, model = load_run(settings, run_spec)
+        run, model = load_run(settings, run_spec, data_set, doing="scoring")
         mean_fare = run.metrics["final"].get("train_mean_fare")
         if not isinstance(mean_fare, (int, float)):
             raise InputError(f"run {run.run_id} records no train_mean_fare, the baseline's prediction; train a new run")
-        scores, rejected = Scores(float(mean_fare)), Rejections("scored", with_fare=True)
-        rows_read = _score_blocks(settings, rides_input, run, model, scores, rejected)
+        scores, rejected, in_sample = Scores(float(mean_fare)), Rejections("scored", with_fare=True), InSampleCheck.of(run)
+        rows_read = _score_blocks(settings, rides_input, run, model, scores, rejected, in_sample)
     if scores.model.rows == 0:
         raise InputError(f"{rides_input.name}: no row can be scored ({rows_read:,} read: {rejected.top_reasons()})")
     shown = Path(rides_input.name)  # "stdin" for stdin
     plot_path = plot_path or Path(f"evaluate_{shown.stem}_{run.run_id}.png")
     _write_plot(plot_path, scores.plot, f"run {run.run_id} on {shown.name}: {scores.model.rows:,} rides")
     window = run.pickup_window
+    in_sample.warn(run, scores.model.rows)
     evaluation = Evaluation(
         run_id=run.run_id,
         input=rides_input.name,
@@ -179,6 +184,8 @@ def evaluate(
         rows_scored=scores.model.rows,
         rejected=rejected.counts,
         outside_training_window=scores.outside_training_window,
+        seen_in_training=in_sample.describe(scores.model.rows),
+        seen_in_training_share=in_sample.share,
         mae=scores.model.mae,
         rmse=scores.model.rmse,
         median_absolute_error=median_from_cents(scores.cents),
@@ -192,14 +199,16 @@ def evaluate(
     return evaluation
 
 
-def _score_blocks(settings, rides_input: RideInput, run: Run, model, scores: Scores, rejected: Rejections) -> int:
+def _score_blocks(settings, rides_input: RideInput, run: Run, model, scores: Scores, rejected: Rejections, in_sample: InSampleCheck) -> int:
     progress = Progress("evaluate", total=None)
     rows_read = 0
     for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected):
         rides = block.rides[block.usable]
         rows_read += block.rows_read
         if len(rides):
-            predicted = predict_fares(model, ride_features(rides).to_numpy(np.float32))
+            features = ride_features(rides).to_numpy(np.float32)
+            predicted = predict_fares(model, features)
+            in_sample.add(features, rides[TARGET].to_numpy(np.float64))
             pickup = rides["pickup_datetime"].to_numpy().astype("datetime64[Y]").astype(np.int64) + 1970
             distance = haversine_km(rides["pickup_latitude"], rides["pickup_longitude"], rides["dropoff_latitude"], rides["dropoff_longitude"])
             scores.add(rides[TARGET].to_numpy(np.float64), predicted, pickup, distance)
@@ -246,6 +255,7 @@ def format_evaluation(evaluation: Evaluation) -> str:
         ("rows rejected", f"{sum(evaluation.rejected.values()):,}"),
         *((f"  {rule}", f"{count:,}") for rule, count in evaluation.rejected.items() if count),
         ("outside training window", f"{evaluation.outside_training_window:,} ({evaluation.training_window})"),
+        ("seen in training", evaluation.seen_in_training),
         ("MAE", f"${evaluation.mae:.3f}"),
         ("RMSE", f"${evaluation.rmse:.3f}"),
         ("median absolute error", f"${evaluation.median_absolute_error:.3f}"),

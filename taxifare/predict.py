@@ -61,20 +61,28 @@ REFERENCE_RIDE = {
 }
 
 
-def load_run(settings: Settings, model: str | None) -> tuple[Run, object]:
-    """The run `model` names (a run id, latest or best of settings.data_size; default latest) and its
-    Keras model; InputError if it cannot serve this package."""
-    run = Registry(settings.local_registry_path).resolve(model, settings.data_size)
+def load_run(settings: Settings, model: str | None, data_set: str | None = None, doing: str = "predicting with") -> tuple[Run, object]:
+    """The run `model` names (a run id or a reference, default latest; `data_set` narrows latest and best)
+    and its Keras model; InputError if it cannot serve this package. Says which run it is (`doing` it)."""
+    run = Registry(settings.local_registry_path).resolve(model, data_set)
     version = run.params.get("preprocessor_version")
     if version != PREPROCESSOR_VERSION or run.params.get("feature_names") != list(FEATURE_NAMES):
         raise InputError(
             f"run {run.run_id} was trained on preprocessor version {version}, but this taxifare applies version "
             f"{PREPROCESSOR_VERSION}; train a new run (`taxifare train`) or use the taxifare that made it"
         )
+    _log_always(f"{doing} {run.describe()}")
+    if run.synthetic:
+        log.warning("run %s was trained on synthetic demo rides (`taxifare demo-data`), not real ones: its fares are not real NYC fares", run.run_id)
     return run, load_model(run.model_path)
 
 
-def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None) -> float:
+def _log_always(message: str) -> None:
+    """An info line that --quiet keeps too: which run answered is part of every answer."""
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None))
+
+
+def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None, data_set: str | None = None) -> float:
     """The fare in dollars of one ride given as {column: value} for RIDE_COLUMNS."""
     pickup = parse_date("--pickup-datetime", str(ride["pickup_datetime"]))
     text = {name: [str(ride[name])] for name in RIDE_COLUMNS}  # the CSV path reads the same date grammar
@@ -82,9 +90,8 @@ def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None) ->
     if reasons[0]:
         received = ", ".join(f"{name}={ride[name]}" for name in RIDE_COLUMNS)
         raise InputError(f"cannot predict this ride: {RULE_TEXT[reasons[0]]}; received {received}")
-    run, model = load_run(settings, run_spec)
+    run, model = load_run(settings, run_spec, data_set)
     fare = float(predict_fares(model, ride_features(rides).to_numpy(np.float32))[0])
-    log.info("predicted with run %s", run.run_id)
     if outside_training_window(rides, _training_window(run))[0]:
         log.warning(
             "pickup %s is outside the training window of run %s (%s): the fare is extrapolated",
@@ -119,6 +126,7 @@ def predict_csv(
     output_path: Path | None = None,
     run_spec: str | None = None,
     csv_format: CsvFormat = CsvFormat(),
+    data_set: str | None = None,
 ) -> CsvPredictions:
     """Every row of `input_path` ("-": stdin), in order, with all its columns plus predicted_fare,
     outside_training_window and not_predicted_reason, written to `output_path` (None: stdout). A row
@@ -130,7 +138,7 @@ def predict_csv(
         for column in ADDED_COLUMNS:
             if column in rides_input.columns:
                 raise InputError(f"{rides_input.name}: already has a {column} column; expected rides without predictions")
-        run, model = load_run(settings, run_spec)
+        run, model = load_run(settings, run_spec, data_set)
         window = _training_window(run)
         result = CsvPredictions(rides_input.name, output_path, run.run_id, format_window(window) if window else "unknown")
         with _output(output_path) as target:

@@ -12,10 +12,11 @@ from taxifare.errors import InputError
 from taxifare.evaluate import evaluate, median_from_cents
 from taxifare.features import haversine_km, ride_features
 from taxifare.model import load_model, predict_fares
+from taxifare.preprocess import preprocess
 from taxifare.registry import Registry
 from taxifare.training import train
 from tests.conftest import assert_clean_error, cli_env, run_cli, write_csv
-from tests.training_data import processed_demo, with_registry
+from tests.training_data import demo_settings, processed_demo, with_registry
 
 BAD_ROWS = {
     "malformed_line": ["b1,7.5,2013-07-06 17:18:00 UTC,-73.95,40.78"],
@@ -178,3 +179,31 @@ def test_cli_scores_a_headerless_tab_separated_export_from_stdin(trained, tmp_pa
     assert figures["mae"] == pytest.approx(from_file.mae, abs=1e-6)
     assert "line 13: not scored: wrong number of fields" in done.stderr  # numbered as lines of the headerless input
     assert (tmp_path / f"evaluate_stdin_{from_file.run_id}.png").is_file()
+
+
+def test_rides_the_run_trained_on_are_recognised_and_counted(tmp_path, caplog):
+    raw = tmp_path / "rides.csv"
+    _write_rides(raw, _good_rides(800, seed=8))  # real rides would do as well: no key says synthetic
+    settings = with_registry(demo_settings(tmp_path, chunk_size=50_000, data_size="mine"), tmp_path / "registry")
+    preprocess(settings, input_path=raw)
+    run = train(with_registry(settings, settings.local_registry_path, chunk_size=2000, epochs=1, batch_size=64)).run
+    assert run.params["data"]["synthetic"] is False
+
+    result = evaluate(settings, raw, plot_path=tmp_path / "plot.png")
+    # Every scored ride is a row of the processed file, so exactly its training rows were trained on.
+    trained_rows = run.params["data"]["train_rows"]
+    assert result.rows_scored == 800 and 0.7 * 800 < trained_rows < 0.9 * 800
+    assert result.seen_in_training == f"{trained_rows:,} of the 800 rows scored ({trained_rows / 800:.1%})"
+    assert result.seen_in_training_share == trained_rows / 800
+    warnings = [record.getMessage() for record in caplog.records if "in-sample" in record.getMessage()]
+    assert warnings == [
+        f"run {run.run_id} trained on {result.seen_in_training}: these figures are partly in-sample, not a fair test; "
+        "score it on rides it never saw (its test MAE was measured on such rides)"
+    ]
+
+    caplog.clear()
+    fresh = tmp_path / "fresh.csv"
+    _write_rides(fresh, _good_rides(300, seed=9))
+    result = evaluate(settings, fresh, plot_path=tmp_path / "plot.png")
+    assert (result.seen_in_training, result.seen_in_training_share) == ("0 of the 300 rows scored (0.0%)", 0.0)
+    assert "in-sample" not in caplog.text

@@ -46,6 +46,7 @@ def test_csv_in_csv_out_keeps_columns_and_reports_bad_rows(trained, tmp_path, ca
         "k7,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,abc,1,nan",
         "k8,9,2011-08-18 00:35:00 UTC,,,-73.991242,40.750562,1,NA",  # missing coordinates
         "k9,9,2011-08-18 00:35:00 UTC,-73.982738,40.76127,-73.991242,40.750562,two,",
+        *_DISTINCT_RIDES,  # k10 shares a chunk with k9, k11 and k12 share one
     ]
     rides = write_csv(tmp_path / "rides.csv", lines, header=RAW_HEADER + ",note")
     output = tmp_path / "out" / "predictions.csv"
@@ -55,16 +56,21 @@ def test_csv_in_csv_out_keeps_columns_and_reports_bad_rows(trained, tmp_path, ca
     table = pd.read_csv(output, dtype=str, keep_default_na=False)
     assert list(table.columns) == [*RAW_HEADER.split(","), "note", "predicted_fare", "outside_training_window", "not_predicted_reason"]
     # Every input row, in order; the malformed line k3 keeps its place, its fields empty.
-    assert table["key"].tolist() == ["k1", "k2", "", "k4", "k5", "k6", "k7", "k8", "k9"]
-    assert table["note"].tolist() == ["hello", "zero", "", "x", "quoted, comma", "crowd", "nan", "NA", ""]
+    assert table["key"].tolist() == ["k1", "k2", "", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12"]
+    assert table["note"].tolist() == ["hello", "zero", "", "x", "quoted, comma", "crowd", "nan", "NA", "", "a", "b", "c"]
     assert table["not_predicted_reason"].tolist() == [
         "", "outside_nyc", "malformed_line", "bad_datetime", "", "passenger_count_out_of_range", "unparseable_number",
-        "missing_value", "unparseable_number",
+        "missing_value", "unparseable_number", "", "", "",
     ]
-    assert [bool(fare) for fare in table["predicted_fare"]] == [True, False, False, False, True, False, False, False, False]
-    assert table["outside_training_window"].tolist() == ["0", "", "", "", "0", "", "", "", ""]
-    assert float(table["predicted_fare"][0]) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
-    assert (result.rows_read, result.predicted) == (9, 2)
+    assert table["outside_training_window"].tolist() == ["0", "", "", "", "0", "", "", "", "", "0", "0", "0"]
+    # Each fare is its own row's: the rides differ, so a fare moved to another row would not match.
+    predicted = {key: fare for key, fare in zip(table["key"], table["predicted_fare"]) if fare}
+    expected = {line.split(",")[0]: predict_ride(trained, _ride_of(line)) for line in [good, lines[4], *_DISTINCT_RIDES]}
+    assert len(set(round(fare, 2) for fare in expected.values())) == len(expected)
+    assert predicted.keys() == expected.keys()
+    for key, fare in expected.items():
+        assert float(predicted[key]) == pytest.approx(fare, abs=0.006), key
+    assert (result.rows_read, result.predicted) == (12, 5)
     assert dict(result.rejected.first_lines) == {
         3: "outside_nyc",
         4: "malformed_line",
@@ -75,6 +81,19 @@ def test_csv_in_csv_out_keeps_columns_and_reports_bad_rows(trained, tmp_path, ca
         10: "unparseable_number",
     }
     assert "line 4: not predicted: wrong number of fields" in caplog.text
+
+
+_DISTINCT_RIDES = (
+    "k10,7,2012-03-01 08:05:00 UTC,-73.990,40.750,-73.960,40.770,1,a",
+    "k11,7,2014-11-20 22:40:00 UTC,-73.870,40.770,-73.980,40.760,3,b",
+    "k12,7,2010-05-15 13:00:00 UTC,-74.005,40.710,-73.995,40.730,2,c",
+)
+
+
+def _ride_of(line: str) -> dict:
+    """The ride of a RAW_HEADER line, as predict_ride takes it."""
+    fields = dict(zip(RAW_HEADER.split(","), line.split(",")))
+    return {name: fields[name] for name in REFERENCE_RIDE}
 
 
 def test_csv_without_fare_column_is_predicted(trained, tmp_path):
@@ -180,7 +199,8 @@ def test_pred_cli_csv_to_a_file(trained, tmp_path):
 def test_pred_cli_reads_a_headerless_export_on_stdin_and_writes_pure_csv_to_stdout(trained, tmp_path):
     columns = "fare_amount,pickup_datetime,pickup_longitude,pickup_latitude,dropoff_longitude,dropoff_latitude,passenger_count,key"
     good = "7.5;2013-07-06 17:18:00 UTC;-73.950655;40.783282;-73.984365;40.769802;1;k0"
-    rides = [good, "7.5;2013-07-06 17:18:00 UTC;-73.95;41.9;-73.98;40.76;1;far", good.replace("k0", "k2")]
+    other = "7.5;2012-03-01 08:05:00 UTC;-73.990;40.750;-73.960;40.770;2;k2"
+    rides = [good, "7.5;2013-07-06 17:18:00 UTC;-73.95;41.9;-73.98;40.76;1;far", other]
     result = run_cli(
         tmp_path, "pred", "--input", "-", "--columns", columns, "--delimiter", ";",
         env=_env(tmp_path, trained), input="\n".join(rides) + "\n",
@@ -191,7 +211,12 @@ def test_pred_cli_reads_a_headerless_export_on_stdin_and_writes_pure_csv_to_stdo
     assert list(table.columns) == [*columns.split(","), "predicted_fare", "outside_training_window", "not_predicted_reason"]
     assert table["key"].tolist() == ["k0", "far", "k2"]  # row N of the output is row N of the input
     assert table["not_predicted_reason"].tolist() == ["", "outside_nyc", ""]
-    assert float(table["predicted_fare"][0]) == pytest.approx(predict_ride(trained, REFERENCE_RIDE), abs=0.006)
+    assert table["predicted_fare"][1] == ""
+    for row, line in ((0, good), (2, other)):
+        ride = dict(zip(columns.split(","), line.split(";")))
+        expected = predict_ride(trained, {name: ride[name] for name in REFERENCE_RIDE})
+        assert float(table["predicted_fare"][row]) == pytest.approx(expected, abs=0.006), row
+    assert float(table["predicted_fare"][0]) != pytest.approx(float(table["predicted_fare"][2]), abs=0.02)
     assert "line 2: not predicted" in result.stderr and "rows predicted" in result.stderr
 
 

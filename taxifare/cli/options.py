@@ -50,14 +50,20 @@ Delimiter = Annotated[
     Optional[str],
     typer.Option("--delimiter", help="The character between the fields of the --input file, e.g. ';', or tab (also \\t). [default ,]"),
 ]
+_REFERENCES = "latest (the newest run of any data set), best (lowest validation MAE among the runs comparable with latest), NAME:latest or NAME:best (among data set NAME's runs)"
 ModelSpec = Annotated[
     Optional[str],
-    typer.Option("--model", help="Run id (see `taxifare models`), or latest or best of the --data-size data set. [default latest]"),
+    typer.Option("--model", help=f"Run id (see `taxifare models`), or {_REFERENCES}. [default latest]"),
 ]
 RunDataSize = Annotated[
-    Optional[str], typer.Option(help="Data set whose latest or best run --model picks. [env: DATA_SIZE; default demo]")
+    Optional[str],
+    typer.Option(
+        "--data-size",
+        help="Narrow latest and best to the runs of this data set (the DATA_SIZE setting does not: it names the data "
+        "to preprocess and train on). [default: runs of every data set]",
+    ),
 ]
-RunSpec = Annotated[str, typer.Argument(help="A run id from `taxifare models`, or latest or best (of --data-size).")]
+RunSpec = Annotated[str, typer.Argument(help=f"A run id from `taxifare models`, or {_REFERENCES}.")]
 
 
 def settings_from(context: typer.Context, **flags) -> Settings:

@@ -38,7 +38,8 @@ def pred(
     delimiter: Delimiter = None,
     chunk_size: ChunkSize = None,
 ) -> None:
-    """Predict fares with a trained run: one ride from flags (default the reference ride), or a CSV of rides.
+    """Predict fares with a trained run (default the newest of any data set; stderr names it, its data set
+    and test MAE): one ride from flags (default the reference ride), or a CSV of rides.
 
     With --input, every input row gets an output row, in order: its fare, or an empty fare and the reason in
     not_predicted_reason. Exit 2 when no row can be predicted (the output is still written).
@@ -46,7 +47,7 @@ def pred(
     from taxifare import predict
     from taxifare.csv_format import CsvFormat
 
-    settings = settings_from(context, chunk_size=chunk_size, data_size=data_size)
+    settings = settings_from(context, chunk_size=chunk_size)
     ride = {
         "pickup_datetime": pickup_datetime,
         "pickup_longitude": pickup_longitude,
@@ -60,12 +61,12 @@ def pred(
     if input is None:
         if output is not None or csv_format != CsvFormat():
             raise InputError("--output, --columns and --delimiter go with --input: pass --input rides.csv (or - for stdin)")
-        fare = predict.predict_ride(settings, {**predict.REFERENCE_RIDE, **given}, run_spec=model)
+        fare = predict.predict_ride(settings, {**predict.REFERENCE_RIDE, **given}, run_spec=model, data_set=data_size)
         typer.echo(f"{fare:.2f}")
         return
     if given:
         raise InputError(f"--input predicts a CSV; drop the single-ride flag(s) {', '.join('--' + n.replace('_', '-') for n in given)}")
-    result = predict.predict_csv(settings, input, output, run_spec=model, csv_format=csv_format)
+    result = predict.predict_csv(settings, input, output, run_spec=model, csv_format=csv_format, data_set=data_size)
     if result.output is not None:
         typer.echo(result.output)
 
@@ -97,14 +98,15 @@ def evaluate(
     The figures go to stdout (text, or --json); progress and the first rejected lines to stderr. Rows are
     rejected by the rules of pred plus unusable fares (missing, not a number, outside 0 < fare < 400). The
     median comes from a histogram of absolute errors in 1-cent bins (exact to half a cent up to $1,000);
-    the plot is a 2-D histogram up to $100 on each axis. Exit 2 when no row can be scored.
+    the plot is a 2-D histogram up to $100 on each axis. Rows the run trained on are recognised and
+    counted, with a warning that the figures are then partly in-sample. Exit 2 when no row can be scored.
     """
     from taxifare.csv_format import CsvFormat
     from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
 
-    settings = settings_from(context, chunk_size=chunk_size, data_size=data_size)
+    settings = settings_from(context, chunk_size=chunk_size)
     csv_format = CsvFormat.from_flags(columns, delimiter)
-    result = run_evaluate(settings, input, run_spec=model, plot_path=plot, csv_format=csv_format)
+    result = run_evaluate(settings, input, run_spec=model, plot_path=plot, csv_format=csv_format, data_set=data_size)
     if as_json:
         import json
 
