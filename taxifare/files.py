@@ -9,9 +9,11 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, TypeVar
 
 from taxifare.errors import InputError, TaxifareError
+
+T = TypeVar("T")
 
 
 def fsync_path(path: Path) -> None:
@@ -123,10 +125,16 @@ def read_json(path: Path, what: str) -> dict:
 
 def describe_os_error(error: OSError, path: Path | None = None, doing: str | None = None) -> TaxifareError:
     """One readable line for a failed write: no space, file too large, read-only, permission; `doing` names
-    the operation, e.g. "creating the processed file"."""
-    where = path or error.filename or "file"
-    reason = error.strerror or str(error)
-    return TaxifareError(f"could not write {where}{f' ({doing})' if doing else ''}: {reason}")
+    the operation, e.g. "creating the processed file". Told neither the file nor the operation, and for an
+    error that not only a write gives (a read can fail with permission denied, or an I/O error), it says
+    which file could not be accessed rather than claim a write."""
+    where = path or error.filename or "a file"
+    verb = "write" if path or doing or error.errno in _WRITE_ERRNOS else "access"
+    return TaxifareError(f"could not {verb} {where}{f' ({doing})' if doing else ''}: {_reason(error)}")
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
 
 
 @contextmanager
@@ -140,15 +148,31 @@ def writing(doing: str) -> Iterator[None]:
         raise describe_os_error(error, doing=doing) from error
 
 
+@contextmanager
+def reading(path: Path | str, what: str) -> Iterator[None]:
+    """`with reading(path, "the raw rides"):` a failed read inside is one line naming the file and the read."""
+    try:
+        yield
+    except OSError as error:
+        kind = InputError if error.errno in _BAD_INPUT_ERRNOS else TaxifareError
+        raise kind(f"could not read {what} from {error.filename or path}: {_reason(error)}") from error
+
+
+def reads_of(items: Iterable[T], path: Path | str, what: str) -> Iterator[T]:
+    """`items`, as they are read from `path`: a failed read while producing one is one line (see reading)."""
+    with reading(path, what):
+        yield from items
+
+
 # Failures of the file system rather than of taxifare: the user can act on them (another path, more space).
 _WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 FILE_SYSTEM_ERRNOS = {*_WRITE_ERRNOS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
+# A file that cannot be read for these is bad input (exit 2); for others (an I/O error), a failure (exit 1).
+_BAD_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 
 
 def file_system_error(error: BaseException) -> TaxifareError | None:
     """One line naming the file, for an OSError of the file system that nothing closer to it explained."""
     if not isinstance(error, OSError) or error.errno not in FILE_SYSTEM_ERRNOS:
         return None
-    if error.errno in _WRITE_ERRNOS:
-        return describe_os_error(error)
-    return TaxifareError(f"could not access {error.filename or 'a file'}: {error.strerror or error}")
+    return describe_os_error(error)

@@ -16,7 +16,7 @@ from taxifare.config import Settings, load_settings
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError, first_example, top_reasons
 from taxifare.features import PREPROCESSOR_VERSION, ride_features
-from taxifare.files import describe_os_error
+from taxifare.files import describe_os_error, reading, reads_of
 from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
 from taxifare.provenance import OutputConflict, bigquery_raw, conflict, csv_raw, data_size_for, file_identity
@@ -24,6 +24,8 @@ from taxifare.sink import ProcessedWriter, finish_publishing, manifest_path, new
 from taxifare.source import CsvRideSource, RideSource
 
 log = logging.getLogger("taxifare")
+
+RAW_RIDES = "the raw rides"
 
 
 @dataclass
@@ -38,10 +40,10 @@ class PreprocessResult:
 def open_source(settings: Settings, input_path: Path | None, csv_format: CsvFormat = CsvFormat()) -> RideSource:
     """The `--input` file (laid out as `csv_format` says), else the raw cache of the window, else a
     BigQuery query that fills the cache."""
-    if input_path is not None:
-        return CsvRideSource(input_path, settings.chunk_size, csv_format)
-    if settings.raw_cache_path.is_file():
-        return CsvRideSource(settings.raw_cache_path, settings.chunk_size)
+    path = input_path if input_path is not None else settings.raw_cache_path
+    if input_path is not None or path.is_file():
+        with reading(path, RAW_RIDES):
+            return CsvRideSource(path, settings.chunk_size, csv_format)
     from taxifare.source_bigquery import BigQueryRideSource
 
     return BigQueryRideSource(settings)
@@ -195,7 +197,10 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     progress = Progress("preprocess", total=source.estimated_rows())
     malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
-    with closing(source.chunks()) as chunks:
+    chunks = source.chunks()
+    if isinstance(source, CsvRideSource):  # only reads (a BigQuery source also writes its cache)
+        chunks = reads_of(chunks, source.path, RAW_RIDES)
+    with closing(chunks):
         for index, raw in enumerate(chunks):
             cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
             malformed = source.malformed_rows - malformed_before

@@ -13,7 +13,7 @@ import io
 import itertools
 import logging
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -32,6 +32,7 @@ from taxifare.dates import EXPECTED
 from taxifare.errors import InputError, first_example, first_line, top_reasons
 from taxifare.features import TARGET
 from taxifare.lines import LineChunk, iter_line_chunks, kept_line_numbers
+from taxifare.files import reading, reads_of
 from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, SAMPLE_CHARS, line_blocks
 
 log = logging.getLogger("taxifare")
@@ -121,10 +122,12 @@ def open_ride_input(path: Path, csv_format: CsvFormat, required: Sequence[str]) 
     name = "stdin" if from_stdin else str(path)
     if not from_stdin and not path.is_file():
         raise InputError(f"{path}: no such file")
-    with nullcontext(sys.stdin.buffer) if from_stdin else path.open("rb") as file:
-        first = file.readline(BLOCK_SIZE)
+    with ExitStack() as opened:
+        with reading(name, "the rides"):
+            file = sys.stdin.buffer if from_stdin else opened.enter_context(path.open("rb"))
+            first = file.readline(BLOCK_SIZE)
         columns = csv_format.column_names(first, name, required)
-        blocks = line_blocks(file, name)
+        blocks = reads_of(line_blocks(file, name), name, "the rides")
         if not csv_format.has_header and first:
             blocks = itertools.chain([first], blocks)  # the first line is a ride
         yield RideInput(name, columns, csv_format.delimiter, blocks, 2 if csv_format.has_header else 1)
