@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from taxifare.dates import parse_datetime_column
 from taxifare.dedup import SeenRows
+from taxifare.errors import clipped
 from taxifare.source import RAW_COLUMNS, SAMPLE_CHARS
 
 NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
@@ -212,7 +213,7 @@ def sample_value(rule: str, table: pa.Table, rides: pd.DataFrame, row: int) -> s
         "unparseable_fare": ["fare_amount"],
     }.get(rule, ["pickup_datetime"])
     shown = candidates if rule == "zero_coordinates" else candidates[:1]
-    return " ".join(f"{name}={text[name] or ''}" for name in shown)[:SAMPLE_CHARS]
+    return clipped(" ".join(f"{name}={text[name] or ''}" for name in shown), SAMPLE_CHARS)
 
 
 def _text_at(column: pa.ChunkedArray, row: int) -> str | None:

@@ -46,3 +46,8 @@ def top_reasons(counts: Mapping[str, int], first: Callable[[str], str], limit: i
 def first_example(where: str, value: str | None) -> str:
     """ " (first on line 4: fare_amount=-5)": where a reason first applied, and the value that broke it."""
     return f" (first on {where}{'' if value is None else ': ' + value})"
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, or when it is longer than `limit` characters, its start and "..." (`limit` in all)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -29,7 +29,7 @@ from taxifare.clean import (
 )
 from taxifare.csv_format import CsvFormat
 from taxifare.dates import EXPECTED
-from taxifare.errors import InputError, first_example, first_line, top_reasons
+from taxifare.errors import InputError, clipped, first_example, first_line, top_reasons
 from taxifare.features import TARGET
 from taxifare.lines import LineChunk, iter_line_chunks, kept_line_numbers
 from taxifare.files import reading, reads_of
@@ -235,5 +235,5 @@ def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Reject
     except pa.ArrowInvalid as error:
         raise InputError(f"{rides_input.name}: unreadable CSV near line {chunk.first_line}: {first_line(error)}") from None
     skipped = chunk.first_line - 1 + np.asarray(malformed, dtype=np.int64)
-    rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object), lambda i: texts[i][:SAMPLE_CHARS])
+    rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object), lambda i: clipped(texts[i], SAMPLE_CHARS))
     return table, chunk.first_line - 1 + kept_line_numbers(table.num_rows, skipped - chunk.first_line + 1), skipped

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from taxifare.csv_format import CsvFormat
-from taxifare.errors import InputError, first_line
+from taxifare.errors import InputError, clipped, first_line
 from taxifare.lines import empty_lines, line_numbers
 
 RAW_COLUMNS = (
@@ -141,7 +141,7 @@ class RawLineParser:
         located = _Block(self._rows, self._first_line + self.lines_read, numbers, np.empty(0, np.int64) if no_empty else empty_lines(block))
         if malformed and self.first_malformed is None:
             line = int(line_numbers(numbers[:1], located.empty)[0]) + located.first_line - 1
-            self.first_malformed = (line, malformed[0][1][:SAMPLE_CHARS])
+            self.first_malformed = (line, clipped(malformed[0][1], SAMPLE_CHARS))
         self._blocks.append(located)
         self._rows += rows
         self.malformed_rows += len(malformed)
