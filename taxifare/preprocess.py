@@ -20,7 +20,7 @@ from taxifare.files import describe_os_error, reading, reads_of
 from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
 from taxifare.provenance import OutputConflict, bigquery_raw, conflict, csv_raw, data_size_for, file_identity
-from taxifare.sink import ProcessedWriter, finish_publishing, manifest_path, new_manifest, partial_path, publish, read_manifest, sample_record
+from taxifare.sink import PickupWindow, ProcessedWriter, finish_publishing, manifest_path, new_manifest, partial_path, publish, read_manifest, sample_record
 from taxifare.source import CsvRideSource, RideSource
 
 log = logging.getLogger("taxifare")
@@ -193,7 +193,7 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool,
 
 
 def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
-    seen = SeenRows()
+    seen, pickups = SeenRows(), PickupWindow()
     progress = Progress("preprocess", total=source.estimated_rows())
     malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
@@ -203,6 +203,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     with closing(chunks):
         for index, raw in enumerate(chunks):
             cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
+            pickups.add(cleaned.rides["pickup_datetime"].to_numpy())
             malformed = source.malformed_rows - malformed_before
             malformed_before = source.malformed_rows
             if progress.total is None:
@@ -229,6 +230,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "source_details": source.run_details(),
             "raw": _raw_after_reading(settings, writer.manifest["raw"]),
+            **pickups.fields(),
         },
     )
 

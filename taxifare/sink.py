@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -181,6 +182,31 @@ def add_samples(manifest: dict, samples: dict[str, dict]) -> None:
 
 def sample_record(position: str, at: int, value: str | None) -> dict:
     return {position: int(at), **({"value": value} if value is not None else {})}
+
+
+@dataclass
+class PickupWindow:
+    """The first and last pickup of the kept rows as parsed (not rebuilt from the float32 date feature),
+    for the manifest's `pickup_first` and `pickup_last`; both engines gather it."""
+
+    first: np.datetime64 | None = None
+    last: np.datetime64 | None = None
+
+    def add(self, pickups: np.ndarray) -> None:
+        if len(pickups):
+            low, high = np.min(pickups), np.max(pickups)
+            self.first = low if self.first is None else min(self.first, low)
+            self.last = high if self.last is None else max(self.last, high)
+
+    def add_fields(self, record: dict) -> None:
+        """Take in another window's `fields` (a Dask partition's)."""
+        if record.get("pickup_first"):
+            self.add(np.array([record["pickup_first"], record["pickup_last"]], dtype="datetime64[s]"))
+
+    def fields(self) -> dict:
+        if self.first is None:
+            return {}
+        return {"pickup_first": np.datetime_as_string(self.first, "s"), "pickup_last": np.datetime_as_string(self.last, "s")}
 
 
 def read_manifest(processed_path: Path) -> dict:

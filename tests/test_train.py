@@ -20,6 +20,7 @@ from taxifare.sink import manifest_path
 from taxifare.training import checkpoint_folder, train
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
 from taxifare.training.state import TrainingState
+from tests.conftest import write_csv
 from tests.training_data import demo_settings, processed_demo, with_registry
 
 SMALL = {"chunk_size": 1500, "batch_size": 128, "hidden_units": (32, 16), "learning_rate": 0.005}
@@ -248,3 +249,21 @@ def test_checkpoint_of_other_settings_is_refused_unless_forced(demo, tmp_path, m
     with pytest.raises(InputError, match="other settings.*seed 42 -> 3.*--force"):
         train(with_registry(demo, tmp_path, **SMALL, epochs=1, seed=3))
     assert train(with_registry(demo, tmp_path, **SMALL, epochs=1, seed=3), force=True).resumed_at is None
+
+
+def test_the_recorded_pickup_window_is_the_first_and_last_pickup_as_parsed(tmp_path):
+    rng = np.random.default_rng(4)
+    first, last = np.datetime64("2010-03-04T05:06:07"), np.datetime64("2014-05-06T07:08:09")
+    pickups = first + rng.integers(1, int((last - first).astype(int)), 400).astype("timedelta64[s]")
+    pickups[[150, 250]] = last, first  # inside the file, not at its ends
+    lines = [
+        f"k{i},{rng.uniform(4, 30):.2f},{str(pickup).replace('T', ' ')} UTC,{rng.uniform(-74.0, -73.95):.6f},"
+        f"{rng.uniform(40.72, 40.79):.6f},{rng.uniform(-74.0, -73.95):.6f},{rng.uniform(40.72, 40.79):.6f},1"
+        for i, pickup in enumerate(pickups)
+    ]
+    raw = write_csv(tmp_path / "rides.csv", lines)
+    settings = demo_settings(tmp_path, chunk_size=70, data_size="window")
+    manifest = preprocess(settings, input_path=raw).manifest
+    assert (manifest["rows_kept"], manifest["pickup_first"], manifest["pickup_last"]) == (400, "2010-03-04T05:06:07", "2014-05-06T07:08:09")
+    run = train(with_registry(settings, tmp_path / "registry", **SMALL, epochs=1)).run
+    assert (run.params["data"]["pickup_first"], run.params["data"]["pickup_last"]) == ("2010-03-04T05:06:07", "2014-05-06T07:08:09")

@@ -31,7 +31,7 @@ from taxifare.files import atomic_write_json, describe_os_error, start_writeback
 from taxifare.preprocess import PreprocessResult, log_result, plan_output
 from taxifare.progress import Progress
 from taxifare.provenance import bigquery_raw, csv_raw
-from taxifare.sink import add_samples, csv_header, manifest_path, new_manifest, partial_path, processed_fingerprint, publish, sample_record
+from taxifare.sink import PickupWindow, add_samples, csv_header, manifest_path, new_manifest, partial_path, processed_fingerprint, publish, sample_record
 
 log = logging.getLogger("taxifare")
 
@@ -168,7 +168,7 @@ def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFo
 
 def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: CsvFormat) -> None:
     """Add up the parts' counts into the manifest, as the local run counts its chunks."""
-    target = TargetSum()
+    target, pickups = TargetSum(), PickupWindow()
     distinct = 0
     jobs = []
     files = {part.url for part in plan.partitions if isinstance(part, CsvRange)}
@@ -190,6 +190,7 @@ def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: 
         distinct += record["distinct_rows"]
         if record["source_details"]:
             jobs.append(record["source_details"])
+        pickups.add_fields(parts.read_record(parts.scan_record(index)))
     rows = manifest["rows_read"] - manifest["rejected"]["malformed_line"]
     manifest.update(
         target_sum=target.result(),
@@ -198,6 +199,7 @@ def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: 
         duplicate_index_bytes=8 * distinct,
         completed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         source_details=_query_details(jobs),
+        **pickups.fields(),
     )
 
 

@@ -36,7 +36,7 @@ from taxifare.dedup import SeenRows
 from taxifare.features import ride_features
 from taxifare.files import StagedFile
 from taxifare.progress import peak_rss_mb
-from taxifare.sink import write_rows
+from taxifare.sink import PickupWindow, write_rows
 from taxifare.source import line_blocks
 
 
@@ -63,7 +63,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
     source = open_partition(part, settings, csv_format)
     rejects = Rejects()
     hashes, verdicts, rows, fares = [], [], [], []
-    row_count = 0
+    row_count, pickups = 0, PickupWindow()  # of the kept candidates: a later duplicate repeats a kept pickup
     with StagedFile(parts.scan_csv(index)) as candidates:
         for raw in source.chunks():
             screened = screen_rides(raw, settings.min_date, settings.max_date, sampled=rejects.samples)
@@ -76,6 +76,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
             verdicts.append(verdict)
             rows.append(screened.rides.index.to_numpy() + row_count)
             fares.append(kept["fare_amount"].to_numpy())
+            pickups.add(kept["pickup_datetime"].to_numpy())
             row_count += raw.num_rows
         candidates.commit(durable=False)
     rejects.counts["malformed_line"] = source.malformed_rows
@@ -94,7 +95,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
         parts.scan_record(index),
         {"rows": row_count, "rows_read": rows_read, "rejects": rejects.counts, "source_details": source.run_details(),
          "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count,
-         "csv_bytes": parts.scan_csv(index).stat().st_size, "hashes_bytes": hashes_bytes, "arrays_bytes": arrays_bytes},
+         "csv_bytes": parts.scan_csv(index).stat().st_size, "hashes_bytes": hashes_bytes, "arrays_bytes": arrays_bytes, **pickups.fields()},
     )
     return _report(rows_read=rows_read, rows=row_count)
 

@@ -84,9 +84,14 @@ def _pickup_range(data: ProcessedData, prepared: PreparedRows, parent: Run | Non
         days = prepared.statistics.minimum[_DAYS_COLUMN], prepared.statistics.maximum[_DAYS_COLUMN]
         first, last = (_EPOCH_2009 + dt.timedelta(days=float(value) * DAYS_SCALE) for value in days)
     if parent is not None and parent.params.get("data", {}).get("pickup_first"):
-        first = min(first, dt.datetime.fromisoformat(parent.params["data"]["pickup_first"]))
-        last = max(last, dt.datetime.fromisoformat(parent.params["data"]["pickup_last"]))
-    return first.isoformat(timespec="seconds"), last.isoformat(timespec="seconds")
+        first = min(_naive(first), _naive(dt.datetime.fromisoformat(parent.params["data"]["pickup_first"])))
+        last = max(_naive(last), _naive(dt.datetime.fromisoformat(parent.params["data"]["pickup_last"])))
+    return _naive(first).isoformat(timespec="seconds"), _naive(last).isoformat(timespec="seconds")
+
+
+def _naive(moment: dt.datetime) -> dt.datetime:
+    """Without a zone, as the parsed pickups are (a zoned time recorded by an older taxifare is UTC)."""
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def synthetic_rides(manifest: dict) -> bool | None:
