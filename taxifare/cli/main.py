@@ -14,6 +14,7 @@ import typer
 
 from taxifare.cli import data, models, scoring, training
 from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
+from taxifare.cli.quiet import pass_on_captured_output, quiet_libraries
 from taxifare.errors import InputError, Interrupted, TaxifareError, first_line
 
 log = logging.getLogger("taxifare")
@@ -47,26 +48,8 @@ def _root(
     if quiet and verbose:
         raise InputError("pass either --quiet or --verbose, not both")
     logging.getLogger("taxifare").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
-    _quiet_libraries(verbose)
+    quiet_libraries(verbose)
     context.obj = {"local_data_path": local_data_path, "local_registry_path": local_registry_path}
-
-
-def _quiet_libraries(verbose: bool) -> None:
-    """Silence TensorFlow, absl and gRPC (which log to stderr on their own) unless --verbose.
-
-    Set before TensorFlow is imported, which reads these once. TF_CPP_MIN_LOG_LEVEL=3 drops its C++ lines
-    of every level (a user's 2 still lets errors through); GRPC_VERBOSITY covers the gRPC lines a
-    multi-worker run prints when a peer goes away.
-    """
-    import warnings
-
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
-    if verbose:
-        return
-    os.environ["GRPC_VERBOSITY"] = "NONE"
-    for name in ("tensorflow", "absl", "keras"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl)(\.|$)")
 
 
 def _configure_logging() -> None:
@@ -101,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _run(sys.argv[1:] if argv is None else argv)
     finally:
+        pass_on_captured_output()
         # The interpreter's last garbage collections walk every object left, a few hundred milliseconds
         # with Dask or TensorFlow loaded, for nothing: the command has closed what it opened.
         gc.freeze()
