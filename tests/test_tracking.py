@@ -51,9 +51,12 @@ def tracked(demo, tmp_path_factory) -> Tracked:
 
 
 def _mlflow_runs(client: MlflowClient, experiment: str) -> dict:
-    """The experiment's MLflow runs by registry id."""
+    """The experiment's MLflow runs by registry id (at most one each)."""
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    return {run.data.tags[REGISTRY_ID_TAG]: run for run in client.search_runs([experiment_id])}
+    runs = client.search_runs([experiment_id])
+    by_id = {run.data.tags[REGISTRY_ID_TAG]: run for run in runs}
+    assert len(by_id) == len(runs), [run.info.run_name for run in runs]
+    return by_id
 
 
 def test_a_train_logs_one_run_with_settings_stepped_metrics_test_figures_artifacts_and_tags(tracked, tmp_path, demo):
@@ -85,8 +88,15 @@ def test_a_train_logs_one_run_with_settings_stepped_metrics_test_figures_artifac
     assert json.loads((tmp_path / "processed_manifest.json").read_text()) == manifest
     assert (tmp_path / "learning_curve.png").read_bytes() == (run.path / "learning_curve.png").read_bytes()
 
-    log_training(tracked.settings, run, manifest)  # again, as a rerun does after a crash before the checkpoint went
-    assert len(_mlflow_runs(client, "taxifare-demo")) == 2
+    # Logged again, as a rerun does after a crash before the checkpoint went: the same MLflow run stays.
+    log_training(tracked.settings, run, manifest)
+    assert _mlflow_runs(client, "taxifare-demo")[run.run_id].info.run_id == logged.info.run_id
+    # One cut short (still running) is replaced by a whole one.
+    client.update_run(logged.info.run_id, status="RUNNING")
+    log_training(tracked.settings, run, manifest)
+    again = _mlflow_runs(client, "taxifare-demo")
+    assert again[run.run_id].info.status == "FINISHED" and again[run.run_id].info.run_id != logged.info.run_id
+    assert again[run.run_id].data.metrics["test_mae"] == pytest.approx(final["test_mae"])
 
 
 def test_a_warm_start_is_tagged_with_its_parent_and_evaluate_logs_to_the_run_it_scored(tracked, tmp_path):
@@ -139,7 +149,8 @@ def _closed_port() -> int:
 def test_an_unreachable_server_costs_one_warning_line_and_the_run_is_kept(demo, tmp_path):
     uri = f"http://127.0.0.1:{_closed_port()}"
     env = cli_env(tmp_path, LOCAL_DATA_PATH=str(demo.local_data_path), MLFLOW_TRACKING_URI=uri)
-    done = run_cli(tmp_path, "train", "--epochs", "1", "--hidden-units", "16", "--chunk-size", "1500", env=env)
+    # The timeout guards against MLflow's own HTTP retries, which would wait about 4 minutes.
+    done = run_cli(tmp_path, "train", "--epochs", "1", "--hidden-units", "16", "--chunk-size", "1500", env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = Registry(tmp_path / "registry").runs()
     assert [str(run.path) for run in runs] == done.stdout.split()
