@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+# The logger of the warnings about single rows of an input, which --quiet turns into one summary line.
+ROW_WARNINGS = "taxifare.rows"
+
 
 class TaxifareError(Exception):
     """A failure the user can act on; reported as one line, exit code 1."""

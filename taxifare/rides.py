@@ -29,13 +29,14 @@ from taxifare.clean import (
 )
 from taxifare.csv_format import CsvFormat
 from taxifare.dates import EXPECTED
-from taxifare.errors import InputError, clipped, first_example, first_line, top_reasons
+from taxifare.errors import ROW_WARNINGS, InputError, clipped, first_example, first_line, top_reasons
 from taxifare.features import TARGET
 from taxifare.lines import LineChunk, iter_line_chunks, kept_line_numbers
 from taxifare.files import reading, reads_of
 from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, SAMPLE_CHARS, line_blocks
 
 log = logging.getLogger("taxifare")
+row_log = logging.getLogger(ROW_WARNINGS)
 
 RIDE_COLUMNS = tuple(name for name in RAW_COLUMNS if name != TARGET)
 MALFORMED_LINE = "malformed_line"
@@ -88,13 +89,17 @@ class Rejections:
         room = REPORTED_LINES - len(self.first_lines)
         for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
             self.first_lines.append((line, rule))
-            log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+            row_log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
 
     def log_unreported(self) -> None:
-        """The line that ends the capped list of warnings."""
+        """The line that ends the capped list of warnings; with those silenced (--quiet), one line instead."""
+        if not row_log.isEnabledFor(logging.WARNING):
+            if self.total:
+                log.warning("%s lines not %s: %s", f"{self.total:,}", self.verb, self.top_reasons())
+            return
         unreported = self.total - len(self.first_lines)
         if unreported:
-            log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
+            row_log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
 
     def top_reasons(self) -> str:
         """The most frequent rules, each with its count, first line and value (errors.top_reasons)."""

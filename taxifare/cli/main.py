@@ -15,7 +15,7 @@ import typer
 from taxifare.cli import data, models, scoring, training
 from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
 from taxifare.cli.quiet import pass_on_captured_output, quiet_libraries
-from taxifare.errors import InputError, Interrupted, TaxifareError, first_line
+from taxifare.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line
 
 log = logging.getLogger("taxifare")
 
@@ -48,6 +48,7 @@ def _root(
     if quiet and verbose:
         raise InputError("pass either --quiet or --verbose, not both")
     logging.getLogger("taxifare").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger(ROW_WARNINGS).setLevel(logging.ERROR if quiet else logging.NOTSET)
     quiet_libraries(verbose)
     context.obj = {"local_data_path": local_data_path, "local_registry_path": local_registry_path}
 
