@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from taxifare.cli.options import (
-    BqDataset, ChunkSize, Columns, Delimiter, GcpProject, GcpProjectData, MaxDate, MinDate, ProcessedDataSize, settings_from,
+    BigqueryEmulatorHost, BqDataset, BqDeadline, ChunkSize, Columns, Delimiter, GcpProject, GcpProjectData, MaxDate, MinDate,
+    ProcessedDataSize, settings_from,
 )
 
 log = logging.getLogger("taxifare")
@@ -23,6 +24,8 @@ def preprocess(
     gcp_project: GcpProject = None,
     gcp_project_data: GcpProjectData = None,
     bq_dataset: BqDataset = None,
+    bq_deadline: BqDeadline = None,
+    bigquery_emulator_host: BigqueryEmulatorHost = None,
     input: Annotated[
         Optional[str],
         typer.Option(
@@ -64,6 +67,8 @@ def preprocess(
         gcp_project=gcp_project,
         gcp_project_data=gcp_project_data,
         bq_dataset=bq_dataset,
+        bq_deadline=bq_deadline,
+        bigquery_emulator_host=bigquery_emulator_host,
         dask_scheduler_address=scheduler,
         workers=workers,
     )

@@ -9,10 +9,12 @@ import logging
 import os
 import signal
 import sys
+from typing import Annotated
 
 import typer
 
 from taxifare.cli import data, models, scoring, training
+from taxifare import __version__
 from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
 from taxifare.cli.quiet import pass_on_captured_output, quiet_libraries
 from taxifare.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line
@@ -35,9 +37,18 @@ app.command()(scoring.evaluate)
 app.add_typer(models.models_app, name="models")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"taxifare {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     context: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print taxifare's version and exit.")
+    ] = False,
     debug: Debug = False,
     quiet: Quiet = False,
     verbose: Verbose = False,

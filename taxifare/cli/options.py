@@ -27,6 +27,13 @@ GcpProjectData = Annotated[
 BqDataset = Annotated[
     Optional[str], typer.Option(help="BigQuery dataset of the raw tables. [env: BQ_DATASET; default taxifare]")
 ]
+BqDeadline = Annotated[
+    Optional[float], typer.Option(help="Seconds to wait for BigQuery: its retries, and the query job. [env: BQ_DEADLINE; default 120]")
+]
+BigqueryEmulatorHost = Annotated[
+    Optional[str],
+    typer.Option(help="Send BigQuery requests to this endpoint (an emulator, a test server), with anonymous credentials. [env: BIGQUERY_EMULATOR_HOST]"),
+]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 LocalDataPath = Annotated[
     Optional[str], typer.Option(help="Raw caches and processed files. [env: LOCAL_DATA_PATH; default ~/.taxifare/data]")
