@@ -23,8 +23,10 @@ class InputError(TaxifareError):
 class Interrupted(TaxifareError):
     """A stop signal (Ctrl-C, or SIGTERM from cron or a scheduler); exit code 128 + the signal number."""
 
-    def __init__(self, signal_number: int, name: str):
-        super().__init__(f"interrupted by {name}; rerun the same command to continue where it stopped")
+    def __init__(self, signal_number: int, name: str, forced: bool = False):
+        # --force starts afresh: a rerun with it would throw away what this run did.
+        rerun = "rerun without --force" if forced else "rerun the same command"
+        super().__init__(f"interrupted by {name}; {rerun} to continue where it stopped")
         self.exit_code = 128 + signal_number
 
 

@@ -176,17 +176,17 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool,
         return PreprocessResult(output, plan.reuse, True, None, time.monotonic() - started)
 
     writer = ProcessedWriter(partial_path(output), plan.resume or fresh)
+    resumed = plan.resume["chunks_written"] if plan.resume else None  # before the writer counts on from it
     try:
         if plan.resume:
             writer.reopen()
-            log.info("resuming %s after chunk %d", writer.path, plan.resume["chunks_written"])
+            log.info("resuming %s after chunk %d", writer.path, resumed)
         else:
             writer.start()
         _run_chunks(settings, source, writer, skip_chunks=writer.manifest["chunks_written"])
     finally:
         writer.close()
     publish(writer.path, output)
-    resumed = plan.resume["chunks_written"] if plan.resume else None
     result = PreprocessResult(output, writer.manifest, False, resumed, time.monotonic() - started)
     log_result(result)
     return result
@@ -194,7 +194,7 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool,
 
 def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
     seen, pickups = SeenRows(), PickupWindow()
-    progress = Progress("preprocess", total=source.estimated_rows())
+    progress = Progress("preprocess", total=source.estimated_rows(), done=writer.manifest["rows_read"])
     malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
     chunks = source.chunks()
@@ -210,8 +210,8 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
                 progress.total = source.estimated_rows()
             rows_before += raw.num_rows
             if index < skip_chunks:
-                # Already in the output: replayed only to rebuild the duplicate index.
-                progress.advance(raw.num_rows + malformed)
+                # Already in the output, and counted as done: replayed only to rebuild the duplicate index.
+                progress.advance(0, note=f"re-reading chunk {index + 1} of {skip_chunks}, written before, for its duplicates")
                 continue
             cleaned.rejects.counts["malformed_line"] += malformed
             samples = located_samples(cleaned.rejects, source, rows_before - raw.num_rows)
@@ -269,8 +269,9 @@ def log_result(result: PreprocessResult) -> None:
         ("throughput", f"{rows_read / max(result.seconds, 1e-9):,.0f} rows/s"),
         ("peak memory", f"{peak_rss_mb():,.0f} MB"),
         ("preprocessor", f"version {PREPROCESSOR_VERSION}"),
-        ("train on it", train_command(manifest)),
     ]
+    if manifest["rows_kept"]:
+        rows.append(("train on it", train_command(manifest)))
     engine = manifest.get("engine")
     if engine:
         peaks = engine["worker_peak_mb"].values()
@@ -279,7 +280,7 @@ def log_result(result: PreprocessResult) -> None:
             ("partitions", f"{engine['partitions']} ({engine['buckets']} hash buckets)"),
             ("worker memory", f"peak {max(peaks, default=0):,.0f} MB"),
         ]
-    log_summary("preprocess complete", rows)
+    log_summary("preprocess complete" if manifest["rows_kept"] else "preprocess kept no row", rows)
 
 
 def _first_text(sample: dict | None) -> str:

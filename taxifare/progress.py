@@ -46,16 +46,17 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts work done; `note` is a short free text shown beside the rate (e.g. the best validation MAE)."""
+    """Counts work done; `note` is a short free text shown beside the rate (e.g. the best validation MAE).
+    `done`: what an earlier, interrupted run did, shown as done but not counted in the rate."""
 
-    def __init__(self, label: str, total: int | None = None, unit: str = "rows", stream: TextIO | None = None):
+    def __init__(self, label: str, total: int | None = None, unit: str = "rows", stream: TextIO | None = None, done: int = 0):
         self.label = label
         self.total = total
         self.unit = unit
         self.stream = stream or sys.stderr
         # No bar under --quiet, which sets the taxifare logger to warnings and errors only.
         self.interactive = self.stream.isatty() and log.level <= logging.INFO
-        self.done = 0
+        self.done = self.done_before = done
         self.note = ""
         self.started = time.monotonic()
         self._last_shown = 0.0
@@ -66,7 +67,7 @@ class Progress:
 
     @property
     def rate(self) -> float:
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+        return (self.done - self.done_before) / self.elapsed if self.elapsed > 0 else 0.0
 
     def advance(self, count: int, note: str = "") -> None:
         self.done += count

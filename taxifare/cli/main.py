@@ -81,7 +81,7 @@ def _report_error(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _on_stop_signal(command_pid: int, signal_number: int, frame) -> None:
+def _on_stop_signal(command_pid: int, forced: bool, signal_number: int, frame) -> None:
     if os.getpid() != command_pid:
         # A process forked from the command (a local Dask worker). Ctrl-C reaches the terminal's whole
         # process group, and the command closes its workers itself; a SIGTERM of its own just ends it.
@@ -89,7 +89,7 @@ def _on_stop_signal(command_pid: int, signal_number: int, frame) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         return
-    raise Interrupted(signal_number, signal.Signals(signal_number).name)
+    raise Interrupted(signal_number, signal.Signals(signal_number).name, forced)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +106,7 @@ def _run(argv: list[str]) -> None:
     debug = "--debug" in argv
     _configure_logging()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, functools.partial(_on_stop_signal, os.getpid()))
+        signal.signal(stop_signal, functools.partial(_on_stop_signal, os.getpid(), "--force" in argv))
     try:
         app(args=argv, prog_name="taxifare")
     except Interrupted as error:
