@@ -204,6 +204,8 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
 SETTING_NAMES = tuple(env_name for env_name, _, _ in _FIELDS.values())
 # How close (difflib ratio) an unknown .env key must be to a setting's name to be taken for a typo of it.
 _TYPO_CUTOFF = 0.75
+# MLflow's own variables (MLFLOW_TRACKING_USERNAME, ...) are close to MLFLOW_TRACKING_URI, yet no typos of it.
+_OTHER_TOOLS_PREFIXES = ("MLFLOW_",)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -228,7 +230,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 def _known_setting(where: str, key: str) -> bool:
     if key in SETTING_NAMES:
         return True
-    near = difflib.get_close_matches(key.upper(), SETTING_NAMES, n=1, cutoff=_TYPO_CUTOFF)
+    near = [] if key.upper().startswith(_OTHER_TOOLS_PREFIXES) else difflib.get_close_matches(key.upper(), SETTING_NAMES, n=1, cutoff=_TYPO_CUTOFF)
     if near:
         raise InputError(f"{where}: unknown setting {key} in .env; did you mean {near[0]}?")
     log.warning("%s: %s is not a taxifare setting; ignored (taxifare does not export .env values)", where, key)

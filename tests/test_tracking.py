@@ -13,7 +13,7 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from taxifare.config import Settings
+from taxifare.config import Settings, load_settings
 from taxifare.evaluate import evaluate
 from taxifare.registry import Registry, Run
 from taxifare.sink import manifest_path
@@ -113,6 +113,17 @@ def test_a_warm_start_is_tagged_with_its_parent_and_evaluate_logs_to_the_run_it_
     assert sorted(artifacts) == ["evaluate/labelled_rides.csv.json", "evaluate/plot.png"]
     child_metrics = tracked.client.get_run(logged[tracked.child.run_id].info.run_id).data.metrics
     assert not any(name.startswith("evaluate/") for name in child_metrics)
+
+
+def test_the_tracking_settings_come_from_dotenv_beside_mlflows_own_variables(tmp_path, caplog):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MLFLOW_TRACKING_URI=http://127.0.0.1:5000\nMLFLOW_EXPERIMENT_NAME=fares\nMLFLOW_TRACKING_USERNAME=me\n")
+    settings = load_settings(environ={}, dotenv_path=dotenv)
+    assert (settings.mlflow_tracking_uri, settings.mlflow_experiment_name) == ("http://127.0.0.1:5000", "fares")
+    # Not taken for a misspelt MLFLOW_TRACKING_URI; MLflow reads it from the environment, never from .env.
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{dotenv}:3: MLFLOW_TRACKING_USERNAME is not a taxifare setting; ignored (taxifare does not export .env values)"
+    ]
 
 
 def _untracked_run(tmp_path) -> Run:
