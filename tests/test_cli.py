@@ -1,59 +1,75 @@
 import io
-import re
+import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from taxifare.progress import Progress
-from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
+from tests.conftest import REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 
+# The command's exit status, then the heavy libraries it imported.
 IMPORTS_AFTER = """
 import sys
 from taxifare.cli import main
 try:
     main({args!r})
-except SystemExit:
-    pass
-print(sorted(name for name in ("tensorflow", "keras", "pandas", "pyarrow", "google.cloud.bigquery", "dask", "distributed", "fsspec") if name in sys.modules))
+    status = 0
+except SystemExit as stop:
+    status = stop.code or 0
+print(status, sorted(name for name in ("tensorflow", "keras", "pandas", "pyarrow", "google.cloud.bigquery", "dask", "distributed", "fsspec") if name in sys.modules))
 """
 
 
-def modules_imported_by(tmp_path, *args):
+def modules_imported_by(tmp_path, *args, prelude: str = "", status: int = 0):
+    """The heavy libraries that `taxifare ARGS` imported, once it exited with `status`."""
     done = subprocess.run(
-        [sys.executable, "-c", IMPORTS_AFTER.format(args=list(args))],
+        [sys.executable, "-c", prelude + IMPORTS_AFTER.format(args=list(args))],
         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
     )
-    return done.stdout.strip().splitlines()[-1]
+    exited, modules = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(exited) == status, done.stderr[-2000:]
+    return modules
 
 
 def test_help_imports_no_heavy_library(tmp_path):
     assert modules_imported_by(tmp_path, "--help") == "[]"
     assert modules_imported_by(tmp_path, "preprocess", "--help") == "[]"
+    assert modules_imported_by(tmp_path, "--version") == "[]"
+
+
+def test_version_is_the_package_version(tmp_path):
+    done = run_cli(tmp_path, "--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"taxifare {version('taxifare')}\n", "")
 
 
 def test_preprocess_without_dask_says_how_to_install_it(tmp_path):
-    (tmp_path / "raw.csv").write_text(RAW_HEADER + "\n")
-    program = "import sys; sys.modules['distributed'] = None\n" + IMPORTS_AFTER.format(
-        args=["preprocess", "--input", str(tmp_path / "raw.csv"), "--scheduler", "tcp://127.0.0.1:8786"]
+    raw = write_csv(tmp_path / "raw.csv", [REFERENCE_ROW])
+    args = ["preprocess", "--input", str(raw), "--scheduler", "tcp://127.0.0.1:8786"]
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['distributed'] = None\n" + IMPORTS_AFTER.format(args=args)],
+        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
     )
-    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True)
+    assert done.stdout.startswith("2 ")
     assert done.stderr.splitlines() == [
         "taxifare: error: --scheduler and --workers need Dask, an optional extra: pip install 'taxifare[dask]'"
     ]
 
 
 def test_preprocess_never_imports_tensorflow(tmp_path):
-    (tmp_path / "raw.csv").write_text(RAW_HEADER + "\n")
-    assert modules_imported_by(tmp_path, "preprocess", "--input", str(tmp_path / "raw.csv")) == "['pandas', 'pyarrow']"
+    raw = write_csv(tmp_path / "raw.csv", [REFERENCE_ROW])
+    assert modules_imported_by(tmp_path, "preprocess", "--input", str(raw)) == "['pandas', 'pyarrow']"
 
 
 def test_help_documents_every_option_and_its_environment_variable(tmp_path):
     done = run_cli(tmp_path, "preprocess", "--help", env={**cli_env(tmp_path), "COLUMNS": "200"})
     assert done.returncode == 0
     for option, variable in [("--min-date", "MIN_DATE"), ("--max-date", "MAX_DATE"), ("--data-size", "DATA_SIZE"),
-                             ("--chunk-size", "CHUNK_SIZE")]:
+                             ("--chunk-size", "CHUNK_SIZE"), ("--gcp-project", "GCP_PROJECT"),
+                             ("--gcp-project-data", "GCP_PROJECT_DATA"), ("--bq-dataset", "BQ_DATASET"),
+                             ("--bq-deadline", "BQ_DEADLINE"), ("--bigquery-emulator-host", "BIGQUERY_EMULATOR_HOST")]:
         assert option in done.stdout and variable in done.stdout
     assert "--input" in done.stdout and "--force" in done.stdout
     assert "--scheduler" in done.stdout and "DASK_SCHEDULER_ADDRESS" in done.stdout and "--workers" in done.stdout
@@ -90,6 +106,18 @@ def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal():
     assert "rows/s" in last and "ETA" in last and "kept 200" in last
 
 
+def test_progress_of_a_resumed_run_starts_where_the_first_run_stopped():
+    screen = FakeTerminal()
+    progress = Progress("preprocess", total=1000, stream=screen, done=600)
+    progress.advance(0, note="re-reading")
+    assert "600 rows of ~1,000 (60%)" in screen.getvalue() and "re-reading" in screen.getvalue()
+    progress.started -= 10  # ten seconds on, 100 more rows: 10 rows/s, not the 70 of 700 rows in 10 s
+    progress.advance(100)
+    progress.close()
+    last = screen.getvalue().split("\r")[-1]
+    assert "700 rows of ~1,000 (70%), 10 rows/s, ETA 0:30" in last
+
+
 def test_progress_logs_plain_lines_when_not_a_terminal(caplog):
     plain = io.StringIO()
     progress = Progress("train", total=None, unit="rows", stream=plain)
@@ -97,21 +125,6 @@ def test_progress_logs_plain_lines_when_not_a_terminal(caplog):
         progress.advance(10)
     assert plain.getvalue() == ""
     assert caplog.records and "train: 10 rows" in caplog.records[0].getMessage()
-
-
-TAXIFARE_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) ")
-
-
-def test_train_and_pred_print_no_line_of_tensorflow_absl_or_onednn(tmp_path):
-    env = cli_env(tmp_path)
-    env.pop("TF_CPP_MIN_LOG_LEVEL")  # as cron runs it: the CLI alone must keep TensorFlow quiet
-    assert run_cli(tmp_path, "demo-data", "--rows", "2000", env=env).returncode == 0
-    quiet = run_cli(tmp_path, "--quiet", "preprocess", env=env)
-    assert quiet.returncode == 0 and quiet.stdout and quiet.stderr == ""
-    for args in (["train", "--epochs", "1", "--chunk-size", "1000"], ["pred"]):
-        done = run_cli(tmp_path, *args, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stderr and all(TAXIFARE_LOG_LINE.match(line) for line in done.stderr.splitlines()), done.stderr
 
 
 def test_a_data_path_under_a_file_is_one_line_naming_the_path_and_the_operation(tmp_path):
@@ -143,3 +156,25 @@ def test_a_read_only_data_path_is_one_line_naming_the_path_and_the_operation(tmp
     done = run_cli(tmp_path, "demo-data", "--rows", "10", env=cli_env(tmp_path, LOCAL_DATA_PATH=str(data)))
     assert_clean_error(done, 1, "could not write /sys/taxifare-test (writing the demo rides): ", "not permitted")
     assert "internal error" not in done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/mem, which fails with an I/O error on Linux")
+def test_a_file_that_cannot_be_read_is_named_with_the_read_that_failed(tmp_path):
+    done = run_cli(tmp_path, "preprocess", "--input", "/proc/self/mem")
+    assert_clean_error(done, 1, "could not read the raw rides from /proc/self/mem: Input/output error")
+
+
+def test_an_input_without_rows_exits_2_and_does_not_suggest_training_on_it(tmp_path):
+    done = run_cli(tmp_path, "preprocess", "--input", str(write_csv(tmp_path / "raw.csv", [])))
+    assert_clean_error(done, 2, "preprocess read no rows from CSV")
+    assert "preprocess kept no row" in done.stderr and "train on it" not in done.stderr and "taxifare train" not in done.stderr
+
+
+def test_a_long_rejected_value_is_cut_with_an_ellipsis(tmp_path):
+    long_line = "k1,7.5," + "x" * 200
+    raw = write_csv(tmp_path / "raw.csv", [REFERENCE_ROW, long_line, REFERENCE_ROW.replace("k0,7.5", "k2,-" + "9" * 100)])
+    done = run_cli(tmp_path, "preprocess", "--input", str(raw))
+    assert done.returncode == 0, done.stderr
+    samples = json.loads(Path(done.stdout.strip()).with_suffix(".json").read_text())["rejected_samples"]
+    assert samples["malformed_line"]["value"] == long_line[:77] + "..."
+    assert samples["fare_out_of_range"]["value"] == "fare_amount=-" + "9" * 64 + "..."
