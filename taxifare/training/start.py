@@ -147,7 +147,7 @@ def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, pare
     if parent_model is not None:
         copy_training_variables(parent_model, model, f"run {parent.run_id}")
         model.optimizer.learning_rate.assign(settings.learning_rate)
-        log.info("continuing from run %s", parent.run_id)
+        log.info("continuing from %s", parent.describe())
     run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
     state = TrainingState(run_id, fingerprint, settings.learning_rate, parent_run_id=parent.run_id if parent else None)
     return Training(settings, data, prepared, checkpoint, model, state, [variable.numpy() for variable in model.variables], make_model)
