@@ -72,22 +72,16 @@ def csv_header() -> bytes:
 
 
 def write_rows(features: pd.DataFrame, target: np.ndarray, file: BinaryIO) -> None:
-    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header."""
-    for text in encode_rows(features, target):
-        file.write(text)
-
-
-def encode_rows(features: pd.DataFrame, target: np.ndarray) -> list[pa.Buffer]:
-    """The CSV text of the rows (write_rows), in pieces of consecutive rows.
+    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header.
 
     The bytes are those of pyarrow's CSV writer (numbers formatted by the same cast to text), made about
     twice as fast: each run of one-hot columns is one fixed-width text column built in NumPy, and the
-    row's pieces are joined in one pass. The rows are encoded a slice at a time, which bounds the text
-    held in memory besides the result.
+    row's pieces are joined in one pass. The rows are encoded and written a slice at a time, which bounds
+    the text held in memory.
     """
     target = np.asarray(target, dtype=np.float32)
-    return [_encoded_rows(features, target, start, min(start + _ENCODED_ROWS, len(features)))
-            for start in range(0, len(features), _ENCODED_ROWS)]
+    for start in range(0, len(features), _ENCODED_ROWS):
+        file.write(_encoded_rows(features, target, start, min(start + _ENCODED_ROWS, len(features))))
 
 
 _ENCODED_ROWS = 1 << 14
@@ -217,19 +211,20 @@ class ProcessedWriter:
     """Appends feature chunks to the processed CSV and keeps its manifest in step.
 
     A chunk goes through two background threads, so that its path overlaps with parsing the next chunks:
-    one encodes its rows (pyarrow and NumPy release the GIL), the other writes them, flushes them to disk
-    and only then records them in the manifest, so that the next chunk is encoded while the disk flushes
-    this one. At most one chunk waits at each thread, which keeps memory bounded.
+    the writer encodes its rows (pyarrow and NumPy release the GIL) and writes them, the recorder flushes
+    them to disk and only then records them in the manifest, while the writer goes on with the next
+    chunk. At most one chunk waits at each thread, which keeps memory bounded; nothing is written after a
+    chunk whose writing failed, and nothing recorded after one whose recording failed.
     """
 
     def __init__(self, path: Path, manifest: dict):
         self.path = Path(path)
         self.manifest = manifest
         self._file = None
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processed-encoder")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processed-writer")
-        self._encoding: Future | None = None  # of the last chunk appended
-        self._writing: list[Future] = []  # of the chunks not yet written, oldest first
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processed-recorder")
+        self._written: Future | None = None  # the last chunk appended: its end in the file
+        self._recording: list[Future] = []  # the chunks not yet recorded, oldest first
 
     def start(self) -> None:
         """Begin a new file: the header alone, and a manifest marked incomplete."""
@@ -248,28 +243,35 @@ class ProcessedWriter:
         self._sync()
 
     def append(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
-        if self._encoding is not None:  # the chunk before: encoded
-            self._encoding.result()
-        while len(self._writing) > 1 or (self._writing and self._writing[0].done()):  # at most one left to write
-            self._writing.pop(0).result()
-        previous = self._writing[-1] if self._writing else None
-        self._encoding = self._encoder.submit(encode_rows, features, target)
-        self._writing.append(self._writer.submit(self._write_chunk, previous, self._encoding, len(features), target, rows_read, rejects, samples))
+        if self._written is not None:  # the chunk before: written
+            self._written.result()
+        while len(self._recording) > 1 or (self._recording and self._recording[0].done()):  # at most one left to record
+            self._recording.pop(0).result()
+        previous = self._recording[-1] if self._recording else None
+        self._written = self._writer.submit(self._write_chunk, features, target)
+        self._recording.append(self._recorder.submit(self._record_chunk, previous, self._written, len(features), target, rows_read, rejects, samples))
 
     def wait(self) -> None:
         """Block until every chunk appended is on disk and in the manifest; re-raise the first error."""
-        writing, self._writing, self._encoding = self._writing, [], None
-        for chunk in writing:
+        written, recording, self._written, self._recording = self._written, self._recording, None, []
+        if written is not None:
+            written.result()
+        for chunk in recording:
             chunk.result()
 
-    def _write_chunk(self, previous: Future | None, encoding: Future, rows: int, target: np.ndarray, rows_read: int,
-                     rejects: dict[str, int], samples: dict[str, dict]) -> None:
+    def _write_chunk(self, features: pd.DataFrame, target: np.ndarray) -> int:
+        """Its end in the file."""
+        write_rows(features, target, self._file)
+        self._file.flush()
+        return self._file.tell()
+
+    def _record_chunk(self, previous: Future | None, written: Future, rows: int, target: np.ndarray, rows_read: int,
+                      rejects: dict[str, int], samples: dict[str, dict]) -> None:
         if previous is not None:
-            previous.result()  # nothing is written after a chunk that failed
-        for text in encoding.result():
-            self._file.write(text)
-        self._sync()
-        self.manifest["bytes"] = self._file.tell()
+            previous.result()  # nothing is recorded after a chunk that failed
+        end = written.result()
+        os.fsync(self._file.fileno())  # its rows, and maybe some of the next chunk's, which no manifest counts
+        self.manifest["bytes"] = end
         self.manifest["rows_kept"] += rows
         self.manifest["target_sum"] += float(np.sum(target, dtype=np.float64))
         self.manifest["chunks_written"] += 1
@@ -294,8 +296,8 @@ class ProcessedWriter:
 
     def close(self) -> None:
         """Stop the threads (letting the chunks in flight finish) and close the file."""
-        self._encoder.shutdown(wait=True)
         self._writer.shutdown(wait=True)
+        self._recorder.shutdown(wait=True)
         if self._file is not None:
             self._file.close()
             self._file = None

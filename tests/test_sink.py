@@ -5,12 +5,14 @@ golden output, stay byte-identical)."""
 from __future__ import annotations
 
 import io
+import os
 import time
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pytest
 
 from taxifare import sink
 from taxifare.features import FEATURE_NAMES, TARGET, is_one_hot
@@ -85,25 +87,53 @@ class FailingFile:
         return getattr(self.file, name)
 
 
-def test_nothing_is_written_or_recorded_after_a_chunk_that_failed(tmp_path):
-    path = tmp_path / "processed.partial.csv"
-    manifest = sink.new_manifest({"kind": "test"}, *[pd.Timestamp("2009-01-01").to_pydatetime()] * 2, "test", 100)
-    writer = sink.ProcessedWriter(path, manifest)
+def new_writer(path) -> sink.ProcessedWriter:
+    window = pd.Timestamp("2009-01-01").to_pydatetime()
+    writer = sink.ProcessedWriter(path, sink.new_manifest({"kind": "test"}, window, window, "test", 100))
     writer.start()
-    writer._file = FailingFile(writer._file, fail_at=2)
+    return writer
+
+
+def append_three_chunks(writer: sink.ProcessedWriter) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    """The chunks appended; the error of the one that failed."""
     chunks = [feature_rows(100, seed) for seed in range(3)]
     try:
         for features, target in chunks:
             writer.append(features, target, rows_read=100, rejects={}, samples={})
         writer.wait()
-    except OSError as error:
-        assert error.errno == 28
-    else:
-        raise AssertionError("the full disk went unnoticed")
     finally:
         writer.close()
+    return chunks
+
+
+def test_nothing_is_written_after_a_chunk_that_a_full_disk_cut_short(tmp_path):
+    path = tmp_path / "processed.partial.csv"
+    writer = new_writer(path)
+    writer._file = FailingFile(writer._file, fail_at=2)
+    with pytest.raises(OSError, match="No space left"):
+        append_three_chunks(writer)
     recorded = sink.read_manifest(path)
-    assert recorded["chunks_written"] == 1 and recorded["rows_kept"] == 100
-    first = len(sink.csv_header()) + len(written(*chunks[0]))
-    assert recorded["bytes"] == first
+    first = len(sink.csv_header()) + len(written(*feature_rows(100, 0)))
+    assert recorded["chunks_written"] == 1 and recorded["rows_kept"] == 100 and recorded["bytes"] == first
     assert path.stat().st_size == first + 100  # the failed chunk's part, cut off on resume; no third chunk
+
+
+def test_nothing_is_recorded_after_a_chunk_whose_flush_failed(tmp_path, monkeypatch):
+    path = tmp_path / "processed.partial.csv"
+    writer = new_writer(path)
+    flushes = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if fd == writer._file.fileno():
+            flushes.append(fd)
+            if len(flushes) == 2:
+                time.sleep(0.5)  # the third chunk is appended and written meanwhile
+                raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        append_three_chunks(writer)
+    recorded = sink.read_manifest(path)
+    assert recorded["chunks_written"] == 1 and recorded["bytes"] == len(sink.csv_header()) + len(written(*feature_rows(100, 0)))
