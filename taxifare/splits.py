@@ -112,13 +112,18 @@ class TrainingRowSample:
 
     def add(self, hashes: np.ndarray) -> None:
         """Take in training rows, by their `row_hashes`."""
-        self.merge(TrainingRowSample(np.unique(sample_keys(hashes))))
+        keys = sample_keys(hashes)
+        self.merge(TrainingRowSample(np.unique(keys[keys <= self.threshold])))
 
     def merge(self, other: "TrainingRowSample") -> None:
-        """The sample of both row sets (a bottom-k sample of a union is that of the two samples)."""
+        """The sample of both row sets (a bottom-k sample of a union is that of the two samples). The
+        keys of both are sorted and distinct: the other's are inserted where they belong, no sort."""
         threshold = min(self.threshold, other.threshold)
-        keys = np.union1d(self.keys, other.keys)
-        keys = keys[keys <= threshold]
+        mine, theirs = (sample.keys[sample.keys <= threshold] for sample in (self, other))
+        places = np.searchsorted(mine, theirs)
+        known = places < len(mine)
+        known[known] = mine[places[known]] == theirs[known]
+        keys = np.insert(mine, places[~known], theirs[~known])
         if len(keys) > SAMPLE_CAPACITY:
             keys = keys[:SAMPLE_CAPACITY]
             threshold = keys[-1]
