@@ -31,12 +31,14 @@ from taxifare.registry import Run
 log = logging.getLogger("taxifare")
 
 REGISTRY_ID_TAG = "taxifare.run_id"
-# MLflow's HTTP client retries an unreachable server 7 times with doubling waits, about 4 minutes, and
-# waits 120 s for an answer; taxifare gives up within seconds. Values in the environment take precedence.
-_HTTP_DEFAULTS = {
+# MLflow's own settings, unless the environment gives them. Its HTTP client retries an unreachable server
+# 7 times with doubling waits, about 4 minutes, and waits 120 s for an answer: taxifare gives up within
+# seconds. And it prints a link to each finished run on stdout, where the command's results go.
+_MLFLOW_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 # metrics.json "evaluations" field -> MLflow metric logged at each evaluation's step.
 _STEPPED_METRICS = {
@@ -81,7 +83,7 @@ def log_evaluation(settings: Settings, run: Run, figures: dict, plot_path: str) 
 
 def _tracked(settings: Settings, consequence: str, action: Callable) -> None:
     verbose = log.getEffectiveLevel() <= logging.DEBUG
-    for name, value in _HTTP_DEFAULTS.items():
+    for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
     with warnings.catch_warnings():
         if not verbose:
@@ -165,7 +167,15 @@ def _log_training(client, settings: Settings, run: Run, manifest: dict) -> None:
             client.set_terminated(mlflow_id, "FAILED")
         raise
     client.set_terminated(mlflow_id, "FINISHED", end_time=_milliseconds(run.finished_at))
-    log.info("logged to MLflow at %s: experiment %s, run %s", _shown_uri(settings.mlflow_tracking_uri), experiment.name, mlflow_id)
+    log.info("logged to MLflow: %s", _run_location(settings.mlflow_tracking_uri, experiment, mlflow_id))
+
+
+def _run_location(uri: str, experiment, mlflow_id: str) -> str:
+    """The run's page on an MLflow server, or where it is in a store."""
+    shown = _shown_uri(uri)
+    if shown.startswith(("http://", "https://")):
+        return f"{shown.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{mlflow_id}"
+    return f"{shown}, experiment {experiment.name}, run {mlflow_id}"
 
 
 def _tags(run: Run, manifest: dict) -> dict[str, str]:
@@ -225,7 +235,7 @@ def _log_evaluation(client, settings: Settings, run: Run, figures: dict, plot_pa
     client.log_batch(mlflow_id, metrics=metrics)
     client.log_dict(mlflow_id, figures, f"evaluate/{name}.json")
     client.log_artifact(mlflow_id, plot_path, "evaluate")
-    log.info("logged the evaluation to MLflow run %s", mlflow_id)
+    log.info("logged the evaluation to MLflow: %s", _run_location(settings.mlflow_tracking_uri, experiment, mlflow_id))
 
 
 def _milliseconds(iso_time: str) -> int:
