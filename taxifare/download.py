@@ -4,7 +4,8 @@
 pieces flushed to disk, and where they come from (`origin`, e.g. a BigQuery job) for a rerun to ask
 for the rest. Each piece is flushed to disk before the record is replaced atomically, so the record
 never claims bytes that are not there; a rerun cuts off anything past it. commit() renames the partial
-file to NAME, which therefore only ever appears complete.
+file to NAME, which therefore only ever appears complete. `content` hashes the bytes appended (after
+those that a rerun reads back from the partial file into it), for NAME's fingerprint.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from taxifare.errors import InputError
 from taxifare.files import atomic_write_json, fsync_path, read_json
+from taxifare.provenance import ContentHash
 
 
 @dataclass
@@ -31,6 +33,7 @@ class ResumableDownload:
         self.record = self.path.with_name(f".{self.path.name}.partial.json")
         self.identity = identity  # what is downloaded; a record of anything else is not continued
         self.progress: Downloaded | None = None
+        self.content = ContentHash()
         self._file = None
 
     def saved(self) -> Downloaded | None:
@@ -48,19 +51,26 @@ class ResumableDownload:
         return progress
 
     def start(self, progress: Downloaded, header: bytes = b"") -> None:
-        """Append to the partial file from `progress` (one that saved() returned), or begin it anew with `header`."""
+        """Append to the partial file from `progress` (one that saved() returned, its origin possibly
+        replaced), or begin it anew with `header`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self._file = self.partial.open("ab" if progress.bytes else "wb")
-        if not progress.bytes:
+        if progress.bytes:
+            self._save_record()
+        else:
             self.append(header, rows=0)
 
     def append(self, data: bytes, rows: int) -> None:
         self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())
+        self.content.update(self.progress.bytes, data)
         self.progress.rows += rows
         self.progress.bytes += len(data)
+        self._save_record()
+
+    def _save_record(self) -> None:
         atomic_write_json(self.record, {"identity": self.identity, "progress": vars(self.progress)})
 
     def commit(self) -> None:
@@ -78,3 +88,4 @@ class ResumableDownload:
         self.close()
         self.partial.unlink(missing_ok=True)
         self.record.unlink(missing_ok=True)
+        self.content = ContentHash()

@@ -19,7 +19,8 @@ from taxifare.features import PREPROCESSOR_VERSION, ride_features
 from taxifare.files import describe_os_error, reading, reads_of
 from taxifare.lock import OutputLock
 from taxifare.progress import Progress, log_summary, peak_rss_mb
-from taxifare.provenance import OutputConflict, bigquery_raw, conflict, csv_raw, data_size_for, file_identity
+from taxifare.provenance import (OutputConflict, bigquery_raw, conflict, csv_raw, data_size_for, expect_the_bytes_read_before, file_identity,
+                                 raw_after_reading, window_cache_of)
 from taxifare.sink import PickupWindow, ProcessedWriter, finish_publishing, manifest_path, new_manifest, partial_path, publish, read_manifest, sample_record
 from taxifare.source import CsvRideSource, RideSource
 
@@ -55,11 +56,12 @@ def raw_identity(settings: Settings, source: RideSource) -> dict:
     return bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
 
 
-def _raw_after_reading(settings: Settings, raw: dict) -> dict:
-    """A BigQuery source's rows are now in the raw cache, which the next run reads instead: record it too."""
-    if raw["kind"] == "bigquery" and settings.raw_cache_path.is_file():
-        return {**raw, "files": [file_identity(settings.raw_cache_path)]}
-    return raw
+def _raw_after_reading(settings: Settings, raw: dict, source: RideSource) -> dict:
+    """`raw` with the fingerprint of what was read. A BigQuery source's rows are now in the raw cache, which
+    the next run reads instead: that file is recorded, with the fingerprint of what the download wrote."""
+    if raw["kind"] == "bigquery":
+        return raw_after_reading(raw, [source.content.fingerprint()], [file_identity(settings.raw_cache_path)])
+    return raw_after_reading(raw, [source.content.fingerprint()])
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def plan_output(output: Path, fresh: dict, force: bool, can_resume: bool) -> Out
     unfinished_conflict = unfinished and conflict(unfinished, fresh)
     if unfinished and not unfinished_conflict and can_resume and _continuable(unfinished, fresh, partial):
         return OutputPlan(resume=unfinished)
+    if unfinished and window_cache_of(unfinished, fresh):
+        log.info("%s stopped after its download became the raw cache; starting it again from the cache", partial)
     way_out = "or another --data-size (a new name) to keep both"
     if published_conflict:
         raise OutputConflict(f"{output} {published_conflict}; pass --force to replace it, {way_out}")
@@ -180,6 +184,7 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool,
     try:
         if plan.resume:
             writer.reopen()
+            expect_the_bytes_read_before(source.content, plan.resume, writer.path)
             log.info("resuming %s after chunk %d", writer.path, resumed)
         else:
             writer.start()
@@ -214,6 +219,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
                 progress.advance(0, note=f"re-reading chunk {index + 1} of {skip_chunks}, written before, for its duplicates")
                 continue
             cleaned.rejects.counts["malformed_line"] += malformed
+            writer.manifest["raw"] = {**writer.manifest["raw"], "read": source.content.mark()}
             samples = located_samples(cleaned.rejects, source, rows_before - raw.num_rows)
             features = ride_features(cleaned.rides)
             writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects.counts, samples)
@@ -229,7 +235,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "source_details": source.run_details(),
-            "raw": _raw_after_reading(settings, writer.manifest["raw"]),
+            "raw": _raw_after_reading(settings, writer.manifest["raw"], source),
             **pickups.fields(),
         },
     )

@@ -1,9 +1,10 @@
 """Which raw rides a processed output was made from, and whether an existing output may serve a new run.
 
-A raw file is known by its path, size, modification time and a fingerprint of its content: a SHA-256 of
-its size, first megabyte and last megabyte, which costs the same on a 1 MB and a 100 GB file. A BigQuery
+A raw file is known by its path, size and modification time, and once read by a fingerprint of its
+whole content, which the readers compute from the bytes they read anyway (ContentHash). A BigQuery
 source is known by its table and date window; once read, by its raw cache file too, which the next run
-reads instead.
+reads instead. An output may be reused only after its input's content is read again and found the same;
+an unfinished output is continued only if the bytes read again up to where it stopped are the same.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+import xxhash
+
 from taxifare.errors import InputError
 
 FINGERPRINT_BYTES = 1 << 20
+SEGMENT_BYTES = 256 << 10  # no larger than the smallest Dask partition (MIN_PARTITION_BYTES)
+_READ_BYTES = 16 << 20
+_FINGERPRINT_KIND = "xxh3_128"
+_STAT_KEYS = ("path", "bytes", "modified")
 # Manifest entries that must match, besides the raw input, for an output to serve a run.
 SETTING_KEYS = ("preprocessor_version", "csv_format", "min_date", "max_date", "data_size")
 
@@ -26,8 +33,126 @@ class OutputConflict(InputError):
     """An existing output was made from other rides or settings; only --force may replace it."""
 
 
+class ContentHash:
+    """The fingerprint of a file's content, computed by whatever reads the file.
+
+    The file is cut into segments of SEGMENT_BYTES; the fingerprint is the XXH3-128 of the segments'
+    XXH3-128 digests, in order. The reader of bytes [start, end) hashes the segments that begin there,
+    reading on past `end` to the end of the last one (read_rest): the byte ranges of a Dask plan give,
+    joined in order, the digests of the whole file, whatever the cut, so both engines record the same
+    fingerprint. Reads may come in any order and overlap; only the bytes next in line are hashed.
+    """
+
+    def __init__(self, start: int = 0, end: int | None = None):
+        self._next = _segment_start(start)  # the next byte to hash
+        self._stop = None if end is None else max(_segment_start(end), self._next)
+        self._segment = xxhash.xxh3_128()
+        self._filled = 0  # bytes of the current segment hashed so far
+        self._digests = bytearray()
+        self._running = xxhash.xxh3_128()  # of the digests so far
+        self._expected: tuple[dict, str] | None = None
+
+    def update(self, position: int, data: bytes) -> None:
+        """Hash what `data`, read from byte `position` on, brings of the bytes next in line."""
+        skip = self._next - position
+        if not 0 <= skip < len(data):
+            return
+        take = len(data) - skip if self._stop is None else min(len(data) - skip, self._stop - self._next)
+        view = memoryview(data)[skip : skip + max(take, 0)]
+        while view:
+            piece = view[: SEGMENT_BYTES - self._filled]
+            self._segment.update(piece)
+            self._filled += len(piece)
+            self._next += len(piece)
+            view = view[len(piece) :]
+            if self._filled == SEGMENT_BYTES:
+                self._close_segment()
+
+    def read_rest(self, file: BinaryIO) -> None:
+        """Read from `file` what is left to hash: to the end of the range's last segment, or of the file."""
+        while self._stop is None or self._next < self._stop:
+            file.seek(self._next)
+            data = file.read(_READ_BYTES if self._stop is None else min(_READ_BYTES, self._stop - self._next))
+            if not data:
+                break
+            self.update(self._next, data)
+
+    def mark(self) -> dict:
+        """How far the hashing has come, for a later run to check with expect()."""
+        return {"segments": len(self._digests) // 16, "digest": self._running.hexdigest()}
+
+    def expect(self, mark: dict, conflict: str) -> None:
+        """Raise OutputConflict(`conflict`) unless the first segments hashed are those of `mark`."""
+        self._expected = (mark, conflict)
+        self._check()
+
+    def digests(self) -> bytes:
+        """The digests of the segments hashed, the last (short) one closed: call at the end of reading."""
+        if self._filled:
+            self._close_segment()
+        return bytes(self._digests)
+
+    def fingerprint(self) -> str:
+        self.digests()
+        return f"{_FINGERPRINT_KIND}:{self._running.hexdigest()}"
+
+    def _close_segment(self) -> None:
+        digest = self._segment.digest()
+        self._digests += digest
+        self._running.update(digest)
+        self._segment.reset()
+        self._filled = 0
+        self._check()
+
+    def _check(self) -> None:
+        if self._expected and self._expected[0]["segments"] == len(self._digests) // 16:
+            (mark, conflict), self._expected = self._expected, None
+            if self._running.hexdigest() != mark["digest"]:
+                raise OutputConflict(conflict)
+
+
+def _segment_start(offset: int) -> int:
+    """The first segment boundary at or after `offset`."""
+    return -(-offset // SEGMENT_BYTES) * SEGMENT_BYTES
+
+
+def joined_fingerprint(digests: bytes) -> str:
+    """The fingerprint of a file from its segments' digests (those of its byte ranges, joined in order)."""
+    return f"{_FINGERPRINT_KIND}:{xxhash.xxh3_128(digests).hexdigest()}"
+
+
+class HashedReader:
+    """A binary file whose reads feed a ContentHash (the calls that the CSV readers make)."""
+
+    def __init__(self, file: BinaryIO, content: ContentHash):
+        self._file = file
+        self.content = content
+
+    def read(self, size: int = -1) -> bytes:
+        position = self._file.tell()
+        data = self._file.read(size)
+        self.content.update(position, data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        position = self._file.tell()
+        data = self._file.readline(size)
+        self.content.update(position, data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def read_rest(self) -> None:
+        self.content.read_rest(self._file)
+
+
 def content_fingerprint(file: BinaryIO, size: int) -> str:
-    """SHA-256 of the size, the first and the last megabyte of an open binary file of `size` bytes."""
+    """SHA-256 of the size, the first and the last megabyte of an open binary file of `size` bytes: the
+    processed CSV's quick check, made on every training start (a raw input is hashed whole)."""
     digest = hashlib.sha256(str(size).encode())
     file.seek(0)
     digest.update(file.read(FINGERPRINT_BYTES))
@@ -38,12 +163,10 @@ def content_fingerprint(file: BinaryIO, size: int) -> str:
 
 
 def file_identity(path: Path) -> dict:
-    """Path (absolute), size, modification time (UTC) and content fingerprint of a local file."""
+    """Path (absolute), size and modification time (UTC) of a local file."""
     path = Path(path).resolve()
-    with path.open("rb") as file:
-        status = os.fstat(file.fileno())
-        fingerprint = content_fingerprint(file, status.st_size)
-    return {"path": str(path), "bytes": status.st_size, "modified": utc_text(status.st_mtime_ns), "fingerprint": fingerprint}
+    status = path.stat()
+    return {"path": str(path), "bytes": status.st_size, "modified": utc_text(status.st_mtime_ns)}
 
 
 def utc_text(nanoseconds: int) -> str:
@@ -52,7 +175,7 @@ def utc_text(nanoseconds: int) -> str:
 
 
 def csv_raw(locations: list[str | Path]) -> dict:
-    """The `raw` record of CSV input: each file's identity, from a local path or an fsspec URL."""
+    """The `raw` record of CSV input before reading: each file's identity, from a local path or an fsspec URL."""
     return {"kind": "csv", "files": [_identity(str(location)) for location in locations]}
 
 
@@ -69,23 +192,60 @@ def _url_identity(url: str) -> dict:
     modified = next((info[key] for key in ("mtime", "LastModified", "updated", "created") if info.get(key)), None)
     if isinstance(modified, (int, float)):
         modified = utc_text(int(modified * 1e9))
-    with filesystem.open(path, "rb") as file:
-        fingerprint = content_fingerprint(file, info["size"])
-    return {"path": url, "bytes": info["size"], "modified": str(modified), "fingerprint": fingerprint}
+    return {"path": url, "bytes": info["size"], "modified": str(modified)}
+
+
+def file_fingerprint(location: str) -> str:
+    """The fingerprint of a file read whole (a local path or an fsspec URL)."""
+    content = ContentHash()
+    with _open_binary(location) as file:
+        content.read_rest(file)
+    return content.fingerprint()
+
+
+def _open_binary(location: str):
+    if "://" not in location:
+        return open(location, "rb")
+    import fsspec
+
+    return fsspec.open(location, "rb")
 
 
 def bigquery_raw(table: str, min_date: dt.datetime, max_date: dt.datetime) -> dict:
     return {"kind": "bigquery", "table": table, "min_date": min_date.isoformat(), "max_date": max_date.isoformat()}
 
 
+def raw_after_reading(raw: dict, fingerprints: list[str], files: list[dict] | None = None) -> dict:
+    """`raw` once read: each file (or, for BigQuery, the raw cache it wrote: `files`) with its fingerprint."""
+    read = {key: value for key, value in raw.items() if key != "read"}
+    return {**read, "files": [{**file, "fingerprint": fingerprint} for file, fingerprint in zip(files or raw["files"], fingerprints)]}
+
+
 def same_input(previous: dict | None, fresh: dict) -> bool:
-    """Whether `previous` (a manifest's `raw`) names the rows `fresh` names. A BigQuery window matches a
-    CSV when the CSV is the window's raw cache as that run left it."""
+    """Whether `previous` (a manifest's `raw`) names the rows `fresh` names, as far as can be told without
+    reading them: the same table and window, or the same files at the same size and time (see
+    changed_file). A BigQuery window matches a CSV when the CSV is the window's raw cache as that run
+    left it."""
     if previous is None:
         return False
     if fresh["kind"] == "bigquery":
         return all(previous.get(key) == fresh[key] for key in ("kind", "table", "min_date", "max_date"))
-    return previous.get("files") == fresh["files"]
+    return [_stat(file) for file in previous.get("files") or []] == [_stat(file) for file in fresh["files"]]
+
+
+def _stat(file: dict) -> dict:
+    return {key: file.get(key) for key in _STAT_KEYS}
+
+
+def changed_file(raw: dict) -> tuple[dict, dict] | None:
+    """The first file of `raw` (a complete output's) that no longer holds what was read, each read whole to
+    tell: as recorded, and with the fingerprint it has now."""
+    for file in raw.get("files", []):
+        if "fingerprint" in file:
+            now = {**file, "fingerprint": file_fingerprint(file["path"])}
+            if now["fingerprint"] != file["fingerprint"]:
+                return file, now
+    return None
 
 
 def describe_raw(raw: dict | None, source: dict | None = None) -> str:
@@ -96,23 +256,47 @@ def describe_raw(raw: dict | None, source: dict | None = None) -> str:
         return f"BigQuery table {raw['table']}, pickups from {raw['min_date']} to {raw['max_date']}"
     files = raw["files"]
     if len(files) == 1:
-        return _describe_file(files[0])
+        return describe_file(files[0])
     return f"{len(files)} files, {files[0]['path']} first ({sum(file['bytes'] for file in files):,} bytes)"
 
 
-def _describe_file(file: dict) -> str:
+def describe_file(file: dict) -> str:
     modified = file["modified"][:19].replace("T", " ")
-    return f"{file['path']} ({file['bytes']:,} bytes, modified {modified} UTC, {file['fingerprint'][:15]})"
+    fingerprint = f", {file['fingerprint'][:18]}" if "fingerprint" in file else ""
+    return f"{file['path']} ({file['bytes']:,} bytes, modified {modified} UTC{fingerprint})"
 
 
 def conflict(previous: dict, fresh: dict) -> str | None:
-    """How an output's manifest `previous` differs from this run's `fresh` one, in words; None if it does not."""
-    if not same_input(previous.get("raw"), fresh["raw"]):
-        return f"was made from {describe_raw(previous.get('raw'), previous.get('source'))}; this run reads {describe_raw(fresh['raw'])}"
+    """How an output's manifest `previous` differs from this run's `fresh` one, in words; None if it does not.
+    A complete output's input is read whole to tell (the one read of it when the output is reused)."""
+    raw = previous.get("raw")
+    if not (same_input(raw, fresh["raw"]) or window_cache_of(previous, fresh)):
+        return f"was made from {describe_raw(raw, previous.get('source'))}; this run reads {describe_raw(fresh['raw'])}"
     for key in SETTING_KEYS:
         if previous.get(key) != fresh[key]:
             return f"was made with {key} {previous.get(key)}; this run has {key} {fresh[key]}"
+    changed = changed_file(raw) if previous.get("complete") and fresh["raw"]["kind"] == "csv" else None
+    if changed:
+        return f"was made from {describe_file(changed[0])}; this run reads {describe_file(changed[1])}, other content at the same size and time"
     return None
+
+
+def window_cache_of(unfinished: dict, fresh: dict) -> bool:
+    """Whether `unfinished` is a BigQuery window's output interrupted after its download became the raw
+    cache that `fresh` reads: the same rows, which a fresh start from the cache gives byte for byte."""
+    source = unfinished.get("source") or {}
+    return (unfinished.get("complete") is False and source.get("kind") == "bigquery"
+            and fresh["source"] == {"kind": "csv", "path": source.get("cache")} and fresh.get("input") is None)
+
+
+def expect_the_bytes_read_before(content: ContentHash, unfinished: dict, partial: Path) -> None:
+    """A resumed run reads its input from the start again: the bytes that the chunks already written came
+    from must be those it reads now (a file rewritten at the same size and time is not)."""
+    raw = unfinished["raw"]
+    if "read" in raw:
+        where = raw["files"][0]["path"] if raw["kind"] == "csv" else f"the download of {raw['table']}"
+        content.expect(raw["read"], f"unfinished {partial} was made from other content of {where}, changed since "
+                                    "at the same size and time; pass --force to discard it")
 
 
 def data_size_for(input_text: str) -> str:

@@ -18,6 +18,7 @@ import pyarrow.csv as pa_csv
 from taxifare.csv_format import CsvFormat
 from taxifare.errors import InputError, clipped, first_line
 from taxifare.lines import empty_lines, line_numbers
+from taxifare.provenance import ContentHash, HashedReader
 
 RAW_COLUMNS = (
     "fare_amount",
@@ -43,6 +44,7 @@ class RideSource(Protocol):
     malformed_rows: int  # rows skipped so far because they could not be split into fields
     first_malformed: tuple[int, str] | None  # the line and text of the first of them
     position: str  # what `lines_of` counts: "line" (of a file) or "row" (of a query result)
+    content: ContentHash  # of the bytes read so far (a file's, or the raw cache a query writes)
 
     def describe(self) -> dict:
         """Stable identity of the input, recorded in the manifest."""
@@ -186,10 +188,11 @@ class CsvRideSource:
     resumable = True
     position = "line"
 
-    def __init__(self, path: Path, chunk_size: int, csv_format: CsvFormat = CsvFormat()):
+    def __init__(self, path: Path, chunk_size: int, csv_format: CsvFormat = CsvFormat(), content: ContentHash | None = None):
         self.path = Path(path)
         self.chunk_size = chunk_size
         self.csv_format = csv_format
+        self.content = content or ContentHash()  # hashed as read; `content` to go on with one begun elsewhere
         header_lines = 0 if csv_format.columns else 1
         self._parser = RawLineParser(read_columns(self.path, csv_format), self.path, csv_format.delimiter, first_line=1 + header_lines)
 
@@ -219,10 +222,12 @@ class CsvRideSource:
     def _batches(self) -> Iterator[pa.RecordBatch]:
         # Whole-line blocks read here and parsed one at a time: Arrow's own streaming reader reads
         # ahead of a slower consumer and, on a large file, holds hundreds of megabytes doing so.
-        with self.path.open("rb") as file:
+        with self.path.open("rb") as opened:
+            file = HashedReader(opened, self.content)
             if self.csv_format.has_header:
                 file.readline()  # already read by read_columns
             yield from self._parser.batches(line_blocks(file, self.path))
+            file.read_rest()
 
 
 def line_blocks(file: BinaryIO, where: object, limit: int | None = None) -> Iterator[bytes]:

@@ -1,11 +1,13 @@
 """A small fake of the BigQuery REST API, for the real google-cloud-bigquery client to talk to on 127.0.0.1.
 
-It answers jobs.insert, jobs.get and jobs.getQueryResults for the one query shape taxifare sends: the
-seven raw columns of one table, `pickup_datetime >= @min_date AND pickup_datetime < @max_date`, ordered
-by pickup_datetime. It runs that query with pandas, records every request, and can be told to answer
-an error, to drop the connection instead of serving a page, or to hold a page until released. Like
-BigQuery, getQueryResults takes `startIndex` (the first row of a page) or `pageToken` (the next page),
-never both, and a job it does not hold is 404.
+It answers jobs.insert, jobs.get, jobs.getQueryResults and tables.get for the one query shape taxifare
+sends: the seven raw columns of one table, `pickup_datetime >= @min_date AND pickup_datetime <
+@max_date`, ordered by the columns the query names (NULLs first, as BigQuery). It runs that query with
+pandas, records every request, and can be told to answer an error, to drop the connection instead of
+serving a page, or to hold a page until released; restart() loses its jobs, as BigQuery drops a
+result after about a day. Like BigQuery, getQueryResults takes `startIndex` (the first row of a page)
+or `pageToken` (the next page), never both, and a job it does not hold is 404. A table's
+lastModifiedTime is when the test last set it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -63,6 +66,18 @@ def _json_value(value, kind: str) -> str | None:
     return repr(float(value)) if kind == "FLOAT" else str(int(value))
 
 
+class Tables(dict):
+    """Tables by id ("project.dataset.table"), each with the time it was last set, in milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modified_ms: dict[str, int] = {}
+
+    def __setitem__(self, table: str, rides: pd.DataFrame) -> None:
+        super().__setitem__(table, rides)
+        self.modified_ms[table] = int(time.time() * 1000)
+
+
 class FakeBigQuery:
     """`tables` maps "project.dataset.table" to a frame from `typed_rides`; set `error` to a
     (status, reason, message) to answer every jobs.insert with it, `drop_after_pages` to a count to close
@@ -71,7 +86,7 @@ class FakeBigQuery:
     page served."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, pd.DataFrame] = {}
+        self.tables = Tables()
         self.requests: list[SeenRequest] = []
         self.error: tuple[int, str, str] | None = None
         self.drop_after_pages: int | None = None
@@ -82,7 +97,10 @@ class FakeBigQuery:
         self.release = threading.Event()
         self._jobs: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._listen(0)
+
+    def _listen(self, port: int) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -99,8 +117,15 @@ class FakeBigQuery:
         self._server.shutdown()
         self._server.server_close()
 
+    def restart(self) -> None:
+        """Stop, and listen again on the same port with the same tables and no job."""
+        self.stop()
+        self._jobs.clear()
+        self._listen(self._server.server_address[1])
+        self.start()
+
     def seen(self, kind: str) -> list[SeenRequest]:
-        """The requests of one kind: "insert", "get" or "results"."""
+        """The requests of one kind: "insert", "get", "results" or "table"."""
         return [request for request in self.requests if _route(request.method, request.path)[0] == kind]
 
     def insert_job(self, project: str, body: dict) -> tuple[int, dict]:
@@ -114,14 +139,18 @@ class FakeBigQuery:
         window = {item["name"]: pd.Timestamp(item["parameterValue"]["value"]) for item in query["queryParameters"]}
         pickup = self.tables[table]["pickup_datetime"]
         picked = self.tables[table][(pickup >= window["min_date"]) & (pickup < window["max_date"])]
-        picked = picked.sort_values("pickup_datetime", kind="stable")
+        order = re.search(r"ORDER BY (.+)", query["query"]).group(1).split(", ")
+        picked = picked.sort_values(order, kind="stable", na_position="first")
         reference = {"projectId": project, "jobId": body["jobReference"]["jobId"], "location": "US"}
         job = {
             "kind": "bigquery#job",
             "id": f"{project}:US.{reference['jobId']}",
             "jobReference": reference,
             "configuration": body["configuration"],
-            "statistics": {"query": {"totalBytesProcessed": str(len(pickup) * _BYTES_PER_ROW)}},
+            "statistics": {
+                "creationTime": str(int(time.time() * 1000)),
+                "query": {"totalBytesProcessed": str(len(pickup) * _BYTES_PER_ROW)},
+            },
             "status": {"state": "RUNNING"},
         }
         rows = [
@@ -137,6 +166,20 @@ class FakeBigQuery:
             return _error_body(404, "notFound", f"Not found: Job {job_id}")
         job = dict(self._jobs[job_id]["job"], status={"state": "DONE"})
         return 200, job
+
+    def get_table(self, project: str, dataset: str, table: str) -> tuple[int, dict]:
+        name = f"{project}.{dataset}.{table}"
+        if name not in self.tables:
+            return _error_body(404, "notFound", f"Not found: Table {project}:{dataset}.{table}")
+        reference = {"projectId": project, "datasetId": dataset, "tableId": table}
+        return 200, {
+            "kind": "bigquery#table",
+            "id": f"{project}:{dataset}.{table}",
+            "tableReference": reference,
+            "schema": {"fields": [{"name": name, "type": kind} for name, kind in COLUMN_TYPES.items()]},
+            "numRows": str(len(self.tables[name])),
+            "lastModifiedTime": str(self.tables.modified_ms[name]),
+        }
 
     def query_results(self, job_id: str, args: dict[str, str]) -> tuple[int, dict] | None:
         """The page of rows asked for, or None to drop the connection."""
@@ -187,6 +230,7 @@ _ROUTES = (
     ("POST", re.compile(r"/bigquery/v2/projects/([^/]+)/jobs"), "insert"),
     ("GET", re.compile(r"/bigquery/v2/projects/([^/]+)/jobs/([^/]+)"), "get"),
     ("GET", re.compile(r"/bigquery/v2/projects/([^/]+)/queries/([^/]+)"), "results"),
+    ("GET", re.compile(r"/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)"), "table"),
 )
 
 
@@ -223,6 +267,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = fake.get_job(parts[1])
         elif kind == "results":
             answer = fake.query_results(parts[1], args)
+        elif kind == "table":
+            answer = fake.get_table(*parts)
         else:
             answer = _error_body(404, "notFound", f"no such method: {method} {url.path}")
         if answer is None:

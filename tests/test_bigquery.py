@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -24,8 +26,8 @@ from taxifare.lock import LockedError, OutputLock
 from taxifare.preprocess import preprocess
 from taxifare.sink import csv_header, partial_path, read_manifest
 from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource
-from taxifare.source_bigquery import BigQueryRideSource
-from tests.conftest import cli_env, real_file, run_cli
+from taxifare.source_bigquery import ORDER_COLUMNS, BigQueryRideSource
+from tests.conftest import assert_clean_error, cli_env, real_file, run_cli
 from tests.fake_bigquery import typed_rides
 
 TABLE = "wagon-public-datasets.taxifare.raw_10k"
@@ -64,9 +66,12 @@ def settings_for(emulator: str, tmp_path: Path, **flags):
 
 
 def rows_in_window(rides: pd.DataFrame, settings) -> pd.DataFrame:
+    """The rows that the query returns: in the window (the client sends its naive times as UTC), in the
+    query's total order."""
     pickup = rides["pickup_datetime"]
-    picked = rides[(pickup >= settings.min_date) & (pickup < settings.max_date)]
-    return picked.sort_values("pickup_datetime", kind="stable").reset_index(drop=True)
+    window = [pd.Timestamp(moment).tz_localize("UTC") if moment.tzinfo is None else moment for moment in (settings.min_date, settings.max_date)]
+    picked = rides[(pickup >= window[0]) & (pickup < window[1])]
+    return picked.sort_values(list(ORDER_COLUMNS), kind="stable", na_position="first").reset_index(drop=True)
 
 
 def leftovers(settings) -> list[str]:
@@ -125,7 +130,8 @@ def test_dates_travel_as_query_parameters(served, tmp_path):
     assert pd.Timestamp(parameters["max_date"]["parameterValue"]["value"]) == pd.Timestamp("2013-01-01 00:00:00Z")
     sql = query["query"]
     assert "pickup_datetime >= @min_date AND pickup_datetime < @max_date" in sql
-    assert "ORDER BY pickup_datetime" in sql and f"FROM `{TABLE}`" in sql
+    assert sql.strip().endswith(f"ORDER BY {', '.join(ORDER_COLUMNS)}") and f"FROM `{TABLE}`" in sql
+    assert sorted(ORDER_COLUMNS) == sorted(RAW_COLUMNS), "a total order names every column"
     assert f"SELECT {', '.join(RAW_COLUMNS)}" in sql
     assert not any(text in sql for text in ("2010", "2013", "05:06"))
 
@@ -137,9 +143,10 @@ def test_cached_rerun_is_byte_identical(served, tmp_path):
     manifest = read_manifest(streamed.output)
     assert manifest["complete"] and manifest["rows_kept"] > 0
     assert manifest["source"] == {"kind": "bigquery", "table": TABLE, "cache": str(settings.raw_cache_path)}
-    details = manifest["source_details"]
-    assert details["job_id"] == served.seen("insert")[0].body["jobReference"]["jobId"]
-    assert details["bytes_processed"] > 0
+    job_id = served.seen("insert")[0].body["jobReference"]["jobId"]
+    rows = len(rows_in_window(served.tables[TABLE], settings))
+    bytes_billed = len(served.tables[TABLE]) * 56  # what the fake bills: the seven columns of every row of the table
+    assert manifest["source_details"] == {"job_id": job_id, "location": "US", "bytes_processed": bytes_billed, "rows": rows}
 
     assert manifest["raw"]["table"] == TABLE and manifest["raw"]["files"][0]["path"] == str(settings.raw_cache_path)
     assert preprocess(settings).reused, "the cache the query left is the same rides"
@@ -164,24 +171,96 @@ def test_dropped_connection_leaves_no_cache_and_the_rerun_continues(served, tmp_
     result = preprocess(settings)
     assert result.manifest["complete"] and settings.raw_cache_path.is_file()
     assert len(served.seen("insert")) == 1, "the rerun must read the same job's result, not query again"
-    assert served.page_starts[:4] == [0, PAGE, 2 * PAGE, 3 * PAGE]
+    assert served.page_starts == list(range(0, len(rows_in_window(served.tables[TABLE], settings)), PAGE))
     assert leftovers(settings) == [settings.raw_cache_path.name]
 
 
-def test_a_download_whose_job_result_expired_is_discarded_and_queried_afresh(served, tmp_path):
-    settings = settings_for(served.url, tmp_path)
+def unbroken_run(served, tmp_path: Path) -> tuple[bytes, bytes]:
+    """The processed CSV and the raw cache of a run of the table as it is now, that nothing interrupted."""
+    settings = settings_for(served.url, tmp_path / "unbroken")
+    result = preprocess(settings)
+    return result.output.read_bytes(), settings.raw_cache_path.read_bytes()
+
+
+def dropped_after_two_pages_then_restarted(served, settings) -> None:
+    """A run that loses the connection after two pages; then the server restarts without its jobs, as
+    BigQuery drops a job's result after about a day."""
     served.drop_after_pages = 2
     with pytest.raises(TaxifareError, match="no answer from"):
         preprocess(settings)
     served.drop_after_pages = None
-    served._jobs.clear()  # BigQuery keeps a query's result table about a day
-    with pytest.raises(TaxifareError, match=r"no longer holds the result of job .*; the partial download .* rerun"):
-        preprocess(settings)
-    assert leftovers(settings) == []
+    served.restart()
 
-    result = preprocess(settings)
+
+def test_after_a_restart_the_query_runs_again_and_the_download_continues_where_it_stopped(served, tmp_path, caplog):
+    settings = settings_for(served.url, tmp_path)
+    dropped_after_two_pages_then_restarted(served, settings)
+    pages_before = len(served.page_starts)
+    with caplog.at_level(logging.INFO, logger="taxifare"):
+        result = preprocess(settings)
+
+    first, second = (request.body["jobReference"]["jobId"] for request in served.seen("insert"))
+    assert [served.seen("table")[0].path] == [f"/bigquery/v2/projects/{TABLE.replace('.', '/datasets/', 1).replace('.', '/tables/')}"]
+    rows = len(rows_in_window(served.tables[TABLE], settings))
+    assert served.page_starts[pages_before:] == list(range(2 * PAGE, rows, PAGE)), "only the rows not downloaded yet"
+    assert result.manifest["complete"] and result.resumed_from_chunk == 2
+    assert result.manifest["source_details"]["job_id"] == second
+    said = [record.getMessage() for record in caplog.records if "no longer holds" in record.getMessage()]
+    assert said == [f"BigQuery no longer holds the result of job {first} (it keeps one about a day); ran the same query "
+                    f"again as job {second} (the table is unchanged since, the rows are in a total order): continuing after row {2 * PAGE}"]
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    processed, cache = unbroken_run(served, tmp_path)
+    assert result.output.read_bytes() == processed and settings.raw_cache_path.read_bytes() == cache
+    assert leftovers(settings) == [settings.raw_cache_path.name]
+
+
+@pytest.mark.parametrize("metadata", ["shows it", "hides it"])
+def test_after_a_restart_a_changed_table_is_downloaded_again_with_one_line_saying_why(served, table_rides, tmp_path, caplog, metadata):
+    settings = settings_for(served.url, tmp_path)
+    dropped_after_two_pages_then_restarted(served, settings)
+    served.tables[TABLE] = table_rides.iloc[1::2]  # half the rides deleted since
+    if metadata == "hides it":  # then the row count of the query run again tells
+        served.tables.modified_ms[TABLE] = 0
+    pages_before = len(served.page_starts)
+    with caplog.at_level(logging.INFO, logger="taxifare"):
+        result = preprocess(settings)
+
+    first, second = (request.body["jobReference"]["jobId"] for request in served.seen("insert"))
+    rows = len(rows_in_window(served.tables[TABLE], settings))
+    why = (r"the table changed since \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)" if metadata == "shows it"
+           else rf"the same query run again as job {second} gives {rows:,} rows, not [\d,]+")
+    [warning] = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert re.fullmatch(rf"BigQuery no longer holds the result of job {first} \(it keeps one about a day\),? (and )?{why}: "
+                        "downloading the window again from its first row", warning), warning
+    asked_to_continue = [2 * PAGE] if metadata == "hides it" else []  # the first page of the query run again
+    assert served.page_starts[pages_before:] == asked_to_continue + list(range(0, rows, PAGE))
     assert result.manifest["complete"] and result.resumed_from_chunk is None
-    assert len(served.seen("insert")) == 2
+    processed, cache = unbroken_run(served, tmp_path)
+    assert result.output.read_bytes() == processed and settings.raw_cache_path.read_bytes() == cache
+
+
+def test_a_run_stopped_after_its_download_became_the_cache_is_finished_by_the_same_command(served, tmp_path):
+    processed, cache = unbroken_run(served, tmp_path)
+    (tmp_path / "stopped").mkdir()
+    env = cli_env(tmp_path / "stopped", BQ_DEADLINE="10", BIGQUERY_EMULATOR_HOST=served.url)
+    command = ["preprocess", "--data-size", "10k", "--chunk-size", str(PAGE), "--gcp-project", "taxifare-tests"]
+
+    def limit_file_size():  # the last chunk, which follows the last page, cannot be written
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(processed) - 1,) * 2)
+
+    stopped = subprocess.run([sys.executable, "-m", "taxifare", *command], cwd=tmp_path / "stopped", env=env,
+                             capture_output=True, text=True, preexec_fn=limit_file_size, timeout=60)
+    assert_clean_error(stopped, 1, "File too large")
+    [cached] = (tmp_path / "stopped" / "data").rglob("query_*.csv")
+    assert cached.read_bytes() == cache, "the download was published as the raw cache before the run stopped"
+    [unfinished] = (tmp_path / "stopped" / "data").rglob("processed_*.partial.json")
+    assert json.loads(unfinished.read_text())["source"]["kind"] == "bigquery"
+
+    rerun = run_cli(tmp_path / "stopped", *command, env=env, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{unfinished.with_suffix('.csv')} stopped after its download became the raw cache; starting it again from the cache" in rerun.stderr
+    assert Path(rerun.stdout.strip()).read_bytes() == processed
+    assert len(served.seen("insert")) == 2, "the rerun reads the cache"
 
 
 # (status, reason, the server's message) -> (error class, what the one-line message must match)
@@ -237,7 +316,7 @@ def test_pages_with_nulls_keep_their_types(fake_bigquery, tmp_path):
     pickups = [f"2012-05-01 10:00:0{second} UTC" for second in range(6)]
     rides = pd.DataFrame(
         {
-            "fare_amount": [None, None, None, "7.5", "12.25", "1e-07"],
+            "fare_amount": [None, None, None, "7.5", "-0.0", "1e-07"],
             "pickup_datetime": pickups,
             "pickup_longitude": ["-73.99"] * 6,
             "pickup_latitude": ["40.75"] * 6,
@@ -253,7 +332,8 @@ def test_pages_with_nulls_keep_their_types(fake_bigquery, tmp_path):
     assert [chunk.schema for chunk in chunks] == [RAW_SCHEMA, RAW_SCHEMA]
     table = pa.concat_tables(chunks)
     assert table.column("passenger_count").to_pylist() == [None, None, None, "1", None, "3"]
-    assert table.column("fare_amount").to_pylist() == [None, None, None, "7.5", "12.25", "1e-7"]
+    # -0.0 as 0: the query's order cannot tell the two zeros apart, so the text does not either.
+    assert table.column("fare_amount").to_pylist() == [None, None, None, "7.5", "0", "1e-7"]
     assert table.column("pickup_datetime").to_pylist() == pickups
     assert pa.concat_tables(CsvRideSource(settings.raw_cache_path, 3).chunks()).equals(table)
 
@@ -354,12 +434,14 @@ def test_sigkilled_download_continues_where_it_stopped_and_matches_an_unbroken_r
         fake_bigquery.release.set()
     fake_bigquery.hold_at_row = None
     served_before = len(fake_bigquery.page_starts)
+    [unfinished] = (tmp_path / "killed" / "data").rglob("processed_*.partial.json")
+    written = json.loads(unfinished.read_text())["chunks_written"]
 
     resumed = run_cli(tmp_path / "killed", *command[3:], env=env, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert len(fake_bigquery.seen("insert")) == 1, "the rerun must read the same job's result, not query again"
     assert fake_bigquery.page_starts[served_before] == 3 * PAGE, "the rerun downloaded cached pages again"
-    assert "resumed" in resumed.stderr
+    assert re.search(rf"resumed: +after chunk {written}\n", resumed.stderr), resumed.stderr
 
     (tmp_path / "plain").mkdir()
     plain_env = cli_env(tmp_path / "plain", BQ_DEADLINE="10", BIGQUERY_EMULATOR_HOST=fake_bigquery.url)

@@ -30,7 +30,7 @@ from taxifare.errors import TaxifareError
 from taxifare.files import atomic_write_json, describe_os_error, start_writeback
 from taxifare.preprocess import PreprocessResult, log_result, plan_output
 from taxifare.progress import Progress
-from taxifare.provenance import bigquery_raw, csv_raw
+from taxifare.provenance import bigquery_raw, csv_raw, joined_fingerprint, raw_after_reading
 from taxifare.sink import PickupWindow, add_samples, csv_header, manifest_path, new_manifest, partial_path, processed_fingerprint, publish, sample_record
 
 log = logging.getLogger("taxifare")
@@ -160,10 +160,20 @@ def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFo
             raise TaxifareError(f"{partial}: the placed parts add up to {os.fstat(file.fileno()).st_size:,} bytes, "
                                 f"not {result.size:,}; run preprocess again")
     _count_parts(parts, plan, manifest, job_input.csv_format)
+    if job_input.files:
+        manifest["raw"] = raw_after_reading(manifest["raw"], _fingerprints(parts, plan, job_input.files))
     manifest["fingerprint"] = processed_fingerprint(partial)
     atomic_write_json(manifest_path(partial), manifest)
     publish(partial, output)
     return manifest
+
+
+def _fingerprints(parts: PartsFolder, plan: JobPlan, files: tuple[CsvFile, ...]) -> list[str]:
+    """Each input file's fingerprint: the content digests of its byte ranges, joined in input order."""
+    digests = {file.url: "" for file in files}
+    for index, part in enumerate(plan.partitions):
+        digests[part.url] += parts.read_record(parts.scan_record(index))["content_digests"]
+    return [joined_fingerprint(bytes.fromhex(digests[file.url])) for file in files]
 
 
 def _count_parts(parts: PartsFolder, plan: JobPlan, manifest: dict, csv_format: CsvFormat) -> None:

@@ -8,7 +8,7 @@ query that writes that cache through.
 from __future__ import annotations
 
 import dataclasses
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import fsspec
 import pyarrow as pa
@@ -16,17 +16,20 @@ import pyarrow as pa
 from taxifare.cluster.plan import CsvRange, Partition
 from taxifare.config import Settings
 from taxifare.csv_format import CsvFormat
+from taxifare.provenance import ContentHash, HashedReader
 from taxifare.source import BLOCK_SIZE, RAW_COLUMNS, CsvRideSource, RawLineParser, RideSource, exact_size_chunks, line_blocks
 
 
 class CsvRangeSource:
     """The rows of a CsvRange, in chunks of `chunk_size` rows. Each line belongs to the range it starts in,
-    so consecutive ranges read every line once; the header is checked by every range of the file."""
+    so consecutive ranges read every line once; the header is checked by every range of the file. The
+    content hash covers the segments that begin in the range (provenance.ContentHash)."""
 
     def __init__(self, part: CsvRange, chunk_size: int, csv_format: CsvFormat = CsvFormat()):
         self.part = part
         self.chunk_size = chunk_size
         self.csv_format = csv_format
+        self.content = ContentHash(part.start, part.end)
         self._parser: RawLineParser | None = None
 
     position = "line"
@@ -52,15 +55,17 @@ class CsvRangeSource:
         return {}
 
     def chunks(self) -> Iterator[pa.Table]:
-        with fsspec.open(self.part.url, "rb") as file:
+        with fsspec.open(self.part.url, "rb") as opened:
+            file = HashedReader(opened, self.content)
             first_line = file.readline()
             columns = self.csv_format.column_names(first_line[:BLOCK_SIZE], self.part.url, RAW_COLUMNS)
             self._parser = RawLineParser(columns, self.part.url, self.csv_format.delimiter)
             first = self._first_line_start(file, len(first_line) if self.csv_format.has_header else 0)
             blocks = line_blocks(file, self.part.url, limit=self.part.end - first)
             yield from exact_size_chunks(self._parser.batches(blocks), self.chunk_size)
+            file.read_rest()
 
-    def _first_line_start(self, file: BinaryIO, header_end: int) -> int:
+    def _first_line_start(self, file: HashedReader, header_end: int) -> int:
         if self.part.start > header_end:
             file.seek(self.part.start - 1)
             file.readline()  # the end of the line that the previous range reads

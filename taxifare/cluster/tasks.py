@@ -95,7 +95,8 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
         parts.scan_record(index),
         {"rows": row_count, "rows_read": rows_read, "rejects": rejects.counts, "source_details": source.run_details(),
          "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count,
-         "csv_bytes": parts.scan_csv(index).stat().st_size, "hashes_bytes": hashes_bytes, "arrays_bytes": arrays_bytes, **pickups.fields()},
+         "csv_bytes": parts.scan_csv(index).stat().st_size, "hashes_bytes": hashes_bytes, "arrays_bytes": arrays_bytes,
+         "content_digests": source.content.digests().hex() if isinstance(part, CsvRange) else "", **pickups.fields()},
     )
     return _report(rows_read=rows_read, rows=row_count)
 
