@@ -21,7 +21,7 @@ import xxhash
 from taxifare.errors import InputError
 
 FINGERPRINT_BYTES = 1 << 20
-SEGMENT_BYTES = 256 << 10  # no larger than the smallest Dask partition (MIN_PARTITION_BYTES)
+SEGMENT_BYTES = 256 << 10  # a Dask range reads at most this much past its end to finish its last segment
 _READ_BYTES = 16 << 20
 _FINGERPRINT_KIND = "xxh3_128"
 _STAT_KEYS = ("path", "bytes", "modified")
