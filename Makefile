@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup soak clean
+.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup soak notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ $(VENV_OLDEST)/.installed: pyproject.toml tests/constraints-oldest.txt
 
 test-oldest: $(VENV_OLDEST)/.installed
 	$(VENV_OLDEST)/bin/python -m pytest -q
+
+## The exploration notebook run top to bottom in Jupyter (nbconvert) on fresh demo data in a temporary
+## LOCAL_DATA_PATH; the executed copy, figures included, is build/explore_processed.ipynb.
+$(VENV)/.notebook: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[notebook]'
+	touch $@
+
+notebook: $(VENV)/.notebook
+	data=$$(mktemp -d) && trap 'rm -rf "$$data"' EXIT && export LOCAL_DATA_PATH="$$data" DATA_SIZE=demo && \
+	$(TAXIFARE) --quiet demo-data --rows 20000 >/dev/null && $(TAXIFARE) --quiet preprocess >/dev/null && \
+	$(PY) -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
+		--output-dir build --output explore_processed.ipynb notebooks/explore_processed.ipynb
 
 clean:
 	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache
