@@ -100,8 +100,9 @@ def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values, present & unusable
 
 
-def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Typed rides and, per parse rule, the mask of rows that break it (in rule order, overlaps allowed)."""
+def parse_rides(table: pa.Table, utc_label: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Typed rides (pickup_datetime on the New York wall clock; `utc_label`: what " UTC" means, see
+    taxifare.dates) and, per parse rule, the mask of rows that break it (in rule order, overlaps allowed)."""
     columns = {}
     missing = np.zeros(table.num_rows, dtype=bool)
     unparseable = np.zeros(table.num_rows, dtype=bool)
@@ -112,7 +113,7 @@ def parse_rides(table: pa.Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         missing |= pc.is_null(column).to_numpy(zero_copy_only=False)
         unparseable |= bad
     pickup_text = table.column("pickup_datetime")
-    pickup = parse_datetime_column(pickup_text)
+    pickup = parse_datetime_column(pickup_text, utc_label)
     missing |= pc.is_null(pickup_text).to_numpy(zero_copy_only=False)
     columns["pickup_datetime"] = pickup
     rides = pd.DataFrame({name: columns[name] for name in RAW_COLUMNS})
@@ -127,9 +128,10 @@ def _outside(values: pd.Series, low: float, high: float) -> np.ndarray:
     return ~((values >= low) & (values <= high)).to_numpy()
 
 
-def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, seen: SeenRows) -> CleanChunk:
-    """The chunk's valid rides (pickup_datetime as UTC datetime64) and how many rows each rule dropped."""
-    screened = screen_rides(table, min_date, max_date)
+def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, seen: SeenRows, utc_label: str) -> CleanChunk:
+    """The chunk's valid rides (pickup_datetime as New York wall-clock datetime64) and how many rows each
+    rule dropped; the window's dates are New York wall-clock times too, `utc_label` says what " UTC" means."""
+    screened = screen_rides(table, min_date, max_date, utc_label)
     first = seen.first_occurrences(screened.hashes)
     verdicts = later_verdicts(screened.rides)
     keep = first & (verdicts == KEPT)
@@ -139,16 +141,17 @@ def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, s
     return CleanChunk(rides=screened.rides[keep].reset_index(drop=True), rejects=screened.rejects)
 
 
-def screen_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, sampled: Container[str] = ()) -> ScreenedRides:
+def screen_rides(
+    table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, utc_label: str, sampled: Container[str] = ()
+) -> ScreenedRides:
     """Parse the rows and apply the rules before `duplicate`; the rides' index is their row in `table`.
     `sampled`: rules that the caller has a sample of already, whose value is not looked up again."""
-    rides, parse_failures = parse_rides(table)
+    rides, parse_failures = parse_rides(table, utc_label)
     rejects = Rejects()
     keep = np.ones(len(rides), dtype=bool)
     pickup = rides["pickup_datetime"].to_numpy()
-    window_low = np.datetime64(min_date.replace(tzinfo=None), "s")
-    window_high = np.datetime64(max_date.replace(tzinfo=None), "s")
-    failures = {**parse_failures, "outside_date_window": ~((pickup >= window_low) & (pickup < window_high))}
+    low, high = (np.datetime64(value, "s") for value in (min_date, max_date))
+    failures = {**parse_failures, "outside_date_window": ~((pickup >= low) & (pickup < high))}
     rows = np.arange(len(rides))
     for rule, mask in failures.items():
         hit = keep & mask

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from dotenv.parser import parse_stream
 
-from taxifare.dates import parse_datetime
+from taxifare.dates import UTC_LABELS, WALL_CLOCK, parse_datetime
 from taxifare.errors import InputError
 
 log = logging.getLogger("taxifare")
@@ -32,8 +33,11 @@ MAX_CHUNK_SIZE = 10_000_000
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    # New York wall-clock times (naive), as taxifare.dates reads every date.
     min_date: dt.datetime
     max_date: dt.datetime
+    # What " UTC" after a time means: the New York wall clock (the public NYC data), or an instant.
+    utc_label: str
     data_size: str
     chunk_size: int
     local_data_path: Path
@@ -85,10 +89,10 @@ def _date_tag(value: dt.datetime) -> str:
     return f"{value:%Y-%m-%d}" if value.time() == dt.time(0) else f"{value:%Y-%m-%dT%H%M%S}"
 
 
-def parse_date(name: str, text: str) -> dt.datetime:
-    """An ISO 8601 date or datetime (the grammar of taxifare.dates) as an aware UTC datetime."""
+def parse_date(name: str, text: str, utc_label: str = WALL_CLOCK) -> dt.datetime:
+    """An ISO 8601 date or datetime (the grammar of taxifare.dates) as a naive New York wall-clock datetime."""
     try:
-        return parse_datetime(str(text))
+        return parse_datetime(str(text), utc_label)
     except ValueError as error:
         raise InputError(f"{name}: {error}") from None
 
@@ -167,6 +171,7 @@ def _text(name: str, text: str) -> str:
 
 # setting -> (environment variable, default, parser)
 _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
+    "utc_label": ("UTC_LABEL", WALL_CLOCK, _one_of(*UTC_LABELS)),  # before the dates, which it reads
     "min_date": ("MIN_DATE", "2009-01-01", parse_date),
     "max_date": ("MAX_DATE", "2015-01-01", parse_date),
     "data_size": ("DATA_SIZE", "demo", _matching(_DATA_SIZE_RE, "a plain name of letters, digits and underscores")),
@@ -201,6 +206,7 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
 }
 
 
+_DATES = ("min_date", "max_date")
 SETTING_NAMES = tuple(env_name for env_name, _, _ in _FIELDS.values())
 # How close (difflib ratio) an unknown .env key must be to a setting's name to be taken for a typo of it.
 _TYPO_CUTOFF = 0.75
@@ -258,6 +264,8 @@ def load_settings(
         else:
             raw, origin = default, env_name
             given.discard(field)
+        if field in _DATES:
+            parse = functools.partial(parse_date, utc_label=values["utc_label"])
         values[field] = None if raw is None else parse(origin, raw)
     settings = Settings(**values, given=frozenset(given))
     if settings.min_date >= settings.max_date:

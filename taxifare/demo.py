@@ -2,6 +2,7 @@
 
 Every `key` starts with "synthetic-" so the rows can never be mistaken for real TLC data.
 Fares follow the NYC meter rules of each era plus noise; a realistic share of rows is dirty.
+Pickup times are New York wall-clock times labelled " UTC", as the Kaggle and BigQuery exports write them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def meter_fares(pickup: np.ndarray, route_km: np.ndarray, slow_minutes: np.ndarr
     unit = np.where(new_rates, 0.50, 0.40)
     miles = route_km / 1.609
     fare = 2.50 + unit * np.floor(miles * 5) + unit * np.floor(slow_minutes)
-    local = pd.DatetimeIndex(pickup).tz_localize("UTC").tz_convert("America/New_York")
+    local = pd.DatetimeIndex(pickup)  # New York wall-clock times, as the public data writes them
     hour, weekday = local.hour.to_numpy(), local.day_of_week.to_numpy()
     fare += np.where((hour >= 20) | (hour < 6), 0.50, 0.0)
     fare += np.where((weekday < 5) & (hour >= 16) & (hour < 20), 1.00, 0.0)
@@ -74,7 +75,7 @@ def demo_rides(rows: int, seed: int = 7) -> pd.DataFrame:
     plat, plon, pickup_place = _sample_points(rng, rows)
     dlat, dlon, dropoff_place = _sample_points(rng, rows)
     route_km = _route_km(plat, plon, dlat, dlon)
-    local_hour = ((pickup.astype("datetime64[h]").astype(np.int64) - 5) % 24).astype(np.int64)
+    local_hour = pickup.astype("datetime64[h]").astype(np.int64) % 24
     busy = np.isin(local_hour, [8, 9, 10, 16, 17, 18, 19])
     speed_kmh = np.clip(rng.normal(np.where(busy, 14, 22), 4), 5, 45)
     slow_minutes = route_km / speed_kmh * 60 * np.clip(rng.normal(np.where(busy, 0.35, 0.15), 0.08), 0, 0.8)

@@ -1,7 +1,7 @@
 """Score a registry run on a labelled raw CSV of any size, streamed span by span in flat memory.
 
 Every figure is a running sum or a fixed-size histogram, never the rows themselves:
-- MAE and RMSE, overall, by pickup year (UTC) and by haversine distance band; the same for the run's
+- MAE and RMSE, overall, by pickup year (New York time) and by haversine distance band; the same for the run's
   predict-the-mean baseline (its `train_mean_fare`).
 - The median absolute error, from a histogram of absolute errors in 1-cent bins: exact to half a cent
   up to $1,000 (larger errors share the last bin).
@@ -202,7 +202,7 @@ def evaluate(
 def _score_blocks(settings, rides_input: RideInput, run: Run, model, scores: Scores, rejected: Rejections, in_sample: InSampleCheck) -> int:
     progress = Progress("evaluate", total=None)
     rows_read = 0
-    for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected):
+    for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected, settings.utc_label):
         rides = block.rides[block.usable]
         rows_read += block.rows_read
         if len(rides):

@@ -12,13 +12,12 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-PREPROCESSOR_VERSION = 2
+PREPROCESSOR_VERSION = 3  # 3: hours, days and dates on the New York wall clock (dates.py)
 
 EARTH_RADIUS_KM = 6371.0
 DISTANCE_SCALE_KM = 100.0
 EPOCH_2009 = np.datetime64("2009-01-01T00:00:00", "s")
 DAYS_SCALE = 2090.0
-LOCAL_TIMEZONE = "America/New_York"
 
 GEOHASH_PRECISION = 5
 DISTRICTS = (
@@ -142,14 +141,14 @@ def _as_float32(values) -> np.ndarray:
 def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     """Feature table (columns FEATURE_NAMES, same index) for cleaned rides.
 
-    `rides` needs pickup_datetime (datetime64, UTC), the four coordinates and passenger_count.
+    `rides` needs pickup_datetime (datetime64 without a zone: New York wall-clock time, as dates.py reads
+    it), the four coordinates and passenger_count. The hour, weekday, month and days since 2009 are those
+    of the wall clock, counted as it shows them (a day is 86,400 of its seconds, DST changes or not).
     """
-    pickup_utc = pd.DatetimeIndex(rides["pickup_datetime"])
-    if pickup_utc.tz is None:
-        pickup_utc = pickup_utc.tz_localize("UTC")
-    hour, weekday, month = _local_calendar(pickup_utc)
+    pickup = _wall_clock(rides["pickup_datetime"])
+    hour, weekday, month = _calendar(pickup)
     hour_angle = 2 * np.pi * hour / 24
-    seconds_since_2009 = (pickup_utc.tz_localize(None).to_numpy() - EPOCH_2009) / np.timedelta64(1, "s")
+    seconds_since_2009 = (pickup - EPOCH_2009) / np.timedelta64(1, "s")
 
     plat, plon = rides["pickup_latitude"].to_numpy(np.float64), rides["pickup_longitude"].to_numpy(np.float64)
     dlat, dlon = rides["dropoff_latitude"].to_numpy(np.float64), rides["dropoff_longitude"].to_numpy(np.float64)
@@ -181,11 +180,16 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(frame, index=rides.index, copy=False)
 
 
-def _local_calendar(pickup_utc: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """New York hour (0-23), weekday (Monday 0) and month (1-12), from one conversion to local wall time."""
-    local = pickup_utc.tz_convert(LOCAL_TIMEZONE).tz_localize(None).to_numpy().astype("datetime64[s]")
-    days = local.astype("datetime64[D]")
-    hour = (local - days).astype(np.int64) // 3600
+def _wall_clock(pickup: pd.Series) -> np.ndarray:
+    if isinstance(pickup.dtype, pd.DatetimeTZDtype):
+        raise ValueError("pickup_datetime must be New York wall-clock times without a zone (see taxifare.dates)")
+    return pickup.to_numpy().astype("datetime64[s]")
+
+
+def _calendar(wall_clock: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hour (0-23), weekday (Monday 0) and month (1-12) of wall-clock times."""
+    days = wall_clock.astype("datetime64[D]")
+    hour = (wall_clock - days).astype(np.int64) // 3600
     weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    month = local.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    month = wall_clock.astype("datetime64[M]").astype(np.int64) % 12 + 1
     return hour, weekday, month

@@ -84,9 +84,9 @@ def _log_always(message: str) -> None:
 
 def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None, data_set: str | None = None) -> float:
     """The fare in dollars of one ride given as {column: value} for RIDE_COLUMNS."""
-    pickup = parse_date("--pickup-datetime", str(ride["pickup_datetime"]))
+    pickup = parse_date("--pickup-datetime", str(ride["pickup_datetime"]), settings.utc_label)
     text = {name: [str(ride[name])] for name in RIDE_COLUMNS}  # the CSV path reads the same date grammar
-    rides, reasons, _ = rejected_rules(pa.table(text, schema=pa.schema([(n, pa.string()) for n in RIDE_COLUMNS])))
+    rides, reasons, _ = rejected_rules(pa.table(text, schema=pa.schema([(n, pa.string()) for n in RIDE_COLUMNS])), settings.utc_label)
     if reasons[0]:
         received = ", ".join(f"{name}={ride[name]}" for name in RIDE_COLUMNS)
         raise InputError(f"cannot predict this ride: {RULE_TEXT[reasons[0]]}; received {received}")
@@ -95,7 +95,7 @@ def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None, da
     if outside_training_window(rides, _training_window(run))[0]:
         log.warning(
             "pickup %s is outside the training window of run %s (%s): the fare is extrapolated",
-            f"{pickup:%Y-%m-%d %H:%M:%S} UTC", run.run_id, format_window(run.pickup_window),
+            f"{pickup:%Y-%m-%d %H:%M:%S} New York time", run.run_id, format_window(run.pickup_window),
         )
     return fare
 
@@ -174,7 +174,7 @@ def _output(path: Path | None) -> Iterator[BinaryIO | StagedFile]:
 def _stream_predictions(settings, rides_input: RideInput, target, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
     target.write(_csv_header([*rides_input.columns, *ADDED_COLUMNS], rides_input.delimiter))
-    for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected):
+    for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected, settings.utc_label):
         rides = block.rides[block.usable]
         fares = predict_fares(model, ride_features(rides).to_numpy(np.float32)) if len(rides) else np.empty(0)
         outside = outside_training_window(rides, window)

@@ -174,6 +174,7 @@ def _preprocess_locked(settings: Settings, input_path: Path | None, force: bool,
     )
     fresh["input"] = str(input_path.resolve()) if input_path else None
     fresh["csv_format"] = csv_format.describe()
+    fresh["utc_label"] = settings.utc_label
     fresh["raw"] = raw_identity(settings, source)
     plan = plan_output(output, fresh, force, source.resumable)
     if plan.reuse:
@@ -207,7 +208,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
         chunks = reads_of(chunks, source.path, RAW_RIDES)
     with closing(chunks):
         for index, raw in enumerate(chunks):
-            cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen)
+            cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen, settings.utc_label)
             pickups.add(cleaned.rides["pickup_datetime"].to_numpy())
             malformed = source.malformed_rows - malformed_before
             malformed_before = source.malformed_rows

@@ -26,7 +26,7 @@ _READ_BYTES = 16 << 20
 _FINGERPRINT_KIND = "xxh3_128"
 _STAT_KEYS = ("path", "bytes", "modified")
 # Manifest entries that must match, besides the raw input, for an output to serve a run.
-SETTING_KEYS = ("preprocessor_version", "csv_format", "min_date", "max_date", "data_size")
+SETTING_KEYS = ("preprocessor_version", "csv_format", "utc_label", "min_date", "max_date", "data_size")
 
 
 class OutputConflict(InputError):

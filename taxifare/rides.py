@@ -155,25 +155,26 @@ class RideBlock:
         return self.reasons == ""
 
 
-def iter_ride_blocks(rides_input: RideInput, rows_per_block: int, rejections: Rejections) -> Iterator[RideBlock]:
-    """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`."""
+def iter_ride_blocks(rides_input: RideInput, rows_per_block: int, rejections: Rejections, utc_label: str) -> Iterator[RideBlock]:
+    """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`.
+    `utc_label`: what " UTC" after a pickup time means (taxifare.dates)."""
     for chunk in iter_line_chunks(rides_input.blocks, rows_per_block, rides_input.first_line):
         table, lines, malformed = _read_text_rows(chunk, rides_input, rejections)
-        rides, reasons, ride_text = rejected_rules(table, rejections.with_fare)
+        rides, reasons, ride_text = rejected_rules(table, utc_label, rejections.with_fare)
         rows = np.flatnonzero(reasons != "")
         rejections.add(lines[rows], reasons[rows], lambda i: sample_value(reasons[rows[i]], ride_text, rides, int(rows[i])))
         yield RideBlock(chunk.rows, table, lines, rides, reasons, malformed)
     rejections.log_unreported()
 
 
-def rejected_rules(table: pa.Table, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray, pa.Table]:
+def rejected_rules(table: pa.Table, utc_label: str, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray, pa.Table]:
     """Parsed rides, per row the first rule it breaks ("" for a usable row), and the ride columns as they
     were parsed (missing-value texts as nulls); the FARE_RULES apply only `with_fare` (otherwise the fare
     is not read at all)."""
     fare_text = _as_missing(table.column(TARGET)) if with_fare else pa.array(["0"] * table.num_rows, pa.string())
     ride_text = pa.table({name: _as_missing(table.column(name)) for name in RIDE_COLUMNS})
     ride_text = ride_text.append_column(TARGET, fare_text)
-    rides, parse_failures = parse_rides(ride_text)
+    rides, parse_failures = parse_rides(ride_text, utc_label)
     failures = prediction_failures(rides, parse_failures)
     if with_fare:
         # First, so that a row whose only fault is its fare is not counted as a missing or bad value.
@@ -210,7 +211,7 @@ def outside_training_window(rides: pd.DataFrame, window: tuple[dt.datetime, dt.d
 
 
 def format_window(window: tuple[dt.datetime, dt.datetime]) -> str:
-    return f"{window[0]:%Y-%m-%d %H:%M:%S} .. {window[1]:%Y-%m-%d %H:%M:%S} UTC"
+    return f"{window[0]:%Y-%m-%d %H:%M:%S} .. {window[1]:%Y-%m-%d %H:%M:%S} New York time"
 
 
 def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Rejections) -> tuple[pa.Table, np.ndarray, np.ndarray]:

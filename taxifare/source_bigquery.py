@@ -32,6 +32,7 @@ from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from taxifare.bigquery_client import CLIENT_ERRORS, bigquery_client, explain_failure, reason
 from taxifare.config import Settings
+from taxifare.dates import source_timestamp
 from taxifare.errors import InputError
 from taxifare.download import Downloaded, ResumableDownload
 from taxifare.provenance import ContentHash
@@ -126,7 +127,7 @@ class BigQueryRideSource:
         self.table = settings.bq_table
         self.sql = query_sql(self.table)
         self.cache_path = settings.raw_cache_path
-        identity = {"sql": self.sql, "min_date": str(settings.min_date), "max_date": str(settings.max_date)}
+        identity = {"sql": self.sql, "min_date": str(settings.min_date), "max_date": str(settings.max_date), "utc_label": settings.utc_label}
         self._download = ResumableDownload(self.cache_path, identity)
         self._saved = self._download.saved()
         self._rows = None  # the query result, from the first row not downloaded yet
@@ -286,7 +287,8 @@ class BigQueryRideSource:
         return bigquery.QueryJobConfig(
             query_parameters=[
                 # The window is New York wall-clock time; the table's TIMESTAMPs are that (UTC_LABEL=wall-clock) or instants.
-                bigquery.ScalarQueryParameter("min_date", "TIMESTAMP", self.settings.min_date),
-                bigquery.ScalarQueryParameter("max_date", "TIMESTAMP", self.settings.max_date),
+                # The window is New York wall-clock time; the table's TIMESTAMPs are that (UTC_LABEL=wall-clock) or instants.
+                bigquery.ScalarQueryParameter("min_date", "TIMESTAMP", source_timestamp(self.settings.min_date, self.settings.utc_label)),
+                bigquery.ScalarQueryParameter("max_date", "TIMESTAMP", source_timestamp(self.settings.max_date, self.settings.utc_label)),
             ]
         )

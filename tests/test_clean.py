@@ -8,18 +8,17 @@ from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
 from taxifare.source import CsvRideSource
 from tests.conftest import write_csv
 
-UTC = dt.timezone.utc
-WINDOW = (dt.datetime(2009, 1, 1, tzinfo=UTC), dt.datetime(2015, 1, 1, tzinfo=UTC))
+WINDOW = (dt.datetime(2009, 1, 1), dt.datetime(2015, 1, 1))
 GOOD = "7.5,2013-07-06 17:18:00 UTC,-73.950655,40.783282,-73.984365,40.769802,1"
 
 
-def clean_lines(tmp_path, lines, window=WINDOW, chunk_size=1000):
+def clean_lines(tmp_path, lines, window=WINDOW, chunk_size=1000, utc_label="wall-clock"):
     path = write_csv(tmp_path / "rides.csv", [f"k{i},{line}" for i, line in enumerate(lines)])
     source = CsvRideSource(path, chunk_size)
     seen = SeenRows()
     kept, rejects = [], dict.fromkeys(REJECT_RULES, 0)
     for table in source.chunks():
-        chunk = clean_rides(table, *window, seen)
+        chunk = clean_rides(table, *window, seen, utc_label)
         kept.append(chunk.rides)
         for rule, count in chunk.rejects.counts.items():
             rejects[rule] += count
@@ -42,8 +41,8 @@ def only(rejects):
         ("7.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,one", "unparseable_number"),
         ("7.5,2013-13-45 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,not a date,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
-        ("7.5,2013-07-06 17:18:00 EST,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
-        ("7.5,2013-07-06 17:18:00 America/New_York,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,2013-07-06 17:18:00 Nowhere/City,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
+        ("7.5,2013-07-06 17:18:00 utc,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,07/06/2013 17:18,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,2013-02-29 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "bad_datetime"),
         ("7.5,2008-12-31 23:59:59 UTC,-73.95,40.78,-73.98,40.76,1", "outside_date_window"),
@@ -82,11 +81,31 @@ def test_rows_at_the_edges_of_the_ranges_are_kept(tmp_path):
     assert sum(len(frame) for frame in kept) == 3
 
 
-def test_iso_forms_with_fractions_and_offsets_are_read_as_utc(tmp_path):
-    forms = ["2013-07-06 17:18:00.000", "2013-07-06T17:18:00.5Z", "2013-07-06T13:18:00-04:00", "2013-07-06 22:48+0530"]
+def test_every_form_is_read_on_the_new_york_wall_clock(tmp_path):
+    """Plain and " UTC" times as written; Z, offsets and named zones converted (17:18 EDT is 21:18 UTC)."""
+    forms = [
+        "2013-07-06 17:18:00.000", "2013-07-06 17:18:00 UTC", "2013-07-06T21:18:00.5Z", "2013-07-06T17:18:00-04:00",
+        "2013-07-07 06:48+0930", "2013-07-06 17:18:00 America/New_York", "2013-07-06 16:18:00 America/Chicago",
+        "2013-07-06 16:18:00 EST",  # the zone database's EST is -05:00 all year
+    ]
     kept, rejects = clean_lines(tmp_path, [f"{i + 5},{form},-73.95,40.78,-73.98,40.76,1" for i, form in enumerate(forms)])
     assert only(rejects) == {}
     assert kept[0]["pickup_datetime"].tolist() == [pd.Timestamp("2013-07-06 17:18:00")] * len(forms)
+
+
+@pytest.mark.parametrize(
+    "utc_label, inside, outside",
+    [
+        ("wall-clock", ["2013-07-06 17:18:00 UTC", "2013-07-06T21:18:00Z"], ["2013-07-06 17:17:59 UTC", "2013-07-06T21:17:59Z"]),
+        ("instant", ["2013-07-06 21:18:00 UTC", "2013-07-06 17:18:00"], ["2013-07-06 17:18:00 UTC", "2013-07-06 17:17:59"]),
+    ],
+)
+def test_the_window_is_on_the_new_york_wall_clock_and_utc_label_says_what_utc_means(tmp_path, utc_label, inside, outside):
+    window = (dt.datetime(2013, 7, 6, 17, 18), dt.datetime(2013, 7, 7))
+    lines = [f"{i + 5},{text},-73.95,40.78,-73.98,40.76,1" for i, text in enumerate(inside + outside)]
+    kept, rejects = clean_lines(tmp_path, lines, window=window, utc_label=utc_label)
+    assert only(rejects) == {"outside_date_window": len(outside)}
+    assert kept[0]["fare_amount"].tolist() == [5, 6]
 
 
 def test_duplicates_are_removed_across_chunks_and_keep_the_first(tmp_path):

@@ -9,8 +9,9 @@ from taxifare.errors import InputError
 
 def test_defaults(tmp_path):
     settings = load_settings(environ={}, dotenv_path=tmp_path / "absent.env")
-    assert settings.min_date == dt.datetime(2009, 1, 1, tzinfo=dt.timezone.utc)
-    assert settings.max_date == dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc)
+    assert settings.min_date == dt.datetime(2009, 1, 1)
+    assert settings.max_date == dt.datetime(2015, 1, 1)
+    assert settings.utc_label == "wall-clock"
     assert settings.chunk_size == 100_000
     assert settings.data_size == "demo"
     assert settings.local_data_path == Path("~/.taxifare/data").expanduser()
@@ -68,21 +69,31 @@ def test_bad_values_are_clear_input_errors(tmp_path, environ, fragment):
     assert fragment in str(caught.value)
 
 
-def test_dates_accept_times_and_offsets_and_mean_utc():
+def test_dates_are_new_york_wall_clock_times_and_utc_label_says_what_utc_means(tmp_path):
     settings = load_settings(
-        environ={"MIN_DATE": "2013-07-06T12:00:00.000-04:00", "MAX_DATE": "2013-07-08"}, dotenv_path=None
+        environ={"MIN_DATE": "2013-07-06T16:00:00.000Z", "MAX_DATE": "2013-07-08 00:00:00 UTC"}, dotenv_path=None
     )
-    assert settings.min_date == dt.datetime(2013, 7, 6, 16, tzinfo=dt.timezone.utc)
-    assert settings.max_date == dt.datetime(2013, 7, 8, tzinfo=dt.timezone.utc)
-    assert settings.raw_cache_path.name == "query_2013-07-06T160000_2013-07-08_demo.csv"
+    assert settings.min_date == dt.datetime(2013, 7, 6, 12)
+    assert settings.max_date == dt.datetime(2013, 7, 8)
+    assert settings.raw_cache_path.name == "query_2013-07-06T120000_2013-07-08_demo.csv"
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("UTC_LABEL=instant\n")
+    instant = load_settings({"max_date": "2013-07-08 00:00:00 UTC"}, environ={"MIN_DATE": "2013-07-06 16:00:00 UTC"}, dotenv_path=dotenv)
+    assert (instant.utc_label, instant.min_date, instant.max_date) == ("instant", dt.datetime(2013, 7, 6, 12), dt.datetime(2013, 7, 7, 20))
+    with pytest.raises(InputError, match="UTC_LABEL: expected one of wall-clock, instant; received 'utc'"):
+        load_settings(environ={"UTC_LABEL": "utc"}, dotenv_path=None)
 
 
-@pytest.mark.parametrize("text", ["July 8 2013", "01/02/2010", "Jan 2013", "March", "2013-07-06 17:18:00 EST"])
-def test_ambiguous_dates_and_named_zones_are_refused_with_the_expected_form(text):
+@pytest.mark.parametrize(
+    "text, expected",
+    [("July 8 2013", "expected YYYY-MM-DD"), ("01/02/2010", "expected YYYY-MM-DD"), ("Jan 2013", "expected YYYY-MM-DD"),
+     ("March", "expected YYYY-MM-DD"), ("2013-07-06 17:18:00 Nowhere/City", "expected a zone such as America/New_York")],
+)
+def test_ambiguous_dates_and_unknown_zones_are_refused_with_the_expected_form(text, expected):
     with pytest.raises(InputError) as caught:
         load_settings({"max_date": text}, environ={}, dotenv_path=None)
     assert str(caught.value).startswith("--max-date: ")
-    assert "expected YYYY-MM-DD" in str(caught.value) or "use Z, UTC or a numeric offset" in str(caught.value)
+    assert expected in str(caught.value)
 
 
 def test_dotenv_comments_quotes_and_export(tmp_path):
@@ -97,7 +108,7 @@ def test_dotenv_comments_quotes_and_export(tmp_path):
     assert settings.local_data_path == Path("/srv/data")
     assert settings.local_registry_path == Path("/srv/runs # not a comment")
     assert settings.data_size == "1k"
-    assert settings.min_date == dt.datetime(2010, 1, 1, tzinfo=dt.timezone.utc)
+    assert settings.min_date == dt.datetime(2009, 12, 31, 19)  # 2010-01-01T00:00:00Z in New York
 
 
 @pytest.mark.parametrize("line, suggestion", [("EPOCH=20", "EPOCHS"), ("epochs=20", "EPOCHS"), ("DATA_PATH=/x", "LOCAL_DATA_PATH")])

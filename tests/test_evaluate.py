@@ -75,7 +75,7 @@ def _write_rides(path, good: pd.DataFrame) -> None:
 def _expected(settings, good: pd.DataFrame) -> dict:
     """The figures computed directly, with pandas, on the whole table at once."""
     run = Registry(settings.local_registry_path).latest()
-    rides = good.assign(pickup_datetime=pd.to_datetime(good.pickup_datetime, utc=True))
+    rides = good  # New York wall-clock pickups, written with " UTC" as the public data writes them
     predicted = predict_fares(load_model(run.model_path), ride_features(rides).to_numpy(np.float32))
     errors = predicted - good.fare_amount.to_numpy()
     mean_fare = run.metrics["final"]["train_mean_fare"]

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import math
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -14,23 +13,32 @@ from taxifare.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells
 from taxifare.source import CsvRideSource
 from tests.conftest import write_csv
 
-NEW_YORK = ZoneInfo("America/New_York")
-UTC = dt.timezone.utc
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+GEOHASHES = "dr5ru dr5rs dr5rv dr72h dr72j dr5re dr5rk dr5rz dr5ry dr5rt dr5rg dr5x1 dr5x0 dr72m dr5rm dr5rx dr5x2 dr5rw dr5rh dr5x8".split()
+EXPECTED_NAMES = [
+    "passenger_count_scaled", "hour_sin", "hour_cos",
+    *(f"dow_{day}" for day in WEEKDAYS),
+    *(f"month_{month}" for month in MONTHS),
+    "days_since_2009", "haversine_distance", "manhattan_distance",
+    *(f"pickup_geohash_{cell}" for cell in GEOHASHES),
+    *(f"dropoff_geohash_{cell}" for cell in GEOHASHES),
+    "pickup_distance_jfk", "dropoff_distance_jfk", "pickup_distance_lga", "dropoff_distance_lga",
+    "pickup_distance_ewr", "dropoff_distance_ewr", "pickup_distance_midtown", "dropoff_distance_midtown",
+]
 
 
 def expected_features(ride: dict) -> dict:
-    """One ride's features, computed the slow obvious way."""
-    pickup = ride["pickup_datetime"].to_pydatetime().replace(tzinfo=UTC)
-    local = pickup.astimezone(NEW_YORK)
+    """One ride's features, computed the slow obvious way: the pickup is a New York wall-clock time, whose
+    hour, weekday and month are the ones it shows."""
+    local = ride["pickup_datetime"].to_pydatetime()
     plat, plon = ride["pickup_latitude"], ride["pickup_longitude"]
     dlat, dlon = ride["dropoff_latitude"], ride["dropoff_longitude"]
     out = {
         "passenger_count_scaled": (ride["passenger_count"] - 1) / 7,
         "hour_sin": math.sin(2 * math.pi * local.hour / 24),
         "hour_cos": math.cos(2 * math.pi * local.hour / 24),
-        "days_since_2009": (pickup - dt.datetime(2009, 1, 1, tzinfo=UTC)).total_seconds() / 86400 / 2090,
+        "days_since_2009": (local - dt.datetime(2009, 1, 1)).total_seconds() / 86400 / 2090,
         "haversine_distance": great_circle_km(plat, plon, dlat, dlon) / 100,
         "manhattan_distance": rectilinear_km(plat, plon, dlat, dlon) / 100,
     }
@@ -63,15 +71,15 @@ def rectilinear_km(lat1, lon1, lat2, lon2):
 
 def cleaned(path):
     source = CsvRideSource(path, 100_000)
-    window = (dt.datetime(2009, 1, 1, tzinfo=UTC), dt.datetime(2016, 1, 1, tzinfo=UTC))
+    window = (dt.datetime(2009, 1, 1), dt.datetime(2016, 1, 1))
     seen = SeenRows()
-    return pd.concat([clean_rides(table, *window, seen).rides for table in source.chunks()], ignore_index=True)
+    return pd.concat([clean_rides(table, *window, seen, "wall-clock").rides for table in source.chunks()], ignore_index=True)
 
 
 def assert_features_match(rides: pd.DataFrame):
     features = ride_features(rides)
-    assert list(features.columns) == list(FEATURE_NAMES)
-    assert len(FEATURE_NAMES) >= 65
+    assert list(features.columns) == list(FEATURE_NAMES) == EXPECTED_NAMES
+    assert len(FEATURE_NAMES) == 73
     for i, ride in enumerate(rides.to_dict("records")):
         expected = expected_features(ride)
         assert set(expected) == set(FEATURE_NAMES)
@@ -88,34 +96,53 @@ def test_features_on_raw_rows(rides_1k):
 
 def test_features_on_synthetic_rows_across_dst_and_new_year(tmp_path):
     lines = [
-        # 06:30 UTC on the DST switch day is 01:30 EST; 07:30 UTC is 03:30 EDT.
-        "k1,10,2013-03-10 06:30:00 UTC,-73.99,40.75,-73.78,40.64,2",
-        "k2,10,2013-03-10 07:30:00 UTC,-73.87,40.77,-73.99,40.75,7",
-        # New Year's Eve in New York, already January 1st in UTC.
-        "k3,10,2014-01-01 03:00:00 UTC,-73.95,40.78,-73.95,40.78,1",
+        # 02:30 on 10 March 2013 never showed on a New York clock (2:00 became 3:00): kept as written.
+        "k1,10,2013-03-10 02:30:00 UTC,-73.99,40.75,-73.78,40.64,2",
+        # 01:30 on 3 November 2013 showed twice (2:00 became 1:00): one wall-clock time.
+        "k2,10,2013-11-03 01:30:00 UTC,-73.87,40.77,-73.99,40.75,7",
+        "k3,10,2013-12-31 23:00:00 UTC,-73.95,40.78,-73.95,40.78,1",
         "k4,10,2009-01-01 00:00:00 UTC,-74.29,40.51,-73.71,40.89,3",
     ]
     rides = cleaned(write_csv(tmp_path / "rides.csv", lines))
     assert len(rides) == 4
     assert_features_match(rides)
     features = ride_features(rides)
+    hours = np.round(np.arctan2(features["hour_sin"], features["hour_cos"]) * 24 / (2 * np.pi)) % 24
+    assert hours.tolist() == [2, 1, 23, 0]
     assert features.loc[2, "month_dec"] == 1 and features.loc[2, "dow_tue"] == 1
-    assert features.loc[3, "days_since_2009"] == 0 and features.loc[3, "dow_wed"] == 1  # 19:00 on Wed in NY
+    assert features.loc[3, "days_since_2009"] == 0 and features.loc[3, "dow_thu"] == 1
 
 
-def test_local_hour_weekday_and_month_across_daylight_saving_changes_and_decades():
-    # Every hour of the 2012 changes (11 March, 4 November), and random instants from 1950 to 2040.
+def test_days_since_2009_count_the_seconds_of_the_wall_clock():
+    """From 01:00 to 04:00 on the day clocks went forward the wall clock shows 3 hours (2 passed); on the
+    day they went back, 3 hours too (4 passed): a day is 86,400 seconds of the clock, whatever happened."""
+    times = ["2013-03-10 01:00", "2013-03-10 04:00", "2013-11-03 01:00", "2013-11-03 04:00"]
+    rides = pd.DataFrame({"pickup_datetime": pd.to_datetime(times), "passenger_count": 1, "pickup_latitude": 40.7,
+                          "pickup_longitude": -73.9, "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
+    days = ride_features(rides)["days_since_2009"].to_numpy(np.float64) * 2090
+    assert days[1] - days[0] == pytest.approx(3 / 24, abs=1e-3) and days[3] - days[2] == pytest.approx(3 / 24, abs=1e-3)
+
+
+def test_a_pickup_with_a_zone_is_refused():
+    """An aware timestamp is an instant, not the wall-clock time the features need: dates.py converts."""
+    rides = pd.DataFrame({"pickup_datetime": pd.to_datetime(["2013-07-06 21:18"]).tz_localize("UTC"), "passenger_count": 1,
+                          "pickup_latitude": 40.7, "pickup_longitude": -73.9, "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
+    with pytest.raises(ValueError, match="New York wall-clock times without a zone"):
+        ride_features(rides)
+
+
+def test_hour_weekday_and_month_are_read_off_the_wall_clock_across_clock_changes_and_decades():
+    # Every 17 minutes of the 2012 changes (11 March, 4 November), and random times from 1950 to 2040.
     changes = pd.date_range("2012-03-10", "2012-03-12", freq="17min").append(pd.date_range("2012-11-03", "2012-11-05", freq="17min"))
     seconds = np.random.default_rng(0).integers(-20 * 365 * 86400, 70 * 365 * 86400, 5_000)
     pickups = changes.append(pd.DatetimeIndex(pd.to_datetime(seconds, unit="s")))
     rides = pd.DataFrame({"pickup_datetime": pickups, "passenger_count": 1, "pickup_latitude": 40.7, "pickup_longitude": -73.9,
                           "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
     features = ride_features(rides)
-    local = pickups.tz_localize("UTC").tz_convert("America/New_York")
-    expected_hour_cos = np.cos(2 * np.pi * local.hour.to_numpy() / 24).astype(np.float32)
+    expected_hour_cos = np.cos(2 * np.pi * pickups.hour.to_numpy() / 24).astype(np.float32)
     assert (features["hour_cos"].to_numpy() == expected_hour_cos).all()
-    assert (features[[f"dow_{day}" for day in WEEKDAYS]].to_numpy().argmax(axis=1) == local.day_of_week).all()
-    assert (features[[f"month_{month}" for month in MONTHS]].to_numpy().argmax(axis=1) == local.month - 1).all()
+    assert (features[[f"dow_{day}" for day in WEEKDAYS]].to_numpy().argmax(axis=1) == pickups.day_of_week).all()
+    assert (features[[f"month_{month}" for month in MONTHS]].to_numpy().argmax(axis=1) == pickups.month - 1).all()
 
 
 def test_one_hot_columns_are_int8_and_values_float32(rides_1k):

@@ -26,3 +26,13 @@ def processed_demo(folder: Path, rides: int, seed: int = 7) -> Settings:
 
 def with_registry(settings: Settings, registry: Path, **changes) -> Settings:
     return dataclasses.replace(settings, local_registry_path=registry, **changes)
+
+
+def trained_demo(folder: Path, rides: int, **training) -> Settings:
+    """`rides` synthetic rides preprocessed into folder/data and one run trained on them (the `training`
+    settings, such as epochs) into folder/registry; the settings point at both."""
+    from taxifare.training import train
+
+    settings = with_registry(processed_demo(folder, rides), folder / "registry", **training)
+    train(settings)
+    return settings

@@ -9,7 +9,7 @@ import typer
 
 from taxifare.cli.options import (
     BigqueryEmulatorHost, BqDataset, BqDeadline, ChunkSize, Columns, Delimiter, GcpProject, GcpProjectData, MaxDate, MinDate,
-    ProcessedDataSize, settings_from,
+    ProcessedDataSize, UtcLabel, settings_from,
 )
 
 log = logging.getLogger("taxifare")
@@ -48,6 +48,7 @@ def preprocess(
     ] = False,
     columns: Columns = None,
     delimiter: Delimiter = None,
+    utc_label: UtcLabel = None,
 ) -> None:
     """Clean raw rides and turn them into model features, chunk by chunk, into one processed CSV.
 
@@ -71,6 +72,7 @@ def preprocess(
         bigquery_emulator_host=bigquery_emulator_host,
         dask_scheduler_address=scheduler,
         workers=workers,
+        utc_label=utc_label,
     )
     csv_format = CsvFormat.from_flags(columns, delimiter)
     result = run_preprocess(settings, input_path=input, force=force, keep_parts=keep_parts, csv_format=csv_format)

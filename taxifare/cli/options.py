@@ -10,9 +10,21 @@ from taxifare.config import Settings, load_settings
 
 MinDate = Annotated[
     Optional[str],
-    typer.Option(help="First pickup kept (inclusive), ISO 8601: 2009-01-01 or 2009-01-01T06:00:00Z; UTC unless it has an offset. [env: MIN_DATE; default 2009-01-01]"),
+    typer.Option(
+        help="First pickup kept (inclusive), on the New York wall clock like every time: 2009-01-01 or 2009-01-01 06:00 "
+        "(also with \" UTC\", see --utc-label); with Z, an offset (-05:00) or a zone (America/Chicago), converted. "
+        "[env: MIN_DATE; default 2009-01-01]"
+    ),
 ]
 MaxDate = Annotated[Optional[str], typer.Option(help="Pickups kept are before this (same forms as --min-date). [env: MAX_DATE; default 2015-01-01]")]
+UtcLabel = Annotated[
+    Optional[str],
+    typer.Option(
+        help="What \" UTC\" after a pickup time means: wall-clock, the New York wall clock (the public NYC data's "
+        "BigQuery label), or instant, a real UTC instant (converted to New York time). Times without a label are "
+        "New York time, Z and offsets are instants, either way. [env: UTC_LABEL; default wall-clock]"
+    ),
+]
 _DATA_SIZE_HELP = "Data set name (letters, digits, _): BigQuery table raw_{DATA_SIZE} and local file names. [env: DATA_SIZE; default demo"
 DataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + "]")]
 ProcessedDataSize = Annotated[Optional[str], typer.Option(help=_DATA_SIZE_HELP + ", or with --input the input file's name]")]

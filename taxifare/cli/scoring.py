@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from taxifare.cli.options import ChunkSize, Columns, Delimiter, ModelSpec, RunDataSize, settings_from
+from taxifare.cli.options import ChunkSize, Columns, Delimiter, ModelSpec, RunDataSize, UtcLabel, settings_from
 from taxifare.errors import InputError
 
 
@@ -16,7 +16,11 @@ def pred(
     model: ModelSpec = None,
     data_size: RunDataSize = None,
     pickup_datetime: Annotated[
-        Optional[str], typer.Option(help="Pickup time, ISO 8601 (--min-date forms); UTC unless it has an offset. [default 2013-07-06 17:18:00]")
+        Optional[str],
+        typer.Option(
+            help="Pickup time, on the New York wall clock (also with \" UTC\", see --utc-label); with Z, an offset or "
+            "a zone, converted (the --min-date forms). [default 2013-07-06 17:18:00 UTC]"
+        ),
     ] = None,
     pickup_longitude: Annotated[Optional[float], typer.Option(help="[default -73.950655]")] = None,
     pickup_latitude: Annotated[Optional[float], typer.Option(help="[default 40.783282]")] = None,
@@ -37,6 +41,7 @@ def pred(
     columns: Columns = None,
     delimiter: Delimiter = None,
     chunk_size: ChunkSize = None,
+    utc_label: UtcLabel = None,
 ) -> None:
     """Predict fares with a trained run (default the newest of any data set; stderr names it, its data set
     and test MAE): one ride from flags (default the reference ride), or a CSV of rides.
@@ -47,7 +52,7 @@ def pred(
     from taxifare import predict
     from taxifare.csv_format import CsvFormat
 
-    settings = settings_from(context, chunk_size=chunk_size)
+    settings = settings_from(context, chunk_size=chunk_size, utc_label=utc_label)
     ride = {
         "pickup_datetime": pickup_datetime,
         "pickup_longitude": pickup_longitude,
@@ -90,6 +95,7 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of text.")] = False,
     chunk_size: ChunkSize = None,
+    utc_label: UtcLabel = None,
 ) -> None:
     """Score a trained run on labelled rides: MAE, RMSE, median absolute error, the run's predict-the-mean
     baseline, rows scored and rejected by reason, error by pickup year and by distance band, and a PNG of
@@ -104,7 +110,7 @@ def evaluate(
     from taxifare.csv_format import CsvFormat
     from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
 
-    settings = settings_from(context, chunk_size=chunk_size)
+    settings = settings_from(context, chunk_size=chunk_size, utc_label=utc_label)
     csv_format = CsvFormat.from_flags(columns, delimiter)
     result = run_evaluate(settings, input, run_spec=model, plot_path=plot, csv_format=csv_format, data_set=data_size)
     if as_json:

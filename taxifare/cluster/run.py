@@ -77,6 +77,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
     fresh = new_manifest(job_input.source, settings.min_date, settings.max_date, settings.data_size, settings.chunk_size)
     fresh["input"] = job_input.input
     fresh["csv_format"] = job_input.csv_format.describe()
+    fresh["utc_label"] = settings.utc_label
     fresh["raw"] = job_input.raw
     reuse = plan_output(output, fresh, force, can_resume=False).reuse  # the parts folder is how it resumes
     if reuse:
@@ -108,8 +109,8 @@ def _window_cache(settings: Settings, part) -> Path:
 def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: dict, cluster: Cluster,
           force: bool, partition_size: int | None) -> JobPlan:
     """The saved plan when the parts folder holds this very job (a rerun continues it), else a new one."""
-    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "csv_format", "source", "raw", "min_date",
-                                            "max_date", "data_size", "chunk_size")}
+    identity = {key: fresh[key] for key in ("preprocessor_version", "input", "csv_format", "utc_label", "source", "raw",
+                                            "min_date", "max_date", "data_size", "chunk_size")}
     previous = parts.previous_job()
     if previous and previous["identity"] == identity and not force:
         plan = JobPlan.from_json(previous["plan"])

@@ -66,7 +66,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
     row_count, pickups = 0, PickupWindow()  # of the kept candidates: a later duplicate repeats a kept pickup
     with StagedFile(parts.scan_csv(index)) as candidates:
         for raw in source.chunks():
-            screened = screen_rides(raw, settings.min_date, settings.max_date, sampled=rejects.samples)
+            screened = screen_rides(raw, settings.min_date, settings.max_date, settings.utc_label, sampled=rejects.samples)
             verdict = later_verdicts(screened.rides)
             kept = screened.rides[verdict == KEPT]
             write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), candidates.file)
