@@ -41,6 +41,9 @@ def quiet_libraries(verbose: bool) -> None:
     for name in ("tensorflow", "absl", "keras"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl)(\.|$)")
+    # google-api-core's notice, at import, that a Python version nears its end of life (a year ahead in
+    # versions before 2.44, 90 days from 2.44; Python 3.10's already came).
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core(\.|$)")
     already = any(name in sys.modules for name in _NOISY_PACKAGES)
     if not already and not any(isinstance(finder, _QuietFirstImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietFirstImport())
