@@ -16,7 +16,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 import pandas as pd
@@ -75,17 +75,22 @@ def write_rows(features: pd.DataFrame, target: np.ndarray, file: BinaryIO) -> No
     """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header.
 
     The bytes are those of pyarrow's CSV writer (numbers formatted by the same cast to text), made about
-    twice as fast: each run of one-hot columns is one fixed-width text column built in NumPy, and the
-    row's pieces are joined in one pass. The rows are encoded and written a slice at a time, which bounds
-    the text held in memory.
+    twice as fast: each run of one-hot columns is one fixed-width text column built in NumPy, a column of
+    few distinct values is formatted once per value, and the row's pieces are joined in one pass. The
+    rows are encoded and written a slice at a time, which bounds the text held in memory.
     """
-    target = np.asarray(target, dtype=np.float32)
+    pieces = [*_feature_pieces(features), _target_piece(np.asarray(target, dtype=np.float32))]
     for start in range(0, len(features), _ENCODED_ROWS):
-        file.write(_encoded_rows(features, target, start, min(start + _ENCODED_ROWS, len(features))))
+        stop = min(start + _ENCODED_ROWS, len(features))
+        rows = pc.binary_join_element_wise(*(piece(start, stop) for piece in pieces), _COMMA)
+        _, offsets, data = rows.buffers()
+        ends = np.frombuffer(offsets, dtype=np.int64)[[0, -1]]
+        file.write(data.slice(int(ends[0]), int(ends[1] - ends[0])))
 
 
 _ENCODED_ROWS = 1 << 14
 _COMMA, _NEWLINE, _NOTHING = (pa.scalar(text, pa.large_binary()) for text in (b",", b"\n", b""))
+Piece = Callable[[int, int], pa.Array]  # the text of one field (or run of fields) of rows start..stop
 
 
 def _column_runs() -> tuple[tuple[bool, tuple[str, ...]], ...]:
@@ -102,30 +107,26 @@ def _column_runs() -> tuple[tuple[bool, tuple[str, ...]], ...]:
 _COLUMN_RUNS = _column_runs()
 
 
-def _encoded_rows(features: pd.DataFrame, target: np.ndarray, start: int, stop: int) -> pa.Buffer:
-    pieces = []
-    for one_hot, names in _COLUMN_RUNS:
-        if one_hot:
-            pieces.append(_one_hot_text([features[name].to_numpy()[start:stop] for name in names]))
-        else:
-            pieces.append(_number_text(features[names[0]].to_numpy()[start:stop]))
-    pieces.append(pc.binary_join_element_wise(_number_text(target[start:stop]), _NOTHING, _NEWLINE))
-    rows = pc.binary_join_element_wise(*pieces, _COMMA)
-    _, offsets, data = rows.buffers()
-    ends = np.frombuffer(offsets, dtype=np.int64)[[0, -1]]
-    return data.slice(int(ends[0]), int(ends[1] - ends[0]))
+def _feature_pieces(features: pd.DataFrame) -> list[Piece]:
+    return [_one_hot_piece(np.column_stack([features[name].to_numpy() for name in names])) if one_hot
+            else _number_piece(features[names[0]].to_numpy()) for one_hot, names in _COLUMN_RUNS]
 
 
-def _number_text(values: np.ndarray) -> pa.Array:
+def _target_piece(target: np.ndarray) -> Piece:
+    number = _number_piece(target)
+    return lambda start, stop: pc.binary_join_element_wise(number(start, stop), _NOTHING, _NEWLINE)
+
+
+def _number_piece(values: np.ndarray) -> Piece:
     """The numbers as text. A column of few distinct values (passenger counts, hours, fares) is formatted
     once per distinct value, which is several times faster; they are told apart by their bits, so that
     0.0 and -0.0 keep their own texts."""
     sample = values[:_SAMPLED_VALUES]
     if len(np.unique(sample)) > len(sample) // 2:
-        return _text(pa.array(values))
+        return lambda start, stop: _text(pa.array(values[start:stop]))
     encoded = pc.dictionary_encode(pa.array(values.view(f"i{values.itemsize}")))
-    distinct = encoded.dictionary.to_numpy().view(values.dtype)
-    return pc.take(_text(pa.array(distinct)), encoded.indices)
+    texts = _text(pa.array(encoded.dictionary.to_numpy().view(values.dtype)))
+    return lambda start, stop: pc.take(texts, encoded.indices.slice(start, stop - start))
 
 
 _SAMPLED_VALUES = 4096
@@ -135,14 +136,18 @@ def _text(numbers: pa.Array) -> pa.Array:
     return pc.cast(numbers, pa.large_string()).view(pa.large_binary())
 
 
-def _one_hot_text(columns: list[np.ndarray]) -> pa.Array:
-    """`0,1,0,...` per row: the digits of 0/1 columns with commas between, all rows the same width."""
-    rows, width = len(columns[0]), 2 * len(columns) - 1
-    text = np.empty((rows, width), dtype=np.uint8)
-    text[:, 1::2] = ord(",")
-    np.add(np.column_stack(columns), ord("0"), out=text[:, 0::2], casting="unsafe")
-    offsets = np.arange(0, rows * width + 1, width, dtype=np.int64)
-    return pa.Array.from_buffers(pa.large_binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+def _one_hot_piece(digits: np.ndarray) -> Piece:
+    """`0,1,0,...` per row: 0/1 digits (a row per ride) with commas between, all rows the same width."""
+    width = 2 * digits.shape[1] - 1
+
+    def text(start: int, stop: int) -> pa.Array:
+        rows = np.empty((stop - start, width), dtype=np.uint8)
+        rows[:, 1::2] = ord(",")
+        np.add(digits[start:stop], ord("0"), out=rows[:, 0::2], casting="unsafe")
+        offsets = np.arange(0, rows.size + 1, width, dtype=np.int64)
+        return pa.Array.from_buffers(pa.large_binary(), len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(rows)])
+
+    return text
 
 
 def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, data_size: str, chunk_size: int) -> dict:
