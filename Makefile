@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup soak notebook clean
+.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup bench-peers soak notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ clean:
 	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
-bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed bench-dedup
+bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed bench-dedup bench-peers
 
 bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
@@ -80,6 +80,12 @@ bench-pred: install
 ## One process against a local Dask cluster of 2 workers, in pairs, same raw CSV.
 bench-dask: install
 	$(PY) benchmarks/bench_dask.py --rows 1000000 4000000 --pairs 5 --workers 2
+
+## The same job written in Polars and in DuckDB SQL (benchmarks/peers.py; the extra `bench` installs them):
+## whole processes of 2 threads on the same raw CSV, in pairs; same rows and values checked.
+bench-peers: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_peers.py --rows 1000000 4000000 --pairs 5
 
 ## Kill preprocess 20 times and train 10 times at random moments; check the outputs.
 soak: install
