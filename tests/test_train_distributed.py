@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
+from taxifare.config import LOSSES
 from taxifare.errors import InputError
-from taxifare.model import load_model
+from taxifare.model import ModelSpec, build_model, load_model
 from taxifare.registry import RUN_FILES, Registry
 from taxifare.training import checkpoint_folder
+from taxifare.training.distributed import _train_steps
 from taxifare.training.tf_cluster import local_tf_configs, parse_tf_config
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
@@ -94,6 +97,31 @@ def test_bad_tf_config_is_refused(text, message):
         parse_tf_config(text)
 
 
+@pytest.mark.parametrize(("loss", "members"), [(loss, 1) for loss in LOSSES] + [("huber", 2)])
+def test_a_workers_step_trains_on_the_objective_that_fit_minimizes(loss, members):
+    """A multi-worker training step (under TensorFlow's default strategy, one replica) reports the loss of
+    `fit` on the same rows and leaves the same weights: one definition of the objective for both paths."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(64, 5)).astype(np.float32)
+    fares = (10 + 4 * features[:, 0] + rng.normal(0, 3, 64)).astype(np.float32)
+    spec = ModelSpec((8,), 0.0, loss, frequencies=4, embedding_dims=3, members=members)
+    team_model, plain = (build_model(spec, 0.01, 1, np.zeros(5), np.ones(5), 9.0) for _ in range(2))
+    for model in (team_model, plain):
+        # Plain gradient descent: Adam's first steps hardly depend on the gradients' scale.
+        model.compile(loss=model.loss, optimizer=keras.optimizers.SGD(0.05), metrics=["mae"])
+    steps = _train_steps(tf.distribute.get_strategy(), team_model, loss, global_batch=64)
+    loss_sum, error_sum, rows = steps(features[None], fares[None], np.ones((1, 64), np.float32)).numpy()
+    fitted = plain.train_on_batch(features, fares[:, None], return_dict=True)
+    assert rows == 64
+    assert loss_sum / rows == pytest.approx(fitted["loss"], rel=1e-5)
+    assert error_sum / rows == pytest.approx(fitted["mae"], rel=1e-5)
+    for mine, theirs in zip(team_model.trainable_variables, plain.trainable_variables):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_bad_tf_config_is_one_line_exit_2(demo, tmp_path):
     result = run_cli(tmp_path, *BASE_ARGS, env=_env(demo, tmp_path / "registry", TF_CONFIG="{oops"), timeout=60)
     assert_clean_error(result, 2, "TF_CONFIG is not valid JSON")
@@ -109,7 +137,8 @@ def test_unreachable_peer_is_one_line_exit_1_in_bounded_time(demo, tmp_path):
 
 
 def test_two_workers_publish_one_run_that_matches_a_single_process(demo, tmp_path):
-    args = ("--chunk-size", "1500", "--learning-rate", "0.01", "--epochs", "12", "--patience", "4", "--lr-patience", "2")
+    # No early stop (patience past the last evaluation): every pass runs, on both sides.
+    args = ("--chunk-size", "1500", "--learning-rate", "0.01", "--epochs", "6", "--patience", "100", "--lr-patience", "2")
     registry = tmp_path / "pair" / "registry"
     chief, worker = _two_workers(demo, registry, *args)
     assert chief.returncode == 0, chief.stderr[-2000:]
@@ -127,7 +156,9 @@ def test_two_workers_publish_one_run_that_matches_a_single_process(demo, tmp_pat
     for key in ("train_rows", "validation_rows", "test_rows"):
         assert run.params["data"][key] == alone.params["data"][key]
     final, alone_final = run.metrics["final"], alone.metrics["final"]
-    assert final["rows_trained"] == final["passes"] * run.params["data"]["train_rows"] or final["stopped_early"]
+    for figures, data in ((final, run.params["data"]), (alone_final, alone.params["data"])):
+        assert not figures["stopped_early"] and figures["passes"] == 6
+        assert figures["rows_trained"] == 6 * data["train_rows"]
     assert abs(final["test_mae"] - alone_final["test_mae"]) <= 0.02 * alone_final["test_mae"], (final["test_mae"], alone_final["test_mae"])
     assert final["test_mae"] < 0.5 * final["baseline_test_mae"]
 

@@ -119,8 +119,8 @@ def framework_versions() -> dict:
 def variable_names(model, variables: list) -> list[str]:
     """Names of `variables` (the model's and its optimizer's) that are the same in every process."""
     owners = {id(variable): f"{layer.name}/{variable.name}" for layer in model.layers for variable in layer.variables}
-    # Adam names a slot after the path of the variable it follows (`taxifare_hidden_1_kernel_momentum`),
-    # which holds the model's name in a model built here but not in one loaded from a file.
+    # Adam names a slot after the path of the variable it follows (`hidden_1_kernel_momentum`), which in a
+    # Sequential model built here (runs before the numeric embeddings) also holds the model's name.
     followed = sorted(((variable.path.replace("/", "_") + "_", owners[id(variable)]) for variable in model.trainable_variables), key=lambda pair: -len(pair[0]))
 
     def optimizer_name(variable) -> str:

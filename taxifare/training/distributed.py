@@ -37,7 +37,7 @@ import numpy as np
 
 from taxifare.errors import InputError, TaxifareError, first_line
 from taxifare.files import describe_os_error
-from taxifare.model import HUBER_DELTA, STEPS_PER_EXECUTION, import_keras, training_variables
+from taxifare.model import STEPS_PER_EXECUTION, fare_loss, import_keras, training_variables
 from taxifare.registry import Run
 from taxifare.training.data import PreparedRows, ProcessedData
 from taxifare.training.report import fare_errors
@@ -246,23 +246,20 @@ def _train_steps(strategy, model, loss: str, global_batch: int):
     """A function running a block of training steps, each `strategy.run` of one step on every worker."""
     import tensorflow as tf
 
-    def per_row(error):
-        if loss == "mse":
-            return tf.square(error)
-        if loss == "mae":
-            return tf.abs(error)
-        size = tf.abs(error)  # Huber, as keras.losses.Huber
-        return tf.where(size <= HUBER_DELTA, 0.5 * tf.square(error), HUBER_DELTA * size - 0.5 * HUBER_DELTA**2)
+    # The single process's objective (model.fare_loss), summed over this worker's weighted rows.
+    summed_loss = fare_loss(loss, reduction="sum")
 
     def step(features, fares, weights):
         with tf.GradientTape() as tape:
-            error = model(features, training=True)[:, 0] - fares
-            losses = per_row(error) * weights
-            # Summed over the global batch; the optimizer sums the workers' gradients.
-            objective = tf.reduce_sum(losses) / global_batch
+            predictions = model(features, training=True)
+            loss_sum = summed_loss(fares[:, None], predictions, sample_weight=weights)
+            # Divided by the global batch; the optimizer sums the workers' gradients.
+            objective = loss_sum / global_batch
         gradients = tape.gradient(objective, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return tf.stack([tf.reduce_sum(losses), tf.reduce_sum(tf.abs(error) * weights), tf.reduce_sum(weights)])
+        # Averaged over the members of an ensemble, as fit's "mae" metric is.
+        error_sum = tf.reduce_sum(tf.reduce_mean(tf.abs(predictions - fares[:, None]), axis=1) * weights)
+        return tf.stack([loss_sum, error_sum, tf.reduce_sum(weights)])
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, None, None]), tf.TensorSpec([None, None]), tf.TensorSpec([None, None])]

@@ -1,0 +1,63 @@
+"""Periodic embeddings of the numeric features, learned inside the model ("PLR": periodic, linear, ReLU).
+
+An MLP on standardized scalars draws sharp price steps (flat airport fares, distance bands, surcharge
+hours) poorly. Gorishniy, Rubachev and Babenko ("On Embeddings for Numerical Features in Tabular Deep
+Learning", NeurIPS 2022) give each numeric feature x a vector instead:
+v = ReLU(W_f [sin(2 pi c_f x), cos(2 pi c_f x)] + b_f), with trainable frequencies c_f drawn from
+N(0, sigma) and a linear layer of its own per feature f. One-hot columns pass through unchanged.
+
+Imported only when a model is built or loaded (it imports Keras). The layer is registered for Keras
+serialization, so a saved model loads in safe mode with no extra argument, wherever this module is
+imported first (model.load_model does it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import initializers, layers, ops
+
+
+@keras.saving.register_keras_serializable(package="taxifare")
+class PeriodicEmbedding(layers.Layer):
+    """(batch, features) -> (batch, len(numeric) * dims + the other columns), the embeddings first."""
+
+    def __init__(self, numeric: list[int], frequencies: int, dims: int, sigma: float, **kwargs):
+        super().__init__(**kwargs)
+        self.numeric = [int(column) for column in numeric]
+        self.frequency_count, self.dims, self.sigma = int(frequencies), int(dims), float(sigma)
+
+    def build(self, input_shape):
+        features, count, periodic = int(input_shape[-1]), len(self.numeric), 2 * self.frequency_count
+        self.passed = [column for column in range(features) if column not in set(self.numeric)]
+        self.frequencies = self.add_weight(
+            name="frequencies", shape=(count, self.frequency_count), initializer=initializers.RandomNormal(0.0, self.sigma)
+        )
+        # Each feature's linear layer as PyTorch's nn.Linear starts one (Keras' glorot would count the
+        # features as fan-in as well).
+        bound = 1 / math.sqrt(periodic)
+        self.kernel = self.add_weight(name="kernel", shape=(count, periodic, self.dims), initializer=initializers.RandomUniform(-bound, bound))
+        self.bias = self.add_weight(name="bias", shape=(count, self.dims), initializer=initializers.RandomUniform(-bound, bound))
+
+    def call(self, inputs):
+        angles = 2 * math.pi * ops.expand_dims(ops.take(inputs, self.numeric, axis=1), -1) * self.frequencies
+        periodic = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+        embedded = ops.relu(ops.einsum("bfp,fpd->bfd", periodic, self.kernel) + self.bias)
+        flat = ops.reshape(embedded, (-1, len(self.numeric) * self.dims))
+        return ops.concatenate([flat, ops.take(inputs, self.passed, axis=1)], axis=1) if self.passed else flat
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.numeric) * self.dims + int(input_shape[-1]) - len(self.numeric))
+
+    def get_config(self):
+        return {**super().get_config(), "numeric": self.numeric, "frequencies": self.frequency_count, "dims": self.dims, "sigma": self.sigma}
+
+
+@keras.saving.register_keras_serializable(package="taxifare")
+class MemberMean(layers.Layer):
+    """The members' fares (batch, members) as they are while training, so that the loss trains each member on
+    its own; their mean (batch, 1) otherwise: the ensemble's prediction."""
+
+    def call(self, fares, training=False):
+        return fares if training else ops.mean(fares, axis=-1, keepdims=True)

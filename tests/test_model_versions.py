@@ -1,0 +1,126 @@
+"""Saved models: the current one (numeric embeddings, an ensemble) loads in a new process in Keras safe
+mode and predicts exactly as it did; models that earlier taxifare versions saved still load and predict;
+a model whose layers this version does not know is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from taxifare.errors import InputError
+from taxifare.features import FEATURE_NAMES
+from taxifare.model import ModelSpec, build_model, load_model, predict_fares
+from taxifare.training import train
+from tests.conftest import REPO, assert_clean_error, cli_env, run_cli
+from tests.training_data import processed_demo, with_registry
+
+FEATURES = len(FEATURE_NAMES)
+# Past the eager path of predict_fares, so that `predict_on_batch` is covered too.
+ROWS = 1500
+
+
+def _features() -> np.ndarray:
+    return np.random.default_rng(3).normal(size=(ROWS, FEATURES)).astype(np.float32)
+
+
+def _trained(spec: ModelSpec):
+    """A model of `spec` after a few steps, so that every weight has left its initial value."""
+    model = build_model(spec, 0.01, 1, np.zeros(FEATURES), np.ones(FEATURES), 12.0)
+    rows = _features()
+    model.fit(rows, (12 + 3 * rows[:, 0])[:, None], batch_size=64, epochs=1, verbose=0)
+    return model
+
+
+def _earlier_version_model():
+    """A model as taxifare saved them before the numeric embeddings: a Sequential of Keras' own layers."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(2)
+    stack = [keras.Input((FEATURES,)), layers.Normalization(mean=np.zeros(FEATURES), variance=np.ones(FEATURES), name="standardize")]
+    stack += [layers.Dense(16, activation="relu", name="hidden_1"), layers.Dropout(0.1, name="dropout_1")]
+    model = keras.Sequential([*stack, layers.Dense(1, name="fare")], name="taxifare")
+    model.compile(loss=keras.losses.Huber(delta=1.0), optimizer=keras.optimizers.Adam(0.001), metrics=["mae"])
+    return model
+
+
+def _predicted_in_a_new_process(paths, rows_path) -> list[np.ndarray]:
+    """Predictions of each model file in `paths` by one fresh Python process, through taxifare's load_model."""
+    script = (
+        "import sys, numpy as np; from taxifare.model import load_model, predict_fares; rows = np.load(sys.argv[1]); "
+        "[np.save(path + '.npy', predict_fares(load_model(path), rows)) for path in sys.argv[2:]]"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(rows_path), *map(str, paths)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [np.load(f"{path}.npy") for path in paths]
+
+
+def test_saved_models_of_this_and_earlier_versions_predict_the_same_in_a_new_process(tmp_path):
+    single, ensemble = (_trained(ModelSpec((16, 8), 0.1, "huber", members=members)) for members in (1, 3))
+    assert single.get_layer("numeric_embedding") and ensemble.get_layer("member_3_numeric_embedding")
+    earlier = _earlier_version_model()
+    rows = _features()
+    earlier.fit(rows, 12 + 3 * rows[:, 0], batch_size=64, epochs=1, verbose=0)
+    models = {"single": single, "ensemble": ensemble, "earlier": earlier}
+    for name, model in models.items():
+        model.save(tmp_path / f"{name}.keras")
+    np.save(tmp_path / "rows.npy", rows)
+    predicted = _predicted_in_a_new_process([tmp_path / f"{name}.keras" for name in models], tmp_path / "rows.npy")
+    for model, fares in zip(models.values(), predicted):
+        assert fares.shape == (ROWS,)
+        np.testing.assert_array_equal(fares, predict_fares(model, rows))
+
+
+def test_an_ensemble_trains_each_member_and_predicts_their_mean():
+    import keras
+
+    model = _trained(ModelSpec((16, 8), 0.1, "huber", members=3))
+    rows = _features()[:50]
+    assert np.asarray(model(rows, training=True)).shape == (50, 3)  # what the loss sees: every member's fare
+    members = np.asarray(keras.Model(model.inputs[0], model.get_layer("members").output)(rows, training=False))
+    assert np.ptp(members, axis=1).min() > 0  # members of their own, not copies
+    np.testing.assert_allclose(predict_fares(model, rows), members.mean(axis=1), rtol=1e-6)
+
+
+def _with_layer_renamed(path, old: str, new: str) -> None:
+    """Rewrite the model file's config as a later taxifare with a layer class of another name would save it."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    # The class name, and the registered name ("taxifare>...") that Keras looks it up by.
+    members["config.json"] = json.dumps(config).replace(f'{old}"', f'{new}"').encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+def test_a_model_with_a_layer_this_version_does_not_know_is_refused_in_one_line(tmp_path):
+    _trained(ModelSpec((8,), 0.0, "huber")).save(tmp_path / "model.keras")
+    _with_layer_renamed(tmp_path / "model.keras", "PeriodicEmbedding", "PeriodicEmbeddingV2")
+    with pytest.raises(InputError, match=r"model\.keras: the model has layer taxifare>PeriodicEmbeddingV2, which this taxifare .* another version saved it") as caught:
+        load_model(tmp_path / "model.keras")
+    assert "\n" not in str(caught.value)
+
+
+def _pred(settings, run_id):
+    env = cli_env(settings.local_registry_path.parent, LOCAL_DATA_PATH=str(settings.local_data_path), LOCAL_REGISTRY_PATH=str(settings.local_registry_path))
+    return run_cli(settings.local_registry_path.parent, "pred", "--model", run_id, env=env, timeout=120)
+
+
+def test_pred_serves_a_run_saved_by_an_earlier_version_and_refuses_an_unknown_layer(tmp_path):
+    settings = processed_demo(tmp_path, rides=3000)
+    settings = with_registry(settings, tmp_path / "registry", chunk_size=1500, epochs=1, batch_size=128, hidden_units=(16,))
+    run = train(settings).run
+    _earlier_version_model().save(run.model_path)
+    result = _pred(settings, run.run_id)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout) > 0
+
+    _trained(ModelSpec((8,), 0.0, "huber")).save(run.model_path)
+    _with_layer_renamed(run.model_path, "PeriodicEmbedding", "PeriodicEmbeddingV2")
+    assert_clean_error(_pred(settings, run.run_id), 2, "the model has layer taxifare>PeriodicEmbeddingV2", "train a new run")
