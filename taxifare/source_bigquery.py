@@ -287,7 +287,6 @@ class BigQueryRideSource:
         return bigquery.QueryJobConfig(
             query_parameters=[
                 # The window is New York wall-clock time; the table's TIMESTAMPs are that (UTC_LABEL=wall-clock) or instants.
-                # The window is New York wall-clock time; the table's TIMESTAMPs are that (UTC_LABEL=wall-clock) or instants.
                 bigquery.ScalarQueryParameter("min_date", "TIMESTAMP", source_timestamp(self.settings.min_date, self.settings.utc_label)),
                 bigquery.ScalarQueryParameter("max_date", "TIMESTAMP", source_timestamp(self.settings.max_date, self.settings.utc_label)),
             ]
