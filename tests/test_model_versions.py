@@ -112,7 +112,7 @@ def _pred(settings, run_id):
     return run_cli(settings.local_registry_path.parent, "pred", "--model", run_id, env=env, timeout=120)
 
 
-def test_pred_serves_a_run_saved_by_an_earlier_version_and_refuses_an_unknown_layer(tmp_path):
+def test_a_run_saved_by_an_earlier_version_is_served_by_pred_not_continued_and_an_unknown_layer_is_refused(tmp_path):
     settings = processed_demo(tmp_path, rides=3000)
     settings = with_registry(settings, tmp_path / "registry", chunk_size=1500, epochs=1, batch_size=128, hidden_units=(16,))
     run = train(settings).run
@@ -120,6 +120,9 @@ def test_pred_serves_a_run_saved_by_an_earlier_version_and_refuses_an_unknown_la
     result = _pred(settings, run.run_id)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout) > 0
+    with pytest.raises(InputError, match=r"cannot continue run .*an earlier taxifare's \(no numeric_embedding/frequencies.*without --from") as caught:
+        train(settings, from_run=run.run_id)
+    assert "\n" not in str(caught.value)
 
     _trained(ModelSpec((8,), 0.0, "huber")).save(run.model_path)
     _with_layer_renamed(run.model_path, "PeriodicEmbedding", "PeriodicEmbeddingV2")

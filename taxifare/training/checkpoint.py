@@ -140,7 +140,10 @@ def copy_training_variables(source, target, source_name: str) -> None:
     try:
         assign_variables(targets, _named_values(values, variable_names(target, targets), targets))
     except ValueError as error:
-        raise InputError(f"cannot continue {source_name}: its variables do not fit this model ({error})") from None
+        raise InputError(
+            f"cannot continue {source_name}: its model is not of this shape, or an earlier taxifare's ({error}); "
+            "train afresh without --from"
+        ) from None
 
 
 def _named_values(saved: dict[str, np.ndarray], names: list[str], variables: list, what: str = "") -> list[np.ndarray]:
