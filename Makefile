@@ -25,7 +25,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-## The same suite on the oldest versions allowed (pandas 2.2, NumPy 1.26, pyarrow 24, TensorFlow 2.18...:
+## The same suite on the oldest versions allowed (pandas 2.2, NumPy 1.26, pyarrow 24, TensorFlow 2.20...:
 ## tests/constraints-oldest.txt), in a virtual environment of its own; `make test` gets the newest (pandas 3).
 VENV_OLDEST ?= .venv-oldest
 
