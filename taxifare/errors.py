@@ -30,6 +30,23 @@ class Interrupted(TaxifareError):
         self.exit_code = 128 + signal_number
 
 
+_stops_received: list[Interrupted] = []
+
+
+def stop_received(stop: Interrupted) -> Interrupted:
+    """Record the stop signal whose exception the CLI's handler is about to raise."""
+    _stops_received.append(stop)
+    return stop
+
+
+def raise_if_stopped() -> None:
+    """At the end of a step of long work: raise again a stop whose exception was lost. A handler raises
+    wherever Python was, and C code can swallow it there (numpy clears errors in its dtype comparisons),
+    so the run would otherwise go on to the end and exit 0."""
+    if _stops_received:
+        raise _stops_received[0]
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's text ("" when it has none), for one-line messages."""
     text = str(error).strip()

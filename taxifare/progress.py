@@ -10,6 +10,8 @@ from typing import TextIO
 
 import psutil
 
+from taxifare.errors import raise_if_stopped
+
 log = logging.getLogger("taxifare")
 
 LOG_EVERY_SECONDS = 10.0
@@ -70,6 +72,7 @@ class Progress:
         return (self.done - self.done_before) / self.elapsed if self.elapsed > 0 else 0.0
 
     def advance(self, count: int, note: str = "") -> None:
+        raise_if_stopped()  # every long loop reports each step here
         self.done += count
         self.note = note or self.note
         now = time.monotonic()

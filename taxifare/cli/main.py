@@ -17,7 +17,7 @@ from taxifare.cli import data, models, scoring, training
 from taxifare import __version__
 from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
 from taxifare.cli.quiet import pass_on_captured_output, quiet_libraries
-from taxifare.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line
+from taxifare.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line, stop_received
 
 log = logging.getLogger("taxifare")
 
@@ -89,7 +89,7 @@ def _on_stop_signal(command_pid: int, forced: bool, signal_number: int, frame) -
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         return
-    raise Interrupted(signal_number, signal.Signals(signal_number).name, forced)
+    raise stop_received(Interrupted(signal_number, signal.Signals(signal_number).name, forced))
 
 
 def main(argv: list[str] | None = None) -> None:
