@@ -93,7 +93,7 @@ def run_preprocess(raw: Path, data_dir: Path, chunk_size: int) -> dict:
 
 
 def io_floor(raw: Path, processed: Path, workdir: Path, chunk_size: int) -> tuple[float, float]:
-    from taxifare.sink import write_rows  # here: the scripts that share this module's raw files need not load it
+    from taxifare.processed_text import write_rows  # here: the scripts that share this module's raw files need not load it
 
     started = time.perf_counter()
     reader = pa_csv.open_csv(raw, read_options=pa_csv.ReadOptions(block_size=16 << 20))

@@ -1,6 +1,7 @@
-"""The processed CSV's rows: sink.write_rows gives, byte for byte, the text of pyarrow's CSV writer, with
-which every earlier processed file was written (so an interrupted run resumed by this code, and the
-golden output, stay byte-identical)."""
+"""The processed CSV's rows: processed_text.write_rows gives, byte for byte, the text of pyarrow's CSV
+writer, with which every earlier processed file was written (so an interrupted run resumed by this code,
+and the golden output, stay byte-identical); sink.ProcessedWriter writes and records nothing after a
+chunk that failed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from taxifare import sink
+from taxifare import processed_text, sink
 from taxifare.features import FEATURE_NAMES, TARGET, is_one_hot
 
 # Values whose text is easy to get wrong: signed zeros, exponents both ways, the float32 extremes.
@@ -47,7 +48,7 @@ def pyarrow_text(features: pd.DataFrame, target: np.ndarray) -> bytes:
 
 def written(features: pd.DataFrame, target: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    sink.write_rows(features, target, buffer)
+    processed_text.write_rows(features, target, buffer)
     return buffer.getvalue()
 
 
@@ -59,7 +60,7 @@ def test_rows_are_the_bytes_of_pyarrows_csv_writer():
 
 
 def test_a_chunk_longer_than_one_encoded_slice_is_written_whole(monkeypatch):
-    monkeypatch.setattr(sink, "_ENCODED_ROWS", 1_000)
+    monkeypatch.setattr(processed_text, "_ENCODED_ROWS", 1_000)
     features, target = feature_rows(2_500, seed=1)
     assert written(features, target) == pyarrow_text(features, target)
 

@@ -36,7 +36,8 @@ from taxifare.dedup import SeenRows
 from taxifare.features import ride_features
 from taxifare.files import StagedFile
 from taxifare.progress import peak_rss_mb
-from taxifare.sink import PickupWindow, write_rows
+from taxifare.processed_text import write_rows
+from taxifare.sink import PickupWindow
 from taxifare.source import line_blocks
 
 
