@@ -3,7 +3,7 @@
     python benchmarks/bench_dedup.py --rows 1000000 10000000 50000000 --chunk 100000
 
 Old: one sorted array, `np.insert` of each chunk's new hashes (copies the whole index every chunk).
-New: taxifare.dedup.SeenRows, sorted runs merged by size. Both are fed chunks of random 64-bit hashes
+New: taxifare.rides.dedup.SeenRows, sorted runs merged by size. Both are fed chunks of random 64-bit hashes
 (all new, the worst case for the index). The new index is filled chunk by chunk from empty, so its
 figure at each size includes the merges of a real run: the mean over the whole fill (amortized) and
 the mean and worst of the next `--measure` chunks. The old index is set to a sorted array of that size
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taxifare.dedup import SeenRows  # noqa: E402
+from taxifare.rides.dedup import SeenRows  # noqa: E402
 
 
 class OneSortedArray:

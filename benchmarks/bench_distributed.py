@@ -29,10 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from taxifare.config import load_settings  # noqa: E402
-from taxifare.demo import write_demo_rides  # noqa: E402
-from taxifare.preprocess import preprocess  # noqa: E402
-from taxifare.registry import Registry  # noqa: E402
+from taxifare.core.config import load_settings  # noqa: E402
+from taxifare.preprocessing.run import preprocess  # noqa: E402
+from taxifare.registry.store import Registry  # noqa: E402
+from taxifare.sources.demo import write_demo_rides  # noqa: E402
 from taxifare.training.tf_cluster import local_tf_configs  # noqa: E402
 
 # Three passes of one chunk each: the first pays for tracing the step function, the other two are measured.
@@ -106,8 +106,8 @@ def allreduce_ms(size: int, repeats: int) -> float:
 def gradient_size() -> int:
     import numpy as np
 
-    from taxifare.features import FEATURE_NAMES
-    from taxifare.model import ModelSpec, build_model
+    from taxifare.model.network import ModelSpec, build_model
+    from taxifare.rides.features import FEATURE_NAMES
 
     settings = load_settings({}, environ={}, dotenv_path=None)
     spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from taxifare.provenance import ContentHash, content_fingerprint, file_fingerprint
-from taxifare.source import CsvRideSource
+from taxifare.sources.csv_file import CsvRideSource
+from taxifare.sources.identity import ContentHash, content_fingerprint, file_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "nyc-taxi" / "cab-fare-ashutoshgalinde_train.csv"
@@ -34,7 +34,7 @@ BLOCK = 16 << 20
 def write_input(path: Path, megabytes: int) -> None:
     seed = REAL_SAMPLE
     if not seed.is_file():
-        from taxifare.demo import write_demo_rides
+        from taxifare.sources.demo import write_demo_rides
 
         seed = path.with_name("demo.csv")
         write_demo_rides(seed, rows=200_000)

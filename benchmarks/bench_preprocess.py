@@ -39,7 +39,7 @@ def seed_rows(workdir: Path) -> pa.Table:
     if REAL_SAMPLE.is_file():
         print(f"seed rows: real sample {REAL_SAMPLE.name}")
         return pa_csv.read_csv(REAL_SAMPLE)
-    from taxifare.demo import write_demo_rides
+    from taxifare.sources.demo import write_demo_rides
 
     print("seed rows: synthetic demo rows (real sample absent)")
     path = workdir / "seed.csv"
@@ -93,7 +93,7 @@ def run_preprocess(raw: Path, data_dir: Path, chunk_size: int) -> dict:
 
 
 def io_floor(raw: Path, processed: Path, workdir: Path, chunk_size: int) -> tuple[float, float]:
-    from taxifare.processed_text import write_rows  # here: the scripts that share this module's raw files need not load it
+    from taxifare.preprocessing.processed_text import write_rows  # here: the scripts that share this module's raw files need not load it
 
     started = time.perf_counter()
     reader = pa_csv.open_csv(raw, read_options=pa_csv.ReadOptions(block_size=16 << 20))
@@ -114,7 +114,7 @@ def processed_rows(processed: Path) -> tuple["pd.DataFrame", np.ndarray]:
     """The processed file's features with the types preprocess writes them from, and its fares."""
     import pandas as pd
 
-    from taxifare.features import FEATURE_NAMES, TARGET, is_one_hot
+    from taxifare.rides.features import FEATURE_NAMES, TARGET, is_one_hot
 
     table = pa_csv.read_csv(processed)
     features = pd.DataFrame({name: table.column(name).to_numpy().astype(np.int8 if is_one_hot(name) else np.float32)

@@ -6,7 +6,7 @@ Processed rows: the real sample in ../shared/data/nyc-taxi, preprocessed (synthe
 folder is absent), its data lines repeated up to each size, with a manifest to match.
   1. Throughput, same model, batch size (256) and training rows, each measurement in a fresh process,
      in-memory and streamed alternated --repeats times (paired, in that order):
-     - streamed: `taxifare.training.train` at CHUNK_SIZE 100000, one pass over the data (--epochs 1);
+     - streamed: `taxifare.training.loop.train` at CHUNK_SIZE 100000, one pass over the data (--epochs 1);
        row-epochs per second of the chunk loop (background reads, fitting, validation scoring every 10
        chunks and after the pass, a checkpoint per chunk), of its fitting alone, and of the whole call
        (plus the pass that splits the rows, model build, test scoring and registry publish);
@@ -30,18 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from taxifare.config import load_settings  # noqa: E402
-from taxifare.demo import write_demo_rides  # noqa: E402
-from taxifare.model import ModelSpec, build_model  # noqa: E402
-from taxifare.preprocess import preprocess  # noqa: E402
-from taxifare.sink import manifest_path, read_manifest  # noqa: E402
-from taxifare.training import train  # noqa: E402
-from taxifare.splits import TRAIN, assign_sets, row_hashes  # noqa: E402
+from taxifare.core.config import load_settings  # noqa: E402
+from taxifare.model.network import ModelSpec, build_model  # noqa: E402
+from taxifare.preprocessing.run import preprocess  # noqa: E402
+from taxifare.preprocessing.sink import manifest_path, read_manifest  # noqa: E402
+from taxifare.sources.demo import write_demo_rides  # noqa: E402
 from taxifare.training.data import SPANS_PER_CHUNK, FeatureStatistics, open_processed, read_rows, span_rows  # noqa: E402
+from taxifare.training.loop import train  # noqa: E402
+from taxifare.training.splits import TRAIN, assign_sets, row_hashes  # noqa: E402
 
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "nyc-taxi" / "cab-fare-ashutoshgalinde_train.csv"
 

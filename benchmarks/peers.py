@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The date grammar (taxifare/dates.py): the usual form first; for the rows not in it, the other forms one
+# The date grammar (taxifare/core/dates.py): the usual form first; for the rows not in it, the other forms one
 # after the other, once `T` is a space: a time with `Z` or an offset is an instant, converted to New York
 # wall-clock time; one with ` UTC` or nothing after it is New York wall-clock time as written. (Named
 # zones, which taxifare also reads, are not in the bench input and not read here.)
@@ -36,8 +36,9 @@ def write_spec(path: Path) -> None:
     sys.path.insert(0, str(REPO))
     import pyarrow.csv as pa_csv
 
-    from taxifare import clean, dates, features
-    from taxifare.config import load_settings
+    from taxifare.core import dates
+    from taxifare.core.config import load_settings
+    from taxifare.rides import clean, features
 
     settings = load_settings({}, environ={}, dotenv_path=None)
     spec = {

@@ -28,7 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from bench_preprocess import scaled_raw_csv, seed_rows  # noqa: E402
 
-from taxifare.registry import RUN_FILES  # noqa: E402
+from taxifare.registry.store import RUN_FILES  # noqa: E402
 
 
 def taxifare(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:

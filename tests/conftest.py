@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from taxifare.demo import demo_rides
+from taxifare.sources.demo import demo_rides
 from tests.fake_bigquery import FakeBigQuery
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,14 +19,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.demo import demo_rides, write_demo_rides
-from taxifare.errors import InputError, TaxifareError
-from taxifare.lock import LockedError, OutputLock
-from taxifare.preprocess import preprocess
-from taxifare.sink import csv_header, partial_path, read_manifest
-from taxifare.source import RAW_COLUMNS, RAW_SCHEMA, CsvRideSource
-from taxifare.source_bigquery import ORDER_COLUMNS, BigQueryRideSource
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError, TaxifareError
+from taxifare.core.lock import LockedError, OutputLock
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import csv_header, partial_path, read_manifest
+from taxifare.rides.layout import RAW_COLUMNS
+from taxifare.sources.bigquery import ORDER_COLUMNS, BigQueryRideSource
+from taxifare.sources.csv_file import RAW_SCHEMA, CsvRideSource
+from taxifare.sources.demo import demo_rides, write_demo_rides
 from tests.conftest import assert_clean_error, cli_env, real_file, run_cli
 from tests.fake_bigquery import typed_rides
 

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from taxifare.errors import InputError
-from taxifare.model import ModelSpec, build_model, training_variables
-from taxifare.training import checkpoint_folder, train
+from taxifare.core.errors import InputError
+from taxifare.model.network import ModelSpec, build_model, training_variables
 from taxifare.training.checkpoint import Checkpoint
+from taxifare.training.loop import checkpoint_folder, train
 from taxifare.training.state import TrainingState
 from tests.test_train import SMALL, _train_until_publish_fails
 from tests.training_data import processed_demo, with_registry

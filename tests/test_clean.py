@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxifare.clean import REJECT_RULES, SeenRows, clean_rides
-from taxifare.source import CsvRideSource
+from taxifare.rides.clean import REJECT_RULES, SeenRows, clean_rides
+from taxifare.sources.csv_file import CsvRideSource
 from tests.conftest import write_csv
 
 WINDOW = (dt.datetime(2009, 1, 1), dt.datetime(2015, 1, 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taxifare.progress import Progress
+from taxifare.core.progress import Progress
 from tests.conftest import REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 
 # The command's exit status, then the heavy libraries it imported.

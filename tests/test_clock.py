@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.errors import InputError
-from taxifare.features import PREPROCESSOR_VERSION
-from taxifare.predict import REFERENCE_RIDE, predict_ride
-from taxifare.preprocess import preprocess
-from taxifare.sink import manifest_path
-from taxifare.training import train
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import manifest_path
+from taxifare.rides.features import PREPROCESSOR_VERSION
+from taxifare.serving.predict import REFERENCE_RIDE, predict_ride
+from taxifare.training.loop import train
 from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, trained_demo, with_registry
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.errors import InputError
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError
 
 
 def test_defaults(tmp_path):

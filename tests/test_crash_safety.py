@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.lock import OutputLock, lock_path
-from taxifare.preprocess import preprocess
-from taxifare.sink import partial_path
+from taxifare.core.config import load_settings
+from taxifare.core.lock import OutputLock, lock_path
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import partial_path
 from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when, write_synthetic_raw
 from tests.test_cli import FakeTerminal
 

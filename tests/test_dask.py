@@ -17,16 +17,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxifare.cluster.plan import csv_ranges, list_csv_files, new_plan
-from taxifare.cluster.sources import CsvRangeSource
-from taxifare.config import load_settings
-from taxifare.csv_format import CsvFormat
-from taxifare.demo import write_demo_rides
-from taxifare.errors import InputError
-from taxifare.lock import OutputLock
-from taxifare.preprocess import preprocess
-from taxifare.sink import partial_path, read_manifest
-from taxifare.source import CsvRideSource
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError
+from taxifare.core.lock import OutputLock
+from taxifare.preprocessing.dask.plan import csv_ranges, list_csv_files, new_plan
+from taxifare.preprocessing.dask.sources import CsvRangeSource
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import partial_path, read_manifest
+from taxifare.rides.layout import CsvFormat
+from taxifare.sources.csv_file import CsvRideSource
+from taxifare.sources.demo import write_demo_rides
 from tests.conftest import RAW_HEADER, assert_clean_error, cli_env, real_file, run_cli, stop_when, write_csv
 from tests.dask_cluster import DaskCluster, free_port
 from tests.fake_bigquery import typed_rides

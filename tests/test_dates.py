@@ -5,7 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from taxifare.dates import INSTANT, UTC_LABELS, WALL_CLOCK, parse_datetime, parse_datetime_column, source_timestamp
+from taxifare.core.dates import INSTANT, UTC_LABELS, WALL_CLOCK, parse_datetime, source_timestamp
+from taxifare.rides.date_columns import parse_datetime_column
 
 UTC = dt.timezone.utc
 

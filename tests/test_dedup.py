@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from taxifare.dedup import SeenRows
+from taxifare.rides.dedup import SeenRows
 
 
 def _reference_first_occurrences(chunks: list[np.ndarray]) -> list[list[bool]]:

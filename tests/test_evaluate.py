@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxifare.errors import InputError
-from taxifare.evaluate import evaluate, median_from_cents
-from taxifare.features import haversine_km, ride_features
-from taxifare.model import load_model, predict_fares
-from taxifare.preprocess import preprocess
-from taxifare.registry import Registry
-from taxifare.training import train
+from taxifare.core.errors import InputError
+from taxifare.model.network import load_model, predict_fares
+from taxifare.preprocessing.run import preprocess
+from taxifare.registry.store import Registry
+from taxifare.rides.features import haversine_km, ride_features
+from taxifare.serving.evaluate import evaluate, median_from_cents
+from taxifare.training.loop import train
 from tests.conftest import assert_clean_error, cli_env, run_cli, write_csv
 from tests.training_data import demo_settings, processed_demo, with_registry
 

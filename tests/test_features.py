@@ -8,9 +8,9 @@ import pandas as pd
 import pygeohash
 import pytest
 
-from taxifare.clean import SeenRows, clean_rides
-from taxifare.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells, geohash_to_cell, ride_features
-from taxifare.source import CsvRideSource
+from taxifare.rides.clean import SeenRows, clean_rides
+from taxifare.rides.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells, geohash_to_cell, ride_features
+from taxifare.sources.csv_file import CsvRideSource
 from tests.conftest import write_csv
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -124,7 +124,7 @@ def test_days_since_2009_count_the_seconds_of_the_wall_clock():
 
 
 def test_a_pickup_with_a_zone_is_refused():
-    """An aware timestamp is an instant, not the wall-clock time the features need: dates.py converts."""
+    """An aware timestamp is an instant, not the wall-clock time the features need: core/dates.py and rides/date_columns.py convert."""
     rides = pd.DataFrame({"pickup_datetime": pd.to_datetime(["2013-07-06 21:18"]).tz_localize("UTC"), "passenger_count": 1,
                           "pickup_latitude": 40.7, "pickup_longitude": -73.9, "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
     with pytest.raises(ValueError, match="New York wall-clock times without a zone"):

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from taxifare.config import load_settings
-from taxifare.features import PREPROCESSOR_VERSION
-from taxifare.preprocess import preprocess
-from taxifare.splits import TEST, TRAIN, VALIDATION, assign_sets, row_hashes
+from taxifare.core.config import load_settings
+from taxifare.preprocessing.run import preprocess
+from taxifare.rides.features import PREPROCESSOR_VERSION
 from taxifare.training.data import open_processed, read_rows
+from taxifare.training.splits import TEST, TRAIN, VALIDATION, assign_sets, row_hashes
 from tests.conftest import write_synthetic_raw
 
 GOLDEN = Path(__file__).with_name("golden.json")

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from taxifare.features import FEATURE_NAMES
+from taxifare.rides.features import FEATURE_NAMES
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli
 
 ROW = "k,{fare},{when},{plon},{plat},-73.984365,40.769802,1"

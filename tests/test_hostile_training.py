@@ -8,8 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from taxifare.sink import manifest_path, processed_fingerprint
-from taxifare.training import train
+from taxifare.preprocessing.sink import manifest_path, processed_fingerprint
+from taxifare.training.loop import train
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
 

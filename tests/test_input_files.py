@@ -8,13 +8,12 @@ import io
 
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.csv_format import CsvFormat
-from taxifare.errors import InputError
-from taxifare.preprocess import preprocess
-from taxifare.provenance import OutputConflict
-from taxifare.source import RAW_COLUMNS
-from taxifare.training import train
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError
+from taxifare.preprocessing.run import preprocess
+from taxifare.rides.layout import RAW_COLUMNS, CsvFormat
+from taxifare.sources.identity import OutputConflict
+from taxifare.training.loop import train
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, run_cli, write_csv
 
 ROWS = [

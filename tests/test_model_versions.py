@@ -12,10 +12,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from taxifare.errors import InputError
-from taxifare.features import FEATURE_NAMES
-from taxifare.model import ModelSpec, build_model, load_model, predict_fares
-from taxifare.training import train
+from taxifare.core.errors import InputError
+from taxifare.model.network import ModelSpec, build_model, load_model, predict_fares
+from taxifare.rides.features import FEATURE_NAMES
+from taxifare.training.loop import train
 from tests.conftest import REPO, assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
 
@@ -52,7 +52,7 @@ def _earlier_version_model():
 def _predicted_in_a_new_process(paths, rows_path) -> list[np.ndarray]:
     """Predictions of each model file in `paths` by one fresh Python process, through taxifare's load_model."""
     script = (
-        "import sys, numpy as np; from taxifare.model import load_model, predict_fares; rows = np.load(sys.argv[1]); "
+        "import sys, numpy as np; from taxifare.model.network import load_model, predict_fares; rows = np.load(sys.argv[1]); "
         "[np.save(path + '.npy', predict_fares(load_model(path), rows)) for path in sys.argv[2:]]"
     )
     done = subprocess.run([sys.executable, "-c", script, str(rows_path), *map(str, paths)], cwd=REPO, capture_output=True, text=True, timeout=120)

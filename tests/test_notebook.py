@@ -9,9 +9,9 @@ import json
 import subprocess
 import sys
 
-from taxifare.demo import write_demo_rides
-from taxifare.preprocess import preprocess
-from taxifare.sink import read_manifest
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import read_manifest
+from taxifare.sources.demo import write_demo_rides
 from tests.conftest import REPO, cli_env
 from tests.training_data import demo_settings
 

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.demo import write_demo_rides
-from taxifare.errors import InputError
-from taxifare.lock import lock_path
-from taxifare.preprocess import preprocess
-from taxifare.provenance import FINGERPRINT_BYTES, SEGMENT_BYTES, OutputConflict, file_fingerprint
-from taxifare.sink import manifest_path, partial_path, read_manifest
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError
+from taxifare.core.lock import lock_path
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import manifest_path, partial_path, read_manifest
+from taxifare.sources.demo import write_demo_rides
+from taxifare.sources.identity import FINGERPRINT_BYTES, SEGMENT_BYTES, OutputConflict, file_fingerprint
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows
 from tests.conftest import assert_clean_error, cli_env, run_cli
 

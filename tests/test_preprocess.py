@@ -3,12 +3,12 @@ import json
 import pandas as pd
 import pytest
 
-from taxifare.config import load_settings
-from taxifare.errors import InputError
-from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION
-from taxifare.preprocess import preprocess
-from taxifare.sink import manifest_path
-from tests.conftest import REFERENCE_ROW, RAW_HEADER, assert_clean_error, run_cli, write_csv
+from taxifare.core.config import load_settings
+from taxifare.core.errors import InputError
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import manifest_path
+from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION
+from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, run_cli, write_csv
 
 
 def settings_for(tmp_path, **flags):
@@ -140,7 +140,7 @@ def test_each_rule_keeps_its_first_value_and_line_whatever_the_blocks(tmp_path, 
         "outside_nyc": {"line": 9, "value": "pickup_latitude=41.5"},
     }
     for block_size in (1 << 20, 40):  # one block, or a block per line or two
-        monkeypatch.setattr("taxifare.source.BLOCK_SIZE", block_size)
+        monkeypatch.setattr("taxifare.sources.csv_file.BLOCK_SIZE", block_size)
         with pytest.raises(InputError):
             run(tmp_path, path, chunk_size=2)
         manifest = json.loads(manifest_path(settings_for(tmp_path, data_size="unusable").processed_path).read_text())

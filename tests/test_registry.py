@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from taxifare import registry as registry_module
-from taxifare.demo import write_demo_rides
-from taxifare.errors import InputError
-from taxifare.preprocess import preprocess
-from taxifare.registry import RUN_FILES, Registry
-from taxifare.training import train
+from taxifare.core.errors import InputError
+from taxifare.preprocessing.run import preprocess
+from taxifare.registry import store as registry_module
+from taxifare.registry.store import RUN_FILES, Registry
+from taxifare.sources.demo import write_demo_rides
+from taxifare.training.loop import train
 from tests.conftest import REPO, assert_clean_error, cli_env, run_cli
 from tests.training_data import demo_settings, with_registry
 
@@ -227,7 +227,7 @@ def test_rm_of_an_unknown_run_is_a_clear_error(registry, tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from taxifare.lock import OutputLock
+from taxifare.core.lock import OutputLock
 with OutputLock(Path(sys.argv[1]), "training checkpoint"):
     print("held", flush=True)
     time.sleep(120)

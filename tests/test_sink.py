@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from taxifare import processed_text, sink
-from taxifare.features import FEATURE_NAMES, TARGET, is_one_hot
+from taxifare.preprocessing import processed_text, sink
+from taxifare.rides.features import FEATURE_NAMES, TARGET, is_one_hot
 
 # Values whose text is easy to get wrong: signed zeros, exponents both ways, the float32 extremes.
 _AWKWARD = np.array([0.0, -0.0, 1.0, -1.0, 0.1, 1e-7, -2.5e-12, 1e-45, 3.4028235e38, 123456.78, 1e7, 1e-5, 0.000123], np.float32)

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxifare import splits
-from taxifare.preprocess import preprocess
-from taxifare.splits import SAMPLE_FILE, TrainingRowSample, assign_sets, row_hashes, sample_keys
-from taxifare.training import train
+from taxifare.preprocessing.run import preprocess
+from taxifare.registry.store import SAMPLE_FILE
+from taxifare.training import splits
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, read_rows, span_rows
+from taxifare.training.loop import train
 from taxifare.training.shards import prepare_share
+from taxifare.training.splits import TrainingRowSample, assign_sets, row_hashes, sample_keys
 from tests.training_data import demo_settings, processed_demo, with_registry
 
 SMALL = {"chunk_size": 1000, "batch_size": 128, "hidden_units": (16,), "learning_rate": 0.005, "epochs": 1}

@@ -13,12 +13,12 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from taxifare.config import Settings, load_settings
-from taxifare.evaluate import evaluate
-from taxifare.registry import Registry, Run
-from taxifare.sink import manifest_path
-from taxifare.tracking import REGISTRY_ID_TAG, log_evaluation, log_training
-from taxifare.training import train
+from taxifare.core.config import Settings, load_settings
+from taxifare.preprocessing.sink import manifest_path
+from taxifare.registry.store import Registry, Run
+from taxifare.registry.tracking import REGISTRY_ID_TAG, log_evaluation, log_training
+from taxifare.serving.evaluate import evaluate
+from taxifare.training.loop import train
 from tests.conftest import cli_env, run_cli, write_synthetic_raw
 from tests.training_data import processed_demo, with_registry
 
@@ -174,9 +174,9 @@ def test_an_unreachable_server_costs_one_warning_line_and_the_run_is_kept(demo, 
 FRESH_STORE = """
 import logging, sys
 from taxifare.cli.main import _configure_logging
-from taxifare.config import load_settings
-from taxifare.registry import Run
-from taxifare.tracking import log_evaluation
+from taxifare.core.config import load_settings
+from taxifare.registry.store import Run
+from taxifare.registry.tracking import log_evaluation
 _configure_logging()
 settings = load_settings({"data_size": "demo"})
 log_evaluation(settings, Run("20260101T000000Z-abcdef", None, {"data": {"data_size": "demo"}}, {}), {}, "")
@@ -199,8 +199,8 @@ try:
     main(["train", "--help"])
 except SystemExit:
     pass
-from taxifare.config import load_settings
-from taxifare.tracking import log_evaluation, log_training
+from taxifare.core.config import load_settings
+from taxifare.registry.tracking import log_evaluation, log_training
 settings = load_settings()
 log_training(settings, None, {})
 log_evaluation(settings, None, {}, "")

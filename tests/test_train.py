@@ -9,16 +9,16 @@ import math
 import numpy as np
 import pytest
 
-from taxifare import registry as registry_module
-from taxifare.demo import write_demo_rides
-from taxifare.errors import InputError, TaxifareError
-from taxifare.lock import lock_path
-from taxifare.model import input_statistics, load_model, predict_fares
-from taxifare.preprocess import preprocess
-from taxifare.registry import RUN_FILES, Registry
-from taxifare.sink import manifest_path
-from taxifare.training import checkpoint_folder, train
+from taxifare.core.errors import InputError, TaxifareError
+from taxifare.core.lock import lock_path
+from taxifare.model.network import input_statistics, load_model, predict_fares
+from taxifare.preprocessing.run import preprocess
+from taxifare.preprocessing.sink import manifest_path
+from taxifare.registry import store as registry_module
+from taxifare.registry.store import RUN_FILES, Registry
+from taxifare.sources.demo import write_demo_rides
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
+from taxifare.training.loop import checkpoint_folder, train
 from taxifare.training.state import TrainingState
 from tests.conftest import write_csv
 from tests.training_data import demo_settings, processed_demo, with_registry

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 
+from taxifare.core.lock import OutputLock
+from taxifare.model.network import load_model
+from taxifare.registry.store import Registry
+from taxifare.training.loop import checkpoint_folder
 from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when
-from taxifare.lock import OutputLock
-from taxifare.model import load_model
-from taxifare.registry import Registry
-from taxifare.training import checkpoint_folder
 from tests.training_data import processed_demo, with_registry
 
 TRAIN_ARGS = ("train", "--chunk-size", "200", "--batch-size", "32", "--seed", "5", "--epochs", "2", "--hidden-units", "32,16")

@@ -13,12 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from taxifare.config import LOSSES
-from taxifare.errors import InputError
-from taxifare.model import ModelSpec, build_model, load_model
-from taxifare.registry import RUN_FILES, Registry
-from taxifare.training import checkpoint_folder
+from taxifare.core.config import LOSSES
+from taxifare.core.errors import InputError
+from taxifare.model.network import ModelSpec, build_model, load_model
+from taxifare.registry.store import RUN_FILES, Registry
 from taxifare.training.distributed import _train_steps
+from taxifare.training.loop import checkpoint_folder
 from taxifare.training.tf_cluster import local_tf_configs, parse_tf_config
 from tests.conftest import assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
@@ -171,7 +171,7 @@ def test_two_workers_publish_one_run_that_matches_a_single_process(demo, tmp_pat
 
 
 def train_from(demo, registry, run_id):
-    from taxifare.training import train
+    from taxifare.training.loop import train
 
     settings = with_registry(demo, registry, chunk_size=1500, batch_size=128, hidden_units=(32, 16), epochs=1)
     return train(settings, from_run=run_id).run

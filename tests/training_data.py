@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from taxifare.config import Settings, load_settings
-from taxifare.demo import write_demo_rides
-from taxifare.preprocess import preprocess
+from taxifare.core.config import Settings, load_settings
+from taxifare.preprocessing.run import preprocess
+from taxifare.sources.demo import write_demo_rides
 
 
 def demo_settings(folder: Path, **flags) -> Settings:
@@ -31,7 +31,7 @@ def with_registry(settings: Settings, registry: Path, **changes) -> Settings:
 def trained_demo(folder: Path, rides: int, **training) -> Settings:
     """`rides` synthetic rides preprocessed into folder/data and one run trained on them (the `training`
     settings, such as epochs) into folder/registry; the settings point at both."""
-    from taxifare.training import train
+    from taxifare.training.loop import train
 
     settings = with_registry(processed_demo(folder, rides), folder / "registry", **training)
     train(settings)

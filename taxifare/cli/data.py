@@ -8,8 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from taxifare.cli.options import (
-    BigqueryEmulatorHost, BqDataset, BqDeadline, ChunkSize, Columns, Delimiter, GcpProject, GcpProjectData, MaxDate, MinDate,
-    ProcessedDataSize, UtcLabel, settings_from,
+    BigqueryEmulatorHost,
+    BqDataset,
+    BqDeadline,
+    ChunkSize,
+    Columns,
+    Delimiter,
+    GcpProject,
+    GcpProjectData,
+    MaxDate,
+    MinDate,
+    ProcessedDataSize,
+    UtcLabel,
+    settings_from,
 )
 
 log = logging.getLogger("taxifare")
@@ -56,8 +67,8 @@ def preprocess(
     With --scheduler or --workers, Dask workers process partitions of the input in parallel; the output
     is byte-identical.
     """
-    from taxifare.csv_format import CsvFormat
-    from taxifare.preprocess import preprocess as run_preprocess
+    from taxifare.preprocessing.run import preprocess as run_preprocess
+    from taxifare.rides.layout import CsvFormat
 
     settings = settings_from(
         context,
@@ -88,8 +99,8 @@ def demo_data(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing demo file.")] = False,
 ) -> None:
     """Write a SYNTHETIC ride data set as the raw cache for DATA_SIZE=demo (no account needed)."""
-    from taxifare.demo import write_demo_rides
-    from taxifare.files import writing
+    from taxifare.core.files import writing
+    from taxifare.sources.demo import write_demo_rides
 
     settings = settings_from(context, min_date=min_date, max_date=max_date, data_size="demo")
     path = settings.raw_cache_path

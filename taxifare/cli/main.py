@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from taxifare.cli import data, models, scoring, training
 from taxifare import __version__
+from taxifare.cli import data, models, scoring, training
 from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
 from taxifare.cli.quiet import pass_on_captured_output, quiet_libraries
-from taxifare.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line, stop_received
+from taxifare.core.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line, stop_received
 
 log = logging.getLogger("taxifare")
 
@@ -120,7 +120,7 @@ def _run(argv: list[str]) -> None:
     except Exception as error:  # the last line of defence: never a raw traceback without --debug
         if debug:
             raise
-        from taxifare.files import file_system_error
+        from taxifare.core.files import file_system_error
 
         explained = file_system_error(error)
         if explained is not None:

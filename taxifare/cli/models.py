@@ -32,8 +32,8 @@ def models(
     import dataclasses
     import json
 
-    from taxifare.registry import Registry
-    from taxifare.run_table import format_runs, run_summaries
+    from taxifare.registry.run_table import format_runs, run_summaries
+    from taxifare.registry.store import Registry
 
     summaries = run_summaries(Registry(settings_from(context).local_registry_path).runs())
     if as_json:
@@ -47,8 +47,8 @@ def models_show(context: typer.Context, run: RunSpec, data_size: RunDataSize = N
     """Print one run's params and metrics as JSON (after checking its model file)."""
     import json
 
-    from taxifare.model import check_model_file
-    from taxifare.registry import Registry
+    from taxifare.model.network import check_model_file
+    from taxifare.registry.store import Registry
 
     found = Registry(settings_from(context).local_registry_path).resolve(run, data_size)
     check_model_file(found.model_path)
@@ -62,7 +62,7 @@ def models_rm(
 ) -> None:
     """Remove runs, each named by its id or a reference (resolved before any is removed). Each folder is
     renamed to a hidden name, then deleted: no half-removed run is ever listed."""
-    from taxifare.registry import Registry
+    from taxifare.registry.store import Registry
 
     registry = Registry(settings_from(context).local_registry_path)
     chosen = {found.run_id: found for found in (registry.resolve(spec) for spec in runs)}
@@ -88,8 +88,8 @@ def models_prune(
     LOCAL_DATA_PATH an unfinished processed_*.partial.csv/.json, a Dask *.parts folder or a *.lock file,
     which a rerun of the same preprocess continues from or takes over (--force starts afresh); delete them
     by hand only when no preprocess is running."""
-    from taxifare.prune import prune
-    from taxifare.registry import Registry
+    from taxifare.registry.prune import prune
+    from taxifare.registry.store import Registry
 
     result = prune(Registry(settings_from(context).local_registry_path), keep, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"

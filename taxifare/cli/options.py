@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from taxifare.config import Settings, load_settings
+from taxifare.core.config import Settings, load_settings
 
 MinDate = Annotated[
     Optional[str],

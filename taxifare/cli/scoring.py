@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from taxifare.cli.options import ChunkSize, Columns, Delimiter, ModelSpec, RunDataSize, UtcLabel, settings_from
-from taxifare.errors import InputError
+from taxifare.core.errors import InputError
 
 
 def pred(
@@ -49,8 +49,8 @@ def pred(
     With --input, every input row gets an output row, in order: its fare, or an empty fare and the reason in
     not_predicted_reason. Exit 2 when no row can be predicted (the output is still written).
     """
-    from taxifare import predict
-    from taxifare.csv_format import CsvFormat
+    from taxifare.rides.layout import CsvFormat
+    from taxifare.serving import predict
 
     settings = settings_from(context, chunk_size=chunk_size, utc_label=utc_label)
     ride = {
@@ -107,8 +107,9 @@ def evaluate(
     the plot is a 2-D histogram up to $100 on each axis. Rows the run trained on are recognised and
     counted, with a warning that the figures are then partly in-sample. Exit 2 when no row can be scored.
     """
-    from taxifare.csv_format import CsvFormat
-    from taxifare.evaluate import evaluate as run_evaluate, format_evaluation
+    from taxifare.rides.layout import CsvFormat
+    from taxifare.serving.evaluate import evaluate as run_evaluate
+    from taxifare.serving.evaluate import format_evaluation
 
     settings = settings_from(context, chunk_size=chunk_size, utc_label=utc_label)
     csv_format = CsvFormat.from_flags(columns, delimiter)

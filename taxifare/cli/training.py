@@ -71,7 +71,7 @@ def train(
     chief (task 0) checkpoints and publishes, the others exit 0 once it has. Every exchange waits at most
     COLLECTIVE_TIMEOUT seconds (default 120). See the README's multi-worker section.
     """
-    from taxifare.training import train as run_train
+    from taxifare.training.loop import train as run_train
 
     settings = settings_from(
         context,

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taxifare.errors import InputError
-from taxifare.files import atomic_write_bytes, atomic_write_json, fsync_path, read_json
-from taxifare.model import training_variables
+from taxifare.core.errors import InputError
+from taxifare.core.files import atomic_write_bytes, atomic_write_json, fsync_path, read_json
+from taxifare.model.network import training_variables
 from taxifare.training.state import TrainingState
 
 # The distributions TensorFlow comes in; the first one installed is this process's.

@@ -7,7 +7,7 @@ CSV, roughly), so that training, which reads the spans in a new seeded order on 
 several scattered spans per chunk, the next chunk in a background thread, does not parse text again: on
 two cores, parsing alongside TensorFlow slowed training by a fifth.
 
-The split is taxifare.splits': a row's set depends on its values alone, so the three sets are the same
+The split is taxifare.training.splits': a row's set depends on its values alone, so the three sets are the same
 rows whatever the chunk size, in every run and every data set, and no validation or test row is ever
 trained on.
 """
@@ -25,15 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from taxifare import splits  # its caps are read at each call
-from taxifare.csv_format import header_fields
-from taxifare.errors import InputError
-from taxifare.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
-from taxifare.lines import LineSpan, line_spans_in, pread_span
-from taxifare.provenance import content_fingerprint
-from taxifare.sink import read_manifest
-from taxifare.source import RAW_COLUMNS
-from taxifare.splits import LEFT_OUT, TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, row_hashes
+from taxifare.core.errors import InputError
+from taxifare.core.lines import LineSpan, line_spans_in, pread_span
+from taxifare.preprocessing.sink import read_manifest
+from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
+from taxifare.rides.layout import RAW_COLUMNS, header_fields
+from taxifare.sources.identity import content_fingerprint
+from taxifare.training import splits  # its caps are read at each call
+from taxifare.training.splits import LEFT_OUT, TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, row_hashes
 
 SPANS_PER_CHUNK = 8
 T = TypeVar("T")

@@ -35,10 +35,10 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from taxifare.errors import InputError, TaxifareError, first_line
-from taxifare.files import describe_os_error
-from taxifare.model import STEPS_PER_EXECUTION, fare_loss, import_keras, training_variables
-from taxifare.registry import Run
+from taxifare.core.errors import InputError, TaxifareError, first_line
+from taxifare.core.files import describe_os_error
+from taxifare.model.network import STEPS_PER_EXECUTION, fare_loss, import_keras, training_variables
+from taxifare.registry.store import Run
 from taxifare.training.data import PreparedRows, ProcessedData
 from taxifare.training.report import fare_errors
 from taxifare.training.shards import Share, TeamChunk, load_team_chunk, prepare_share, worker_chunks

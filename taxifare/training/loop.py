@@ -35,13 +35,13 @@ from typing import Callable
 
 import numpy as np
 
-from taxifare.config import Settings
-from taxifare.files import describe_os_error
-from taxifare.lock import OutputLock
-from taxifare.model import import_keras, shuffled_batches
-from taxifare.progress import Progress
-from taxifare.registry import Registry, Run
-from taxifare.tracking import log_training
+from taxifare.core.config import Settings
+from taxifare.core.files import describe_os_error
+from taxifare.core.lock import OutputLock
+from taxifare.core.progress import Progress
+from taxifare.model.network import import_keras, shuffled_batches
+from taxifare.registry.store import Registry, Run
+from taxifare.registry.tracking import log_training
 from taxifare.training.checkpoint import Checkpoint, assign_variables
 from taxifare.training.data import PreparedRows, ProcessedData, chunk_plan, prepare_rows, read_ahead, read_prepared_rows
 from taxifare.training.distributed import join_team

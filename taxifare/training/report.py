@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from taxifare import __version__
-from taxifare.config import Settings
-from taxifare.features import DAYS_SCALE, FEATURE_NAMES
-from taxifare.files import atomic_write_json
-from taxifare.model import HUBER_DELTA, ModelSpec, predict_fares
-from taxifare.progress import log_summary, peak_rss_mb
-from taxifare.registry import Registry, Run
-from taxifare.splits import SAMPLE_FILE, TrainingRowSample, comparable_group, split_definition
+from taxifare.core.config import Settings
+from taxifare.core.files import atomic_write_json
+from taxifare.core.progress import log_summary, peak_rss_mb
+from taxifare.model.network import HUBER_DELTA, ModelSpec, predict_fares
+from taxifare.registry.store import SAMPLE_FILE, Registry, Run
+from taxifare.rides.features import DAYS_SCALE, FEATURE_NAMES
 from taxifare.training.data import SPANS_PER_CHUNK, PreparedRows, ProcessedData
+from taxifare.training.splits import TrainingRowSample, comparable_group, split_definition
 from taxifare.training.state import Evaluation, Position, TrainingState
 
 log = logging.getLogger("taxifare")

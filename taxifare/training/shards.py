@@ -18,17 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from taxifare import splits
-from taxifare.splits import TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, row_hashes
-from taxifare.training.data import (
-    SPANS_PER_CHUNK,
-    FeatureStatistics,
-    PreparedRows,
-    ProcessedData,
-    chunk_plan,
-    read_ahead,
-    read_rows,
-)
+from taxifare.training import splits
+from taxifare.training.data import SPANS_PER_CHUNK, FeatureStatistics, PreparedRows, ProcessedData, chunk_plan, read_ahead, read_rows
+from taxifare.training.splits import TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, row_hashes
 from taxifare.training.state import Position
 
 # The exchange right after the split pass waits for the slowest worker's pass over its share.

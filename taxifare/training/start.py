@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from taxifare.config import Settings
-from taxifare.errors import InputError
-from taxifare.model import ModelSpec, build_model, input_statistics, load_model
-from taxifare.registry import Registry, Run, new_run_id
+from taxifare.core.config import Settings
+from taxifare.core.errors import InputError
+from taxifare.model.network import ModelSpec, build_model, input_statistics, load_model
+from taxifare.registry.store import Registry, Run, new_run_id
 from taxifare.training.checkpoint import Checkpoint, copy_training_variables, framework_versions
 from taxifare.training.data import PreparedRows, ProcessedData, open_processed, span_rows
 from taxifare.training.state import TrainingState, now_utc

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
-from taxifare.config import Settings
+from taxifare.core.config import Settings
 
 # A tenth of a cent: a smaller change of validation MAE is noise, not progress.
 MIN_IMPROVEMENT = 0.001

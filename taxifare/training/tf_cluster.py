@@ -8,7 +8,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from taxifare.errors import InputError, TaxifareError
+from taxifare.core.errors import InputError, TaxifareError
 
 TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 _JOBS = ("chief", "worker")

@@ -1,0 +1,242 @@
+"""The fare model: built once and compiled once, so Adam's state carries across chunks and passes.
+
+Inputs are standardized inside the model (a Normalization layer holding the training rows' per-feature
+mean and variance), then each numeric feature is embedded (embeddings.py), so a saved model takes the
+processed features as they are, and prediction needs nothing but the model file.
+
+Keras (and TensorFlow under it) is imported inside these functions only, so that `taxifare --help` and
+`preprocess` never pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from taxifare import __version__
+from taxifare.core.errors import InputError, first_line
+from taxifare.rides.features import FEATURE_NAMES, is_one_hot
+
+# Huber's loss is squared below this error and linear above it: dollars, so that it trains towards
+# the absolute error that users read while big fare outliers pull on it no harder than any other error.
+HUBER_DELTA = 1.0
+PREDICT_BATCH_SIZE = 16384
+# Training steps per call into TensorFlow: a step of this small model takes less time than the Python
+# round trip around it; running 32 in one call nearly halves training time on two cores.
+STEPS_PER_EXECUTION = 32
+# Below this many rows a direct call beats `predict`, which compiles a function first.
+_EAGER_ROWS = 1024
+_KERAS_MEMBERS = ("config.json", "model.weights.h5")
+# The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
+OWN_LAYERS = ("PeriodicEmbedding", "MemberMean")
+# Periodic embeddings of the numeric features (embeddings.py); chosen on the validation split of the real
+# sample (benchmarks/bench_quality.py).
+FREQUENCIES = 16
+EMBEDDING_DIMS = 16
+FREQUENCY_SCALE = 0.25
+MEMBERS = 1
+
+
+def import_keras():
+    # TensorFlow reads these when it is first imported; quiet its C++ start-up chatter (the CLI sets it
+    # to 3, or 0 with --verbose, before this).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # This model's operations are too small to split across threads: on two cores, splitting them cost
+    # more in thread wake-ups than it saved (training ~20% slower). TensorFlow's own variable; override it.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What fixes the model's shape and objective; recorded in every run's params.json."""
+
+    hidden_units: tuple[int, ...]
+    dropout: float
+    loss: str
+    frequencies: int = FREQUENCIES  # 0: the numeric features go in as standardized scalars
+    embedding_dims: int = EMBEDDING_DIMS
+    frequency_scale: float = FREQUENCY_SCALE
+    members: int = MEMBERS  # networks trained side by side, each on its own loss; the prediction is their mean
+
+    def describe(self) -> str:
+        dropout = f" -> Dropout({self.dropout:g})" if self.dropout else ""
+        hidden = "".join(f" -> Dense({units}, relu){dropout}" for units in self.hidden_units)
+        embedding = (
+            f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {self.frequency_scale:g}), "
+            f"Dense({self.embedding_dims}, relu) each)"
+            if self.frequencies
+            else ""
+        )
+        member = f"{embedding}{hidden} -> Dense(1)"
+        if self.members > 1:
+            member = f" -> {self.members} networks, mean of their fares: ({member.removeprefix(' -> ')})"
+        return f"Normalization(training-row mean and variance){member}"
+
+
+def numeric_columns(feature_count: int) -> list[int]:
+    """The columns to embed: the processed table's features that are not one-hot, or every column of
+    inputs that are not that table."""
+    if feature_count == len(FEATURE_NAMES):
+        return [column for column, name in enumerate(FEATURE_NAMES) if not is_one_hot(name)]
+    return list(range(feature_count))
+
+
+def fare_loss(name: str, reduction: str | None = "sum_over_batch_size"):
+    """The training objective, one definition for `fit` and the multi-worker step (reduction="sum")."""
+    keras = import_keras()
+    losses = {"huber": keras.losses.Huber, "mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError}
+    options = {"delta": HUBER_DELTA} if name == "huber" else {}
+    return losses[name](reduction=reduction, **options)
+
+
+def build_model(spec: ModelSpec, learning_rate: float, seed: int, mean: np.ndarray, variance: np.ndarray, initial_fare: float):
+    """A compiled model for features with the given training-row `mean` and `variance`; its output starts
+    at `initial_fare` (the mean fare), so training begins at the predict-the-mean baseline."""
+    keras = import_keras()
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((len(mean),))
+    # A constant column (a district no training ride touched) would be divided by ~0 at prediction.
+    scale = np.where(variance > 1e-12, variance, 1.0)
+    standardized = layers.Normalization(mean=mean, variance=scale, name="standardize")(inputs)
+    if spec.members == 1:
+        output = _member(spec, standardized, initial_fare, "")
+    else:
+        from taxifare.model.embeddings import MemberMean
+
+        fares = [_member(spec, standardized, initial_fare, f"member_{member}_") for member in range(1, spec.members + 1)]
+        output = MemberMean(name="member_mean")(layers.Concatenate(name="members")(fares))
+    model = keras.Model(inputs, output, name="taxifare")
+    model.compile(
+        loss=fare_loss(spec.loss),
+        optimizer=keras.optimizers.Adam(learning_rate),
+        metrics=["mae"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    return model
+
+
+def _member(spec: ModelSpec, standardized, initial_fare: float, prefix: str):
+    """One network of the ensemble, from the standardized inputs to a fare; its layers' names start with `prefix`."""
+    from keras import initializers, layers
+
+    flow = standardized
+    if spec.frequencies:
+        from taxifare.model.embeddings import PeriodicEmbedding
+
+        numeric = numeric_columns(standardized.shape[-1])
+        flow = PeriodicEmbedding(numeric, spec.frequencies, spec.embedding_dims, spec.frequency_scale, name=f"{prefix}numeric_embedding")(flow)
+    for index, units in enumerate(spec.hidden_units, 1):
+        flow = layers.Dense(units, activation="relu", name=f"{prefix}hidden_{index}")(flow)
+        if spec.dropout:
+            flow = layers.Dropout(spec.dropout, name=f"{prefix}dropout_{index}")(flow)
+    return layers.Dense(1, bias_initializer=initializers.Constant(initial_fare), name=f"{prefix}fare")(flow)
+
+
+def input_statistics(model) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and variance a model standardizes its inputs with."""
+    layer = model.get_layer("standardize")
+    return np.asarray(layer.mean, dtype=np.float64).reshape(-1), np.asarray(layer.variance, dtype=np.float64).reshape(-1)
+
+
+def check_model_file(path: Path) -> None:
+    """A cheap check that needs no TensorFlow: zip checksums, the expected members, and no layer of
+    taxifare's own that this version does not have."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            names = set(archive.namelist())
+            config = archive.read("config.json") if "config.json" in names and not damaged else b"{}"
+    except FileNotFoundError:
+        raise InputError(f"{path}: model file missing") from None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: model file is corrupt ({error})") from None
+    missing = [name for name in _KERAS_MEMBERS if name not in names]
+    if damaged or missing:
+        raise InputError(f"{path}: model file is corrupt ({'bad checksum in ' + damaged if damaged else 'no ' + ', '.join(missing)})")
+    try:
+        unknown = sorted(_taxifare_layers(json.loads(config)) - {f"taxifare>{name}" for name in OWN_LAYERS})
+    except ValueError as error:
+        raise InputError(f"{path}: model file is corrupt (config.json: {error})") from None
+    if unknown:
+        raise InputError(
+            f"{path}: the model has layer {unknown[0]}, which this taxifare ({__version__}) does not know: another "
+            "version saved it; predict with the taxifare that trained it, or train a new run"
+        )
+
+
+def _taxifare_layers(config) -> set[str]:
+    """The registered names of taxifare's own layers in a saved model's config (Keras' are "keras>...")."""
+    if isinstance(config, dict):
+        found = {config["registered_name"]} if str(config.get("registered_name")).startswith("taxifare>") else set()
+        return found.union(*(_taxifare_layers(value) for value in config.values()))
+    if isinstance(config, list):
+        return set().union(*(_taxifare_layers(value) for value in config))
+    return set()
+
+
+def load_model(path: Path, compile: bool = False):
+    """A saved model, loaded in Keras safe mode (no arbitrary code); a damaged file is an InputError."""
+    check_model_file(path)
+    keras = import_keras()
+    import taxifare.model.embeddings  # noqa: F401  (registers the layer that Keras looks up by name)
+
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        reason = first_line(error) or type(error).__name__
+        raise InputError(f"{path}: model file is unreadable ({reason[:200]})") from None
+
+
+def predict_fares(model, features: np.ndarray) -> np.ndarray:
+    if len(features) <= _EAGER_ROWS:
+        return np.asarray(model(features, training=False), dtype=np.float64).reshape(-1)
+    # `predict_on_batch` per slice: `predict` would first build a dataset, ~0.1 s for every call.
+    starts = range(0, len(features), PREDICT_BATCH_SIZE)
+    parts = [model.predict_on_batch(features[start : start + PREDICT_BATCH_SIZE]) for start in starts]
+    return np.concatenate(parts).astype(np.float64).reshape(-1)
+
+
+def shuffled_batches(rows: np.ndarray, order: np.ndarray, batch_size: int):
+    """A tf.data dataset of `rows` (features, then target) in batches, taken in `order`. Built in the
+    reader thread: it copies the rows into tensors there, which `fit` on plain arrays would do on the
+    training thread at every call."""
+    import tensorflow as tf
+
+    # The fares as a column: the loss compares each with every member's fare of an ensemble.
+    table = tf.data.Dataset.from_tensors((tf.constant(rows[:, :-1]), tf.constant(rows[:, -1:]))).repeat()
+    options = tf.data.Options()
+    # The default rewrites serialize the pipeline, the rows with it, every time an epoch starts.
+    options.experimental_optimization.apply_default_optimizations = False
+
+    def gather(index, tensors):
+        return tf.gather(tensors[0], index), tf.gather(tensors[1], index)
+
+    whole = len(order) - len(order) % batch_size
+    indices = tf.data.Dataset.from_tensor_slices(order[:whole].reshape(-1, batch_size))
+    if whole < len(order):
+        indices = indices.concatenate(tf.data.Dataset.from_tensors(order[whole:]))
+    return (
+        tf.data.Dataset.zip((indices, table))
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        .with_options(options)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def training_variables(model) -> list:
+    """Every variable training changes: weights, batch-norm statistics, the dropout layers' random
+    generators, and Adam's moments and step count (built here if no step has run yet)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables]

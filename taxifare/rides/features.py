@@ -1,0 +1,195 @@
+"""Stateless, row-wise, vectorized features: a cleaned ride table in, a float32/int8 feature table out.
+
+Nothing here depends on other rows or on the chunk a row arrives in, so the processed file is the same
+whatever the chunk size, and prediction applies exactly the transformation training saw.
+Bump PREPROCESSOR_VERSION whenever a feature's definition, order or scaling changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+PREPROCESSOR_VERSION = 3  # 3: hours, days and dates on the New York wall clock (core/dates.py)
+
+EARTH_RADIUS_KM = 6371.0
+DISTANCE_SCALE_KM = 100.0
+EPOCH_2009 = np.datetime64("2009-01-01T00:00:00", "s")
+DAYS_SCALE = 2090.0
+
+GEOHASH_PRECISION = 5
+DISTRICTS = (
+    "dr5ru dr5rs dr5rv dr72h dr72j dr5re dr5rk dr5rz dr5ry dr5rt "
+    "dr5rg dr5x1 dr5x0 dr72m dr5rm dr5rx dr5x2 dr5rw dr5rh dr5x8"
+).split()
+_BASE32 = "0123456789bcdefghjkmnpqrstuvwxyz"
+
+# Airports and Midtown: fares jump for airport trips (JFK flat fare, Newark surcharge).
+LANDMARKS = {
+    "jfk": (40.6413, -73.7781),
+    "lga": (40.7769, -73.8740),
+    "ewr": (40.6895, -74.1745),
+    "midtown": (40.7549, -73.9840),
+}
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+ONE_HOT_PREFIXES = ("dow_", "month_", "pickup_geohash_", "dropoff_geohash_")
+
+
+def _feature_names() -> list[str]:
+    names = ["passenger_count_scaled", "hour_sin", "hour_cos"]
+    names += [f"dow_{day}" for day in WEEKDAYS]
+    names += [f"month_{month}" for month in MONTHS]
+    names += ["days_since_2009", "haversine_distance", "manhattan_distance"]
+    names += [f"pickup_geohash_{district}" for district in DISTRICTS]
+    names += [f"dropoff_geohash_{district}" for district in DISTRICTS]
+    names += [f"{end}_distance_{place}" for place in LANDMARKS for end in ("pickup", "dropoff")]
+    return names
+
+
+FEATURE_NAMES: tuple[str, ...] = tuple(_feature_names())
+TARGET = "fare_amount"
+
+
+def is_one_hot(name: str) -> bool:
+    return name.startswith(ONE_HOT_PREFIXES)
+
+
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    return _haversine(_Points.of(lat1, lon1), _Points.of(lat2, lon2))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Points:
+    """Coordinates in radians, with the cosine of the latitude: a ride's ends meet nine distances each."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    cos_lat: np.ndarray
+
+    @classmethod
+    def of(cls, lat, lon) -> "_Points":
+        lat, lon = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat, lon))
+        return cls(lat, lon, np.cos(lat))
+
+
+def _haversine(start: _Points, end: _Points) -> np.ndarray:
+    a = np.sin((end.lat - start.lat) / 2) ** 2 + start.cos_lat * end.cos_lat * np.sin((end.lon - start.lon) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def _manhattan(start: _Points, end: _Points) -> np.ndarray:
+    """North-south plus east-west leg lengths, the east-west leg measured at the mean latitude."""
+    north_south = np.abs(end.lat - start.lat)
+    east_west = np.abs(end.lon - start.lon) * np.cos((start.lat + end.lat) / 2)
+    return EARTH_RADIUS_KM * (north_south + east_west)
+
+
+def geohash_cells(lat, lon, precision: int = GEOHASH_PRECISION) -> np.ndarray:
+    """Geohash cells as integers (5 bits per character), by bit interleaving instead of bisection loops.
+
+    Bit i of the cell, counted from the most significant, is a longitude bit when i is even and a
+    latitude bit when odd; each coordinate's bits are its position in the range, as a binary fraction.
+    """
+    total_bits = 5 * precision
+    lon_bits, lat_bits = (total_bits + 1) // 2, total_bits // 2
+    lat_index = _grid_index(lat, -90.0, 90.0, lat_bits)
+    lon_index = _grid_index(lon, -180.0, 180.0, lon_bits)
+    cells = np.zeros(len(lat_index), dtype=np.int64)
+    for position in range(total_bits):
+        if position % 2 == 0:
+            bit = (lon_index >> (lon_bits - 1 - position // 2)) & 1
+        else:
+            bit = (lat_index >> (lat_bits - 1 - position // 2)) & 1
+        cells = (cells << 1) | bit
+    return cells
+
+
+def _grid_index(values, low: float, high: float, bits: int) -> np.ndarray:
+    scaled = np.floor((np.asarray(values, dtype=np.float64) - low) / (high - low) * (1 << bits))
+    return np.clip(scaled, 0, (1 << bits) - 1).astype(np.int64)
+
+
+def geohash_to_cell(text: str) -> int:
+    cell = 0
+    for char in text:
+        cell = (cell << 5) | _BASE32.index(char)
+    return cell
+
+
+_LANDMARK_POINTS = tuple(_Points.of(lat, lon) for lat, lon in LANDMARKS.values())
+_DISTRICT_CELLS = np.array([geohash_to_cell(district) for district in DISTRICTS], dtype=np.int64)
+
+
+def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
+    """Rows of 0/1 (int8); a code outside 0..size-1 gives an all-zero row."""
+    return (codes[:, None] == np.arange(size)[None, :]).astype(np.int8)
+
+
+def _district_one_hot(lat, lon) -> np.ndarray:
+    return (geohash_cells(lat, lon)[:, None] == _DISTRICT_CELLS[None, :]).astype(np.int8)
+
+
+def _as_float32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
+    """Feature table (columns FEATURE_NAMES, same index) for cleaned rides.
+
+    `rides` needs pickup_datetime (datetime64 without a zone: New York wall-clock time, as core/dates.py reads
+    it), the four coordinates and passenger_count. The hour, weekday, month and days since 2009 are those
+    of the wall clock, counted as it shows them (a day is 86,400 of its seconds, DST changes or not).
+    """
+    pickup = _wall_clock(rides["pickup_datetime"])
+    hour, weekday, month = _calendar(pickup)
+    hour_angle = 2 * np.pi * hour / 24
+    seconds_since_2009 = (pickup - EPOCH_2009) / np.timedelta64(1, "s")
+
+    plat, plon = rides["pickup_latitude"].to_numpy(np.float64), rides["pickup_longitude"].to_numpy(np.float64)
+    dlat, dlon = rides["dropoff_latitude"].to_numpy(np.float64), rides["dropoff_longitude"].to_numpy(np.float64)
+    pickup, dropoff = _Points.of(plat, plon), _Points.of(dlat, dlon)
+
+    columns = [
+        _as_float32((rides["passenger_count"].to_numpy(np.float64) - 1) / 7)[:, None],
+        _as_float32(np.sin(hour_angle))[:, None],
+        _as_float32(np.cos(hour_angle))[:, None],
+        _one_hot(weekday, 7),
+        _one_hot(month - 1, 12),
+        _as_float32(seconds_since_2009 / 86400 / DAYS_SCALE)[:, None],
+        _as_float32(_haversine(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
+        _as_float32(_manhattan(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
+        _district_one_hot(plat, plon),
+        _district_one_hot(dlat, dlon),
+    ]
+    for place in _LANDMARK_POINTS:
+        columns.append(_as_float32(_haversine(pickup, place) / DISTANCE_SCALE_KM)[:, None])
+        columns.append(_as_float32(_haversine(dropoff, place) / DISTANCE_SCALE_KM)[:, None])
+
+    frame = {}
+    names = iter(FEATURE_NAMES)
+    for block in columns:
+        for j in range(block.shape[1]):
+            frame[next(names)] = np.ascontiguousarray(block[:, j])
+    # Not consolidated into one 2-D block per dtype: that copy is of no use to the CSV writer, which
+    # takes the columns one by one.
+    return pd.DataFrame(frame, index=rides.index, copy=False)
+
+
+def _wall_clock(pickup: pd.Series) -> np.ndarray:
+    if isinstance(pickup.dtype, pd.DatetimeTZDtype):
+        raise ValueError("pickup_datetime must be New York wall-clock times without a zone (see taxifare.core.dates)")
+    return pickup.to_numpy().astype("datetime64[s]")
+
+
+def _calendar(wall_clock: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hour (0-23), weekday (Monday 0) and month (1-12) of wall-clock times."""
+    days = wall_clock.astype("datetime64[D]")
+    hour = (wall_clock - days).astype(np.int64) // 3600
+    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    month = wall_clock.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    return hour, weekday, month

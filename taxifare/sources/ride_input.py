@@ -1,0 +1,252 @@
+"""Raw rides from a CSV of any size (a file, or stdin), chunk by chunk: the text columns, each row's line
+number, and the first rule that makes a row unusable, counted per rule. Shared by `pred` and `evaluate`.
+
+A ride is unusable when it breaks a PREDICTION_RULES rule (it cannot be read, or lies outside what the
+model knows). When the fare is scored (`evaluate`), the FARE_RULES come first: a row whose fare is
+missing, not a number, or outside the training range is counted under its fare rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import logging
+import sys
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from taxifare.core.dates import EXPECTED
+from taxifare.core.errors import ROW_WARNINGS, InputError, clipped, first_example, first_line, top_reasons
+from taxifare.core.files import reading, reads_of
+from taxifare.core.lines import LineChunk, iter_line_chunks, kept_line_numbers
+from taxifare.rides.clean import (
+    FARE_RANGE,
+    LATITUDE_RANGE,
+    LONGITUDE_RANGE,
+    PASSENGER_RANGE,
+    PREDICTION_RULES,
+    parse_rides,
+    prediction_failures,
+    sample_value,
+)
+from taxifare.rides.features import TARGET
+from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS, CsvFormat
+from taxifare.sources.csv_file import BLOCK_SIZE, line_blocks
+
+log = logging.getLogger("taxifare")
+row_log = logging.getLogger(ROW_WARNINGS)
+
+RIDE_COLUMNS = tuple(name for name in RAW_COLUMNS if name != TARGET)
+MALFORMED_LINE = "malformed_line"
+FARE_RULES = ("missing_fare", "unparseable_fare", "fare_out_of_range")
+REPORTED_LINES = 20
+# Texts read as a missing value, as preprocess reads them (pyarrow's defaults: "", NaN, NULL, N/A, ...).
+_MISSING_TEXTS = pa.array(pa_csv.ConvertOptions().null_values, pa.string())
+RULE_TEXT = {
+    MALFORMED_LINE: "wrong number of fields",
+    "missing_fare": "fare_amount is missing",
+    "unparseable_fare": "fare_amount is not a number",
+    "fare_out_of_range": f"fare_amount is outside the training range ({FARE_RANGE[0]:g} < fare < {FARE_RANGE[1]:g})",
+    "missing_value": "a value is missing",
+    "unparseable_number": "a value is not a number",
+    "bad_datetime": f"pickup_datetime is not a date and time of the form {EXPECTED}",
+    "passenger_count_out_of_range": f"passenger_count is not a whole number from {PASSENGER_RANGE[0]} to {PASSENGER_RANGE[1]}",
+    "outside_nyc": (
+        f"a point is outside the area the model knows (latitude {LATITUDE_RANGE[0]}..{LATITUDE_RANGE[1]}, "
+        f"longitude {LONGITUDE_RANGE[0]}..{LONGITUDE_RANGE[1]})"
+    ),
+}
+
+
+@dataclass
+class Rejections:
+    """Rows left out, per rule, and the first REPORTED_LINES of them logged as `line N: not <verb>: why`."""
+
+    verb: str
+    with_fare: bool = False
+    counts: dict[str, int] = field(init=False)
+    first_lines: list[tuple[int, str]] = field(default_factory=list)
+    first_line_of: dict[str, int] = field(default_factory=dict)  # rule -> the first line that broke it
+    first_value_of: dict[str, str] = field(default_factory=dict)  # rule -> what broke it on that line
+
+    def __post_init__(self) -> None:
+        self.counts = dict.fromkeys((MALFORMED_LINE, *(FARE_RULES if self.with_fare else ()), *PREDICTION_RULES), 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, lines: np.ndarray, rules: np.ndarray, value: Callable[[int], str]) -> None:
+        """Count rows at `lines` left out for `rules`; `value(i)` is the text that broke rule `rules[i]`."""
+        names, first, counts = np.unique(rules, return_index=True, return_counts=True)
+        for rule, index, count in zip(names.tolist(), first.tolist(), counts.tolist()):
+            self.counts[rule] += count
+            if rule not in self.first_line_of:
+                self.first_line_of[rule] = int(lines[index])
+                self.first_value_of[rule] = value(index)
+        room = REPORTED_LINES - len(self.first_lines)
+        for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
+            self.first_lines.append((line, rule))
+            row_log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+
+    def log_unreported(self) -> None:
+        """The line that ends the capped list of warnings; with those silenced (--quiet), one line instead."""
+        if not row_log.isEnabledFor(logging.WARNING):
+            if self.total:
+                log.warning("%s lines not %s: %s", f"{self.total:,}", self.verb, self.top_reasons())
+            return
+        unreported = self.total - len(self.first_lines)
+        if unreported:
+            row_log.warning("... and %s more lines not %s (counted by reason in the summary)", f"{unreported:,}", self.verb)
+
+    def top_reasons(self) -> str:
+        """The most frequent rules, each with its count, first line and value (errors.top_reasons)."""
+        return top_reasons(self.counts, self._first_example) or "the input has no rows"
+
+    def _first_example(self, rule: str) -> str:
+        return first_example(f"line {self.first_line_of[rule]}", self.first_value_of[rule])
+
+
+@dataclass
+class RideInput:
+    """An open raw CSV: its name in messages, its column names and delimiter, and its data lines."""
+
+    name: str
+    columns: list[str]
+    delimiter: str
+    blocks: Iterator[bytes]  # whole lines, after the header
+    first_line: int  # the number of the first data line
+
+
+@contextmanager
+def open_ride_input(path: Path, csv_format: CsvFormat, required: Sequence[str]) -> Iterator[RideInput]:
+    """The CSV at `path`, or stdin for "-", with its columns checked for the `required` ones."""
+    from_stdin = str(path) == "-"
+    name = "stdin" if from_stdin else str(path)
+    if not from_stdin and not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with ExitStack() as opened:
+        with reading(name, "the rides"):
+            file = sys.stdin.buffer if from_stdin else opened.enter_context(path.open("rb"))
+            first = file.readline(BLOCK_SIZE)
+        columns = csv_format.column_names(first, name, required)
+        blocks = reads_of(line_blocks(file, name), name, "the rides")
+        if not csv_format.has_header and first:
+            blocks = itertools.chain([first], blocks)  # the first line is a ride
+        yield RideInput(name, columns, csv_format.delimiter, blocks, 2 if csv_format.has_header else 1)
+
+
+@dataclass
+class RideBlock:
+    """One chunk's rows: text columns, line numbers, parsed rides, which rows are usable and why not
+    (`reasons`, "" for a usable row), and the line numbers of the malformed lines (not in `table`)."""
+
+    rows_read: int
+    table: pa.Table
+    lines: np.ndarray
+    rides: pd.DataFrame
+    reasons: np.ndarray
+    malformed_lines: np.ndarray
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.reasons == ""
+
+
+def iter_ride_blocks(rides_input: RideInput, rows_per_block: int, rejections: Rejections, utc_label: str) -> Iterator[RideBlock]:
+    """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`.
+    `utc_label`: what " UTC" after a pickup time means (taxifare.core.dates)."""
+    for chunk in iter_line_chunks(rides_input.blocks, rows_per_block, rides_input.first_line):
+        table, lines, malformed = _read_text_rows(chunk, rides_input, rejections)
+        rides, reasons, ride_text = rejected_rules(table, utc_label, rejections.with_fare)
+        rows = np.flatnonzero(reasons != "")
+        rejections.add(lines[rows], reasons[rows], lambda i: sample_value(reasons[rows[i]], ride_text, rides, int(rows[i])))
+        yield RideBlock(chunk.rows, table, lines, rides, reasons, malformed)
+    rejections.log_unreported()
+
+
+def rejected_rules(table: pa.Table, utc_label: str, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray, pa.Table]:
+    """Parsed rides, per row the first rule it breaks ("" for a usable row), and the ride columns as they
+    were parsed (missing-value texts as nulls); the FARE_RULES apply only `with_fare` (otherwise the fare
+    is not read at all)."""
+    fare_text = _as_missing(table.column(TARGET)) if with_fare else pa.array(["0"] * table.num_rows, pa.string())
+    ride_text = pa.table({name: _as_missing(table.column(name)) for name in RIDE_COLUMNS})
+    ride_text = ride_text.append_column(TARGET, fare_text)
+    rides, parse_failures = parse_rides(ride_text, utc_label)
+    failures = prediction_failures(rides, parse_failures)
+    if with_fare:
+        # First, so that a row whose only fault is its fare is not counted as a missing or bad value.
+        failures = {**_fare_failures(rides, fare_text), **failures}
+    reasons = np.full(table.num_rows, "", dtype=object)
+    for rule in reversed(failures):
+        reasons[failures[rule]] = rule
+    return rides, reasons, ride_text
+
+
+def _as_missing(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column with the missing-value texts as nulls (the table keeps the text, for the output)."""
+    return pc.if_else(pc.is_in(text, value_set=_MISSING_TEXTS), pa.scalar(None, pa.string()), text)
+
+
+def _fare_failures(rides: pd.DataFrame, fare_text) -> dict[str, np.ndarray]:
+    missing = pc.is_null(fare_text).to_numpy(zero_copy_only=False)
+    fare = rides[TARGET].to_numpy()
+    return {
+        "missing_fare": missing,
+        "unparseable_fare": ~missing & np.isnan(fare),
+        "fare_out_of_range": ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])),
+    }
+
+
+def outside_training_window(rides: pd.DataFrame, window: tuple[dt.datetime, dt.datetime] | None) -> np.ndarray:
+    """Which rides were picked up before the first or after the last pickup a run trained on (all False
+    when the run records no window)."""
+    if window is None:
+        return np.zeros(len(rides), dtype=bool)
+    first, last = (np.datetime64(value.replace(tzinfo=None), "s") for value in window)
+    pickup = rides["pickup_datetime"].to_numpy()
+    return (pickup < first) | (pickup > last)
+
+
+def format_window(window: tuple[dt.datetime, dt.datetime]) -> str:
+    return f"{window[0]:%Y-%m-%d %H:%M:%S} .. {window[1]:%Y-%m-%d %H:%M:%S} New York time"
+
+
+def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Rejections) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The chunk's rows as text columns, each row's line number, and the line numbers of the malformed
+    lines, which are counted and skipped."""
+    malformed: list[int] = []
+    texts: list[str] = []
+
+    def skip(row: pa_csv.InvalidRow) -> str:
+        malformed.append(row.number)
+        texts.append(row.text)
+        return "skip"
+
+    columns = rides_input.columns
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(chunk.data),
+            # One thread, so that the reader knows the line number of each malformed row.
+            read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=rides_input.delimiter, invalid_row_handler=skip, ignore_empty_lines=False
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in columns}, strings_can_be_null=False, check_utf8=False
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        raise InputError(f"{rides_input.name}: unreadable CSV near line {chunk.first_line}: {first_line(error)}") from None
+    skipped = chunk.first_line - 1 + np.asarray(malformed, dtype=np.int64)
+    rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object), lambda i: clipped(texts[i], SAMPLE_CHARS))
+    return table, chunk.first_line - 1 + kept_line_numbers(table.num_rows, skipped - chunk.first_line + 1), skipped
