@@ -15,8 +15,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
+from taxifare.core.config import load_settings
 from taxifare.preprocessing import processed_text, sink
 from taxifare.rides.features import FEATURE_NAMES, TARGET, is_one_hot
+from taxifare.rides.layout import CsvFormat
 
 # Values whose text is easy to get wrong: signed zeros, exponents both ways, the float32 extremes.
 _AWKWARD = np.array([0.0, -0.0, 1.0, -1.0, 0.1, 1e-7, -2.5e-12, 1e-45, 3.4028235e38, 123456.78, 1e7, 1e-5, 0.000123], np.float32)
@@ -89,8 +91,8 @@ class FailingFile:
 
 
 def new_writer(path) -> sink.ProcessedWriter:
-    window = pd.Timestamp("2009-01-01").to_pydatetime()
-    writer = sink.ProcessedWriter(path, sink.new_manifest({"kind": "test"}, window, window, "test", 100))
+    settings = load_settings({"data_size": "test", "chunk_size": "100"}, environ={}, dotenv_path=None)
+    writer = sink.ProcessedWriter(path, sink.new_manifest(settings, {"kind": "test"}, None, CsvFormat(), {"kind": "test"}))
     writer.start()
     return writer
 

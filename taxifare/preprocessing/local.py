@@ -8,14 +8,16 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import numpy as np
+
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
 from taxifare.core.files import reading, reads_of
 from taxifare.core.progress import Progress
-from taxifare.preprocessing.pipeline import PreprocessResult, located_samples, log_result, malformed_sample, plan_output
+from taxifare.preprocessing.pipeline import PreprocessResult, log_result, placed_samples, plan_output, sample_records
 from taxifare.preprocessing.provenance import expect_the_bytes_read_before
 from taxifare.preprocessing.sink import PickupWindow, ProcessedWriter, new_manifest, partial_path, publish
-from taxifare.rides.clean import SeenRows, clean_rides
+from taxifare.rides.clean import Rejects, SeenRows, clean_rides
 from taxifare.rides.features import ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.sources.csv_file import CsvRideSource, RideSource
@@ -59,13 +61,8 @@ def preprocess_here(settings: Settings, input_path: Path | None, force: bool, cs
     source = open_source(settings, input_path, csv_format)
     if input_path is not None and input_path.resolve() == output.resolve():
         raise InputError(f"--input {input_path} is the output of this preprocess; move the raw file elsewhere first")
-    fresh = new_manifest(
-        source.describe(), settings.min_date, settings.max_date, settings.data_size, settings.chunk_size
-    )
-    fresh["input"] = str(input_path.resolve()) if input_path else None
-    fresh["csv_format"] = csv_format.describe()
-    fresh["utc_label"] = settings.utc_label
-    fresh["raw"] = raw_identity(settings, source)
+    input_text = str(input_path.resolve()) if input_path else None
+    fresh = new_manifest(settings, source.describe(), input_text, csv_format, raw_identity(settings, source))
     plan = plan_output(output, fresh, force, source.resumable)
     if plan.reuse:
         return PreprocessResult(output, plan.reuse, True, None, time.monotonic() - started)
@@ -111,7 +108,8 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
                 continue
             cleaned.rejects.counts["malformed_line"] += malformed
             writer.manifest["raw"] = {**writer.manifest["raw"], "read": source.content.mark()}
-            samples = located_samples(cleaned.rejects, source, rows_before - raw.num_rows)
+            first_row = rows_before - raw.num_rows
+            samples = sample_records(source.position, placed_samples(cleaned.rejects, lambda rows: source.lines_of(first_row + rows)))
             features = ride_features(cleaned.rides)
             writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects.counts, samples)
             kept += len(features)
@@ -121,7 +119,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     writer.finish(
         rows_read=trailing_malformed,
         rejects={"malformed_line": trailing_malformed},
-        samples=malformed_sample(source),
+        samples=sample_records(source.position, placed_samples(Rejects(), np.asarray, source.first_malformed)),
         extra={
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

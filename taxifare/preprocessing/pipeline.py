@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -85,16 +86,21 @@ def existing_manifest(output: Path) -> dict | None:
         return None
 
 
-def located_samples(rejects: Rejects, source, first_row: int) -> dict[str, dict]:
-    """The chunk's samples, each at its line in the input (or row of the query result)."""
+def placed_samples(rejects: Rejects, place: Callable[[np.ndarray], np.ndarray], first_malformed: tuple[int, str] | None = None
+                   ) -> dict[str, tuple[int, str | None]]:
+    """Each rule's sample at its place in the input: `place` turns rows of the cleaned table into lines of
+    the file (or rows of a query result); the first malformed line, already placed, joins them."""
     rules = list(rejects.samples)
-    lines = source.lines_of(np.array([first_row + rejects.samples[rule][0] for rule in rules], dtype=np.int64))
-    return {rule: sample_record(source.position, line, rejects.samples[rule][1]) for rule, line in zip(rules, lines)}
+    where = place(np.array([rejects.samples[rule][0] for rule in rules], dtype=np.int64))
+    samples = {rule: (int(at), rejects.samples[rule][1]) for rule, at in zip(rules, where)}
+    if first_malformed:
+        samples["malformed_line"] = first_malformed
+    return samples
 
 
-def malformed_sample(source) -> dict[str, dict]:
-    first = source.first_malformed
-    return {"malformed_line": sample_record(source.position, *first)} if first else {}
+def sample_records(position: str, samples: dict[str, tuple[int, str | None]]) -> dict[str, dict]:
+    """placed_samples as the manifest records them."""
+    return {rule: sample_record(position, at, value) for rule, (at, value) in samples.items()}
 
 
 def log_result(result: PreprocessResult) -> None:

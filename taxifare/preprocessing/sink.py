@@ -11,7 +11,6 @@ much input it covers, replaced atomically. On resume, anything past the manifest
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
 from taxifare.core.files import atomic_write_json, fsync_path, read_json
 from taxifare.preprocessing.processed_text import write_rows
 from taxifare.rides.clean import REJECT_RULES
 from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, is_one_hot
+from taxifare.rides.layout import CsvFormat
 from taxifare.sources.identity import content_fingerprint
 
 MANIFEST_FORMAT = "taxifare-processed"
@@ -69,7 +70,9 @@ def csv_header() -> bytes:
     return (",".join((*FEATURE_NAMES, TARGET)) + "\n").encode()
 
 
-def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, data_size: str, chunk_size: int) -> dict:
+def new_manifest(settings: Settings, source: dict, input_text: str | None, csv_format: CsvFormat, raw: dict) -> dict:
+    """The manifest of an output not yet begun: what it will be made from (`source`, the `--input` as given
+    to the engine, the layout of its files, `raw`: sources/identity.py's record) and with which settings."""
     return {
         "format": MANIFEST_FORMAT,
         "preprocessor_version": PREPROCESSOR_VERSION,
@@ -77,10 +80,10 @@ def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, dat
         "one_hot_features": [name for name in FEATURE_NAMES if is_one_hot(name)],
         "target": TARGET,
         "source": source,
-        "min_date": min_date.isoformat(),
-        "max_date": max_date.isoformat(),
-        "data_size": data_size,
-        "chunk_size": chunk_size,
+        "min_date": settings.min_date.isoformat(),
+        "max_date": settings.max_date.isoformat(),
+        "data_size": settings.data_size,
+        "chunk_size": settings.chunk_size,
         "rows_read": 0,
         "rows_kept": 0,
         "target_sum": 0.0,
@@ -89,6 +92,10 @@ def new_manifest(source: dict, min_date: dt.datetime, max_date: dt.datetime, dat
         "chunks_written": 0,
         "bytes": len(csv_header()),
         "complete": False,
+        "input": input_text,
+        "csv_format": csv_format.describe(),
+        "utc_label": settings.utc_label,
+        "raw": raw,
     }
 
 

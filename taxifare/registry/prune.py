@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from taxifare.core.lock import LockedError, OutputLock, lock_path
-from taxifare.registry.store import REMOVING_PREFIX, Registry, Run, alias_targets, best_run, delete_tree
+from taxifare.registry.store import REMOVING_PREFIX, Registry, Run, alias_targets, best_run, delete_tree, runs_by_data_set
 
 CHECKPOINTS_FOLDER = ".checkpoints"
 PUBLISHING_PREFIX = ".tmp-"
@@ -51,8 +51,7 @@ def runs_to_prune(runs: list[Run], keep: int) -> list[Run]:
     """The runs (oldest first) beyond the `keep` newest of each data set, sparing the best of each group
     of comparable runs and every run a reference (latest, best, NAME:latest, NAME:best) names."""
     kept = {run_id for run_id, names in alias_targets(runs).items() if names}
-    for data_size in {run.data_size for run in runs}:
-        of_data_set = [run for run in runs if run.data_size == data_size]
+    for of_data_set in runs_by_data_set(runs).values():
         kept.update(run.run_id for run in of_data_set[max(len(of_data_set) - keep, 0) :])
     for group in {run.comparable_group for run in runs}:
         best = best_run([run for run in runs if run.comparable_group == group])

@@ -139,10 +139,18 @@ def best_run(runs: list[Run]) -> Run | None:
     return min(scored, key=lambda run: run.validation_mae) if scored else None
 
 
+def runs_by_data_set(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs of each data set, in the order given, data sets by name."""
+    grouped: dict[str, list[Run]] = {}
+    for run in runs:
+        grouped.setdefault(run.data_size, []).append(run)
+    return dict(sorted(grouped.items()))
+
+
 def alias_targets(runs: list[Run]) -> dict[str, list[str]]:
     """For each run (oldest first), the references that name it: latest, best, NAME:latest, NAME:best."""
     aliases: dict[str, list[str]] = {run.run_id: [] for run in runs}
-    scopes = [("", runs)] + [(f"{name}:", [run for run in runs if run.data_size == name]) for name in sorted({run.data_size for run in runs})]
+    scopes = [("", runs)] + [(f"{name}:", of_data_set) for name, of_data_set in runs_by_data_set(runs).items()]
     for prefix, scope in scopes:
         if scope:
             aliases[scope[-1].run_id].append(f"{prefix}latest")
@@ -179,9 +187,10 @@ class Registry:
         runs = self.runs()
         if not runs:
             raise InputError(f"no trained model in {self.root}; run `taxifare train` first")
-        matching = [run for run in runs if data_set is None or run.data_size == data_set]
+        by_data_set = runs_by_data_set(runs)
+        matching = runs if data_set is None else by_data_set.get(data_set, [])
         if not matching:
-            trained = ", ".join(sorted({run.data_size for run in runs}))
+            trained = ", ".join(by_data_set)
             raise InputError(
                 f"no run trained on data set {data_set!r} in {self.root}; runs exist for data set(s) {trained} "
                 "(name one with --data-size or NAME:latest, or leave it out for the newest run of any)"

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxifare.core.errors import clipped
+from taxifare.core.row_hash import hash_words
 from taxifare.rides.date_columns import parse_datetime_column
 from taxifare.rides.dedup import SeenRows
 from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS
@@ -226,9 +227,10 @@ def _text_at(column: pa.ChunkedArray, row: int) -> str | None:
 
 
 def _row_hashes(rides: pd.DataFrame) -> np.ndarray:
-    # -0.0 and 0.0 are the same value and must hash alike.
-    normalized = rides.assign(**{name: rides[name] + 0.0 for name in NUMERIC_COLUMNS})
-    return pd.util.hash_pandas_object(normalized, index=False).to_numpy()
+    """Equal rides hash alike: -0.0 and 0.0 are one value (+ 0.0 makes them one bit pattern)."""
+    numbers = [(rides[name].to_numpy(np.float64) + 0.0).view(np.uint64) for name in NUMERIC_COLUMNS]
+    pickups = rides["pickup_datetime"].to_numpy("datetime64[s]").view(np.uint64)
+    return hash_words([*numbers, pickups], len(rides))
 
 
 def bad_passenger_counts(rides: pd.DataFrame) -> np.ndarray:

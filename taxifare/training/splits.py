@@ -23,6 +23,7 @@ import numpy as np
 
 from taxifare.core.errors import InputError
 from taxifare.core.files import atomic_write_bytes
+from taxifare.core.row_hash import hash_words, mix
 
 TRAIN, VALIDATION, TEST, LEFT_OUT = 0, 1, 2, 3
 VALIDATION_SHARE = TEST_SHARE = 0.1
@@ -33,8 +34,6 @@ TEST_MAX_ROWS = 100_000
 SPLIT_METHOD = "row-hash-1"  # FNV-1a of the float32 values as 64-bit words, SplitMix64 finish; fixed thresholds
 _TEST_BELOW = np.uint64(int(TEST_SHARE * 2.0**64))
 _HELD_OUT_BELOW = np.uint64(int((TEST_SHARE + VALIDATION_SHARE) * 2.0**64))
-_HASH_START = np.uint64(0xCBF29CE484222325)
-_HASH_PRIME = np.uint64(0x100000001B3)
 SAMPLE_CAPACITY = 1 << 18  # 2 MB of hashes per run at most
 _ALL = np.uint64(2**64 - 1)
 
@@ -58,24 +57,12 @@ def comparable_group(manifest: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _mix(hashes: np.ndarray) -> np.ndarray:
-    """SplitMix64's finish: every input bit moves every output bit."""
-    hashes = hashes ^ (hashes >> np.uint64(30))
-    hashes = hashes * np.uint64(0xBF58476D1CE4E5B9)
-    hashes = hashes ^ (hashes >> np.uint64(27))
-    hashes = hashes * np.uint64(0x94D049BB133111EB)
-    return hashes ^ (hashes >> np.uint64(31))
-
-
 def row_hashes(rows: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row's float32 values: FNV-1a over 64-bit words, then a SplitMix64 finish."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if rows.shape[1] % 2:
         rows = np.hstack([rows, np.zeros((len(rows), 1), dtype=np.float32)])
-    hashes = np.full(len(rows), _HASH_START, dtype=np.uint64)
-    for column in rows.view(np.uint64).T:
-        hashes = (hashes ^ column) * _HASH_PRIME
-    return _mix(hashes)
+    return hash_words(rows.view(np.uint64).T, len(rows))
 
 
 def assign_sets(hashes: np.ndarray) -> np.ndarray:
@@ -88,7 +75,7 @@ def assign_sets(hashes: np.ndarray) -> np.ndarray:
 
 def sample_keys(hashes: np.ndarray) -> np.ndarray:
     """The training sample's key of each row hash: independent of the split, which uses the hash itself."""
-    return _mix(hashes ^ np.uint64(0x9E3779B97F4A7C15))
+    return mix(hashes ^ np.uint64(0x9E3779B97F4A7C15))
 
 
 @dataclass

@@ -84,11 +84,7 @@ def preprocess_on_cluster(settings: Settings, input_text: str | None, force: boo
     started = time.monotonic()
     output = settings.processed_path
     job_input = JobInput.of(settings, input_text, csv_format)
-    fresh = new_manifest(job_input.source, settings.min_date, settings.max_date, settings.data_size, settings.chunk_size)
-    fresh["input"] = job_input.input
-    fresh["csv_format"] = job_input.csv_format.describe()
-    fresh["utc_label"] = settings.utc_label
-    fresh["raw"] = job_input.raw
+    fresh = new_manifest(settings, job_input.source, job_input.input, job_input.csv_format, job_input.raw)
     reuse = plan_output(output, fresh, force, can_resume=False).reuse  # the parts folder is how it resumes
     if reuse:
         return PreprocessResult(output, reuse, True, None, time.monotonic() - started)

@@ -32,6 +32,7 @@ from taxifare.preprocessing.dask.parts import PartsFolder, save_array
 from taxifare.preprocessing.dask.plan import CsvRange, Partition
 from taxifare.preprocessing.dask.sources import open_partition
 from taxifare.preprocessing.dask.target_sum import chunk_pieces
+from taxifare.preprocessing.pipeline import placed_samples
 from taxifare.preprocessing.processed_text import write_rows
 from taxifare.preprocessing.sink import PickupWindow
 from taxifare.rides.clean import KEPT, Rejects, later_samples, later_verdicts, screen_rides, settle_rejects
@@ -95,7 +96,7 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
     parts.write_record(
         parts.scan_record(index),
         {"rows": row_count, "rows_read": rows_read, "rejects": rejects.counts, "source_details": source.run_details(),
-         "samples": _scan_samples(rejects, source, part), "positions": source.lines_read if isinstance(part, CsvRange) else row_count,
+         "samples": placed_samples(rejects, lambda rows: _positions(source, part, rows), source.first_malformed), "positions": source.lines_read if isinstance(part, CsvRange) else row_count,
          "csv_bytes": parts.scan_csv(index).stat().st_size, "hashes_bytes": hashes_bytes, "arrays_bytes": arrays_bytes,
          "content_digests": source.content.digests().hex() if isinstance(part, CsvRange) else "", **pickups.fields()},
     )
@@ -113,15 +114,6 @@ def _positions(source, part: Partition, rows: np.ndarray) -> np.ndarray:
     """Where the partition's rows are: lines from the range's first (1), or rows of the sub-window's result
     (1-based, also when it comes from the sub-window's cache). The client adds what comes before."""
     return source.lines_of(rows) if isinstance(part, CsvRange) else rows + 1
-
-
-def _scan_samples(rejects: Rejects, source, part: Partition) -> dict[str, dict]:
-    rules = list(rejects.samples)
-    where = _positions(source, part, np.array([rejects.samples[rule][0] for rule in rules], dtype=np.int64))
-    samples = {rule: [int(at), rejects.samples[rule][1]] for rule, at in zip(rules, where)}
-    if source.first_malformed:
-        samples["malformed_line"] = list(source.first_malformed)
-    return samples
 
 
 def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
