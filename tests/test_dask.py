@@ -21,7 +21,7 @@ from taxifare.core.config import load_settings
 from taxifare.core.errors import InputError
 from taxifare.core.lock import OutputLock
 from taxifare.preprocessing.dask.plan import csv_ranges, list_csv_files, new_plan
-from taxifare.preprocessing.dask.sources import CsvRangeSource
+from taxifare.preprocessing.dask.sources import open_partition
 from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import partial_path, read_manifest
 from taxifare.rides.layout import CsvFormat
@@ -125,7 +125,8 @@ def test_every_line_belongs_to_exactly_one_byte_range(tmp_path, csv_format):
     assert expected.num_rows == 60  # without a header, the first line is a ride
     for step in (1, 5, 64, 1000):
         plan = new_plan(csv_ranges(list_csv_files(str(path)), step), threads=2)  # the last ranges cut finer too
-        sources = [CsvRangeSource(part, 7, csv_format) for part in plan.partitions]
+        settings = load_settings({"chunk_size": "7"}, environ={}, dotenv_path=None)
+        sources = [open_partition(part, settings, csv_format) for part in plan.partitions]
         tables = [table for source in sources for table in source.chunks()]
         assert pa.concat_tables(tables).equals(expected), step
         assert sum(source.malformed_rows for source in sources) == whole.malformed_rows == 31

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
+from taxifare.core.lines import kept_line_numbers
 from taxifare.registry.store import Registry
 from taxifare.serving.predict import REFERENCE_RIDE, predict_csv, predict_ride
-from taxifare.sources.ride_input import kept_line_numbers
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 from tests.training_data import trained_demo, with_registry
 

@@ -140,7 +140,7 @@ def test_each_rule_keeps_its_first_value_and_line_whatever_the_blocks(tmp_path, 
         "outside_nyc": {"line": 9, "value": "pickup_latitude=41.5"},
     }
     for block_size in (1 << 20, 40):  # one block, or a block per line or two
-        monkeypatch.setattr("taxifare.sources.csv_file.BLOCK_SIZE", block_size)
+        monkeypatch.setattr("taxifare.sources.raw_csv.BLOCK_SIZE", block_size)
         with pytest.raises(InputError):
             run(tmp_path, path, chunk_size=2)
         manifest = json.loads(manifest_path(settings_for(tmp_path, data_size="unusable").processed_path).read_text())

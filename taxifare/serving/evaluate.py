@@ -31,7 +31,8 @@ from taxifare.rides.features import TARGET, haversine_km, ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.serving.in_sample import InSampleCheck
 from taxifare.serving.predict import load_run
-from taxifare.sources.ride_input import RIDE_COLUMNS, Rejections, RideInput, format_window, iter_ride_blocks, open_ride_input, outside_training_window
+from taxifare.serving.ride_blocks import RIDE_COLUMNS, Rejections, format_window, iter_ride_blocks, open_rides, outside_training_window
+from taxifare.sources.raw_csv import RawCsv
 
 log = logging.getLogger("taxifare")
 
@@ -161,7 +162,7 @@ def evaluate(
 ) -> Evaluation:
     """Score the run `run_spec` names (default latest; `data_set` narrows latest and best) on labelled
     rides from `input_path` ("-": stdin)."""
-    with open_ride_input(input_path, csv_format, (TARGET, *RIDE_COLUMNS)) as rides_input:
+    with open_rides(input_path, csv_format, (TARGET, *RIDE_COLUMNS)) as rides_input:
         run, model = load_run(settings, run_spec, data_set, doing="scoring")
         mean_fare = run.metrics["final"].get("train_mean_fare")
         if not isinstance(mean_fare, (int, float)):
@@ -199,7 +200,7 @@ def evaluate(
     return evaluation
 
 
-def _score_blocks(settings, rides_input: RideInput, run: Run, model, scores: Scores, rejected: Rejections, in_sample: InSampleCheck) -> int:
+def _score_blocks(settings, rides_input: RawCsv, run: Run, model, scores: Scores, rejected: Rejections, in_sample: InSampleCheck) -> int:
     progress = Progress("evaluate", total=None)
     rows_read = 0
     for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected, settings.utc_label):

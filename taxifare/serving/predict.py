@@ -9,8 +9,6 @@ and a run made by another version is refused. A ride picked up outside the run's
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import sys
@@ -21,7 +19,6 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 from taxifare.core.config import Settings, parse_date
 from taxifare.core.errors import InputError, TaxifareError
@@ -31,19 +28,19 @@ from taxifare.model.network import load_model, predict_fares
 from taxifare.registry.store import Registry, Run
 from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION, ride_features
 from taxifare.rides.layout import CsvFormat
-from taxifare.sources.ride_input import (
+from taxifare.serving.ride_blocks import (
     MALFORMED_LINE,
     RIDE_COLUMNS,
     RULE_TEXT,
     Rejections,
     RideBlock,
-    RideInput,
     format_window,
     iter_ride_blocks,
-    open_ride_input,
+    open_rides,
     outside_training_window,
     rejected_rules,
 )
+from taxifare.sources.raw_csv import RawCsv, csv_header, csv_rows
 
 log = logging.getLogger("taxifare")
 
@@ -134,7 +131,7 @@ def predict_csv(
     predicted, the output is written all the same, then InputError says why."""
     if output_path is not None and output_path.exists() and str(input_path) != "-" and output_path.resolve() == input_path.resolve():
         raise InputError(f"--output {output_path} is the input file; expected another path")
-    with open_ride_input(input_path, csv_format, RIDE_COLUMNS) as rides_input:
+    with open_rides(input_path, csv_format, RIDE_COLUMNS) as rides_input:
         for column in ADDED_COLUMNS:
             if column in rides_input.columns:
                 raise InputError(f"{rides_input.name}: already has a {column} column; expected rides without predictions")
@@ -171,14 +168,14 @@ def _output(path: Path | None) -> Iterator[BinaryIO | StagedFile]:
         raise describe_os_error(error, path) from error
 
 
-def _stream_predictions(settings, rides_input: RideInput, target, model, window, result: CsvPredictions) -> None:
+def _stream_predictions(settings, rides_input: RawCsv, target, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
-    target.write(_csv_header([*rides_input.columns, *ADDED_COLUMNS], rides_input.delimiter))
+    target.write(csv_header([*rides_input.columns, *ADDED_COLUMNS], rides_input.delimiter))
     for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected, settings.utc_label):
         rides = block.rides[block.usable]
         fares = predict_fares(model, ride_features(rides).to_numpy(np.float32)) if len(rides) else np.empty(0)
         outside = outside_training_window(rides, window)
-        target.write(_csv_rows(_output_rows(block, fares, outside), rides_input.delimiter))
+        target.write(csv_rows(_output_rows(block, fares, outside), rides_input.delimiter))
         result.rows_read += block.rows_read
         result.predicted += len(rides)
         result.outside_training_window += int(outside.sum())
@@ -201,23 +198,6 @@ def _output_rows(block: RideBlock, fares: np.ndarray, outside: np.ndarray) -> pa
         indices = np.concatenate([np.arange(rows.num_rows), np.zeros(malformed, dtype=np.int64)])[order]
         rows = rows.take(pa.array(indices, mask=order >= rows.num_rows))
     return rows.append_column(REASON_COLUMN, pa.array(reasons, pa.string(), mask=reasons == ""))
-
-
-def _csv_header(names: list[str], delimiter: str) -> bytes:
-    text = io.StringIO()
-    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerow(names)
-    return text.getvalue().encode()
-
-
-def _csv_rows(table: pa.Table, delimiter: str) -> bytes:
-    """CSV rows, quoted only if some value needs it (pyarrow's "needed" style quotes every text value)."""
-    buffer = io.BytesIO()
-    try:
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="none", delimiter=delimiter))
-    except pa.ArrowInvalid:
-        buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="needed", delimiter=delimiter))
-    return buffer.getvalue()
 
 
 def _log_result(result: CsvPredictions) -> None:

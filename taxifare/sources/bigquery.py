@@ -15,7 +15,6 @@ the download starts again from the first row, with one line that says why.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import re
 from contextlib import closing
@@ -25,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
@@ -38,6 +36,7 @@ from taxifare.sources.bigquery_client import CLIENT_ERRORS, bigquery_client, exp
 from taxifare.sources.csv_file import RAW_SCHEMA, CsvRideSource, exact_size_chunks
 from taxifare.sources.download import Downloaded, ResumableDownload
 from taxifare.sources.identity import ContentHash
+from taxifare.sources.raw_csv import csv_header, csv_rows
 
 log = logging.getLogger("taxifare")
 
@@ -90,18 +89,6 @@ def _as_text(column: pd.Series) -> pa.Array:
         # -0.0 + 0.0 is 0.0: BigQuery orders the two zeros as equal, so their text must not tell them apart.
         values = pc.add(values, pa.scalar(0.0, values.type))
     return pc.cast(values, pa.string())
-
-
-def _csv_header() -> bytes:
-    return (",".join(RAW_COLUMNS) + "\n").encode()
-
-
-def _csv_rows(table: pa.Table) -> bytes:
-    buffer = io.BytesIO()
-    # No value of the canonical text needs quotes; a null is an empty field.
-    options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
-    pa_csv.write_csv(table, buffer, write_options=options)
-    return buffer.getvalue()
 
 
 def _origin(job, rows) -> dict:
@@ -174,7 +161,7 @@ class BigQueryRideSource:
                     yield from table.to_batches()
             for page in self._pages(rows):
                 text = raw_text_table(page)
-                download.append(_csv_rows(text), text.num_rows)
+                download.append(csv_rows(text), text.num_rows)
                 yield from text.to_batches()
             download.commit()
         finally:
@@ -201,7 +188,7 @@ class BigQueryRideSource:
             self._saved = None
         if rows is None:
             job, rows = self._new_query(client)
-        self._download.start(Downloaded(_origin(job, rows)), _csv_header())
+        self._download.start(Downloaded(_origin(job, rows)), csv_header(RAW_COLUMNS))
         return rows
 
     def _continued(self, client: bigquery.Client, saved: Downloaded):

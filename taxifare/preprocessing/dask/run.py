@@ -16,7 +16,6 @@ import os
 import time
 from pathlib import Path
 
-import fsspec
 import numpy as np
 
 from taxifare.core.config import Settings
@@ -42,10 +41,10 @@ from taxifare.preprocessing.sink import (
 )
 from taxifare.rides.layout import CsvFormat
 from taxifare.sources.identity import bigquery_raw, csv_raw, joined_fingerprint, raw_after_reading
+from taxifare.sources.raw_csv import estimated_rows
 
 log = logging.getLogger("taxifare")
 
-_SAMPLE_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,17 +134,6 @@ def _plan(parts: PartsFolder, settings: Settings, job_input: JobInput, fresh: di
     return plan
 
 
-def _estimated_rows(files: tuple[CsvFile, ...]) -> int | None:
-    """Rows in the CSV files, from the line length in the first megabyte of the first (for an ETA only)."""
-    if not files:
-        return None
-    with fsspec.open(files[0].url, "rb") as file:
-        sample = file.read(_SAMPLE_BYTES)
-    if not sample:
-        return None
-    return int(sum(file.size for file in files) / (len(sample) / max(sample.count(b"\n"), 1)))
-
-
 def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFolder, plan: JobPlan, manifest: dict,
               job_input: JobInput) -> dict:
     """The processed CSV: the header, then every part at its offset, copied there by the workers as the
@@ -155,7 +143,7 @@ def _assemble(cluster: Cluster, settings: Settings, output: Path, parts: PartsFo
     with partial.open("wb") as file:
         file.write(header)
         file.flush()
-        progress = Progress("preprocess", total=_estimated_rows(job_input.files))
+        progress = Progress("preprocess", total=estimated_rows([file.url for file in job_input.files], sum(file.size for file in job_input.files)))
         pipeline = Pipeline(cluster, settings, parts, plan, job_input.csv_format)
         # Each part's writeback starts as it lands, here, where waiting for the disk's queue costs no
         # worker time, so that the one fsync at the end has little left to wait for.

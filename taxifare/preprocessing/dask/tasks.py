@@ -39,7 +39,7 @@ from taxifare.rides.clean import KEPT, Rejects, later_samples, later_verdicts, s
 from taxifare.rides.dedup import SeenRows
 from taxifare.rides.features import ride_features
 from taxifare.rides.layout import CsvFormat
-from taxifare.sources.csv_file import line_blocks
+from taxifare.sources.raw_csv import line_blocks
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Raw rides from a CSV of any size (a file, or stdin), chunk by chunk: the text columns, each row's line
-number, and the first rule that makes a row unusable, counted per rule. Shared by `pred` and `evaluate`.
+number, and the first rule that makes a row unusable, counted per rule. Shared by `pred` and `evaluate`;
+the file is read by the one raw reader (sources/raw_csv.py).
 
 A ride is unusable when it breaks a PREDICTION_RULES rule (it cannot be read, or lies outside what the
 model knows). When the fare is scored (`evaluate`), the FARE_RULES come first: a row whose fare is
@@ -9,10 +10,7 @@ missing, not a number, or outside the training range is counted under its fare r
 from __future__ import annotations
 
 import datetime as dt
-import io
-import itertools
 import logging
-import sys
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from taxifare.core.dates import EXPECTED
-from taxifare.core.errors import ROW_WARNINGS, InputError, clipped, first_example, first_line, top_reasons
+from taxifare.core.errors import ROW_WARNINGS, clipped, first_example, top_reasons
 from taxifare.core.files import reading, reads_of
 from taxifare.core.lines import LineChunk, iter_line_chunks, kept_line_numbers
 from taxifare.rides.clean import (
@@ -40,7 +38,7 @@ from taxifare.rides.clean import (
 )
 from taxifare.rides.features import TARGET
 from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS, CsvFormat
-from taxifare.sources.csv_file import BLOCK_SIZE, line_blocks
+from taxifare.sources.raw_csv import STDIN, RawCsv, open_raw_csv, parse_lines
 
 log = logging.getLogger("taxifare")
 row_log = logging.getLogger(ROW_WARNINGS)
@@ -116,33 +114,16 @@ class Rejections:
         return first_example(f"line {self.first_line_of[rule]}", self.first_value_of[rule])
 
 
-@dataclass
-class RideInput:
-    """An open raw CSV: its name in messages, its column names and delimiter, and its data lines."""
-
-    name: str
-    columns: list[str]
-    delimiter: str
-    blocks: Iterator[bytes]  # whole lines, after the header
-    first_line: int  # the number of the first data line
-
-
 @contextmanager
-def open_ride_input(path: Path, csv_format: CsvFormat, required: Sequence[str]) -> Iterator[RideInput]:
-    """The CSV at `path`, or stdin for "-", with its columns checked for the `required` ones."""
-    from_stdin = str(path) == "-"
-    name = "stdin" if from_stdin else str(path)
-    if not from_stdin and not path.is_file():
-        raise InputError(f"{path}: no such file")
+def open_rides(path: Path, csv_format: CsvFormat, required: Sequence[str]) -> Iterator[RawCsv]:
+    """The CSV at `path`, or stdin for "-", opened by the one raw reader (sources/raw_csv.py); a failed read
+    is one line naming it."""
+    name = "stdin" if str(path) == STDIN else str(path)
     with ExitStack() as opened:
         with reading(name, "the rides"):
-            file = sys.stdin.buffer if from_stdin else opened.enter_context(path.open("rb"))
-            first = file.readline(BLOCK_SIZE)
-        columns = csv_format.column_names(first, name, required)
-        blocks = reads_of(line_blocks(file, name), name, "the rides")
-        if not csv_format.has_header and first:
-            blocks = itertools.chain([first], blocks)  # the first line is a ride
-        yield RideInput(name, columns, csv_format.delimiter, blocks, 2 if csv_format.has_header else 1)
+            raw = opened.enter_context(open_raw_csv(path, csv_format, required))
+        raw.blocks = reads_of(raw.blocks, name, "the rides")
+        yield raw
 
 
 @dataclass
@@ -162,11 +143,11 @@ class RideBlock:
         return self.reasons == ""
 
 
-def iter_ride_blocks(rides_input: RideInput, rows_per_block: int, rejections: Rejections, utc_label: str) -> Iterator[RideBlock]:
+def iter_ride_blocks(raw: RawCsv, rows_per_block: int, rejections: Rejections, utc_label: str) -> Iterator[RideBlock]:
     """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`.
     `utc_label`: what " UTC" after a pickup time means (taxifare.core.dates)."""
-    for chunk in iter_line_chunks(rides_input.blocks, rows_per_block, rides_input.first_line):
-        table, lines, malformed = _read_text_rows(chunk, rides_input, rejections)
+    for chunk in iter_line_chunks(raw.blocks, rows_per_block, raw.first_line):
+        table, lines, malformed = _read_text_rows(chunk, raw, rejections)
         rides, reasons, ride_text = rejected_rules(table, utc_label, rejections.with_fare)
         rows = np.flatnonzero(reasons != "")
         rejections.add(lines[rows], reasons[rows], lambda i: sample_value(reasons[rows[i]], ride_text, rides, int(rows[i])))
@@ -221,32 +202,12 @@ def format_window(window: tuple[dt.datetime, dt.datetime]) -> str:
     return f"{window[0]:%Y-%m-%d %H:%M:%S} .. {window[1]:%Y-%m-%d %H:%M:%S} New York time"
 
 
-def _read_text_rows(chunk: LineChunk, rides_input: RideInput, rejections: Rejections) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """The chunk's rows as text columns, each row's line number, and the line numbers of the malformed
-    lines, which are counted and skipped."""
-    malformed: list[int] = []
-    texts: list[str] = []
-
-    def skip(row: pa_csv.InvalidRow) -> str:
-        malformed.append(row.number)
-        texts.append(row.text)
-        return "skip"
-
-    columns = rides_input.columns
-    try:
-        table = pa_csv.read_csv(
-            io.BytesIO(chunk.data),
-            # One thread, so that the reader knows the line number of each malformed row.
-            read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=rides_input.delimiter, invalid_row_handler=skip, ignore_empty_lines=False
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in columns}, strings_can_be_null=False, check_utf8=False
-            ),
-        )
-    except pa.ArrowInvalid as error:
-        raise InputError(f"{rides_input.name}: unreadable CSV near line {chunk.first_line}: {first_line(error)}") from None
-    skipped = chunk.first_line - 1 + np.asarray(malformed, dtype=np.int64)
+def _read_text_rows(chunk: LineChunk, raw: RawCsv, rejections: Rejections) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The chunk's rows as text columns (all of them, as written), each row's line number, and the line
+    numbers of the malformed lines, which are counted and skipped."""
+    parsed = parse_lines(chunk.data, raw, chunk.first_line, keep=None, as_written=True)
+    skipped = chunk.first_line - 1 + np.asarray([number for number, _ in parsed.malformed], dtype=np.int64)
+    texts = [text for _, text in parsed.malformed]
     rejections.add(skipped, np.full(len(skipped), MALFORMED_LINE, dtype=object), lambda i: clipped(texts[i], SAMPLE_CHARS))
+    table = parsed.table
     return table, chunk.first_line - 1 + kept_line_numbers(table.num_rows, skipped - chunk.first_line + 1), skipped
