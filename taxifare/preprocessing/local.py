@@ -22,10 +22,12 @@ from taxifare.rides.features import ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.sources.csv_file import CsvRideSource, RideSource
 from taxifare.sources.identity import bigquery_raw, csv_raw, file_identity, raw_after_reading
+from taxifare.sources.parquet_file import ParquetRideSource, is_parquet
 
 log = logging.getLogger("taxifare")
 
 RAW_RIDES = "the raw rides"
+FILE_SOURCES = (CsvRideSource, ParquetRideSource)
 
 
 
@@ -35,6 +37,10 @@ def open_source(settings: Settings, input_path: Path | None, csv_format: CsvForm
     path = input_path if input_path is not None else settings.raw_cache_path
     if input_path is not None or path.is_file():
         with reading(path, RAW_RIDES):
+            if is_parquet(path):
+                if csv_format != CsvFormat():
+                    raise InputError(f"--columns and --delimiter describe a CSV file; {path} is Parquet, which names its columns")
+                return ParquetRideSource(path, settings.chunk_size)
             return CsvRideSource(path, settings.chunk_size, csv_format)
     from taxifare.sources.bigquery import BigQueryRideSource
 
@@ -42,7 +48,7 @@ def open_source(settings: Settings, input_path: Path | None, csv_format: CsvForm
 
 
 def raw_identity(settings: Settings, source: RideSource) -> dict:
-    if isinstance(source, CsvRideSource):
+    if isinstance(source, FILE_SOURCES):
         return csv_raw([source.path])
     return bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
 
@@ -91,7 +97,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
     chunks = source.chunks()
-    if isinstance(source, CsvRideSource):  # only reads (a BigQuery source also writes its cache)
+    if isinstance(source, FILE_SOURCES):  # only reads (a BigQuery source also writes its cache)
         chunks = reads_of(chunks, source.path, RAW_RIDES)
     with closing(chunks):
         for index, raw in enumerate(chunks):

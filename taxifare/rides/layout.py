@@ -28,6 +28,18 @@ RAW_COLUMNS = (
 )
 SAMPLE_CHARS = 80  # of a rejected value or line, quoted in the manifest and the summary
 
+# The public files' own names for the raw columns (TLC yellow-taxi trip records), by era; the 2010-2014
+# files use taxifare's names (some put a space after each comma of the header: names are stripped).
+_TLC_2009 = {
+    "Trip_Pickup_DateTime": "pickup_datetime", "Start_Lon": "pickup_longitude", "Start_Lat": "pickup_latitude",
+    "End_Lon": "dropoff_longitude", "End_Lat": "dropoff_latitude", "Passenger_Count": "passenger_count", "Fare_Amt": "fare_amount",
+}
+_TLC_2015 = {"tpep_pickup_datetime": "pickup_datetime"}
+_RENAMED = {**_TLC_2009, **_TLC_2015}
+_TLC_2010_MARKS = ("vendor_id", "rate_code", "dropoff_datetime")
+# From July 2016 on, TLC files give taxi zones instead of coordinates.
+_ZONE_COLUMNS = ("PULocationID", "DOLocationID")
+
 _TAB_NAMES = ("\\t", "tab", "\t")
 _OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
 
@@ -58,13 +70,13 @@ class CsvFormat:
 
     def column_names(self, first_line: bytes, where: object, required: Sequence[str]) -> list[str]:
         """The file's column names, from its header or `columns`, checked for the `required` ones
-        against the file's `first_line`; InputError with the reason."""
+        against the file's `first_line`; InputError with the reason. The names of the public files'
+        layouts (layout_name) come back as taxifare's."""
         fields = header_fields(first_line, where, self.delimiter)
         if self.columns is None:
             if not fields:
                 raise InputError(f"{where}: the file is empty; expected a CSV header with {', '.join(required)}")
-            _check_header(fields, where, required)
-            return fields
+            return raw_names(fields, where, required)
         missing = [name for name in required if name not in self.columns]
         if missing:
             raise InputError(f"--columns lacks {', '.join(missing)}; it names {', '.join(self.columns)}")
@@ -76,6 +88,31 @@ class CsvFormat:
                 f"{_shown(first_line)}"
             )
         return list(self.columns)
+
+
+    def layout_of(self, first_line: bytes) -> str:
+        """Which layout a file's header is, in words, for the summary."""
+        return "--columns" if self.columns is not None else layout_name(header_fields(first_line, "the header", self.delimiter))
+
+
+def raw_names(fields: Sequence[str], where: object, required: Sequence[str]) -> list[str]:
+    """A file's column names (a CSV header, a Parquet schema) as taxifare's, the public layouts' names
+    renamed, checked for the `required` ones; InputError with the reason."""
+    names = [_RENAMED.get(name, name) for name in fields]
+    _check_header(names, where, required)
+    return names
+
+
+def layout_name(fields: Sequence[str]) -> str:
+    """Which of the public layouts a file's column names are, in words."""
+    fields = set(fields)
+    if fields & set(_TLC_2009):
+        return "TLC yellow taxi, 2009"
+    if fields & set(_TLC_2015):
+        return "TLC yellow taxi, 2015-2016"
+    if fields & set(_TLC_2010_MARKS):
+        return "TLC yellow taxi, 2010-2014"
+    return "taxifare's own names (the Kaggle and BigQuery exports)"
 
 
 def header_fields(first_line: bytes, where: object, delimiter: str = ",") -> list[str]:
@@ -103,6 +140,11 @@ def _check_header(names: list[str], where: object, required: Sequence[str]) -> N
     missing = [name for name in required if name not in names]
     if not missing:
         return
+    if set(_ZONE_COLUMNS) <= set(names):
+        raise InputError(
+            f"{where} gives taxi zones ({', '.join(_ZONE_COLUMNS)}) instead of pickup and dropoff coordinates, as the "
+            "TLC trip records do from July 2016 on; taxifare's features need coordinates (TLC files up to June 2016 have them)"
+        )
     if looks_processed(names):
         raise InputError(
             f"{where} looks like a processed file (its columns are the model's features); expected raw rides "

@@ -170,7 +170,7 @@ def _output(path: Path | None) -> Iterator[BinaryIO | StagedFile]:
 
 def _stream_predictions(settings, rides_input: RawCsv, target, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
-    target.write(csv_header([*rides_input.columns, *ADDED_COLUMNS], rides_input.delimiter))
+    target.write(csv_header([*rides_input.header, *ADDED_COLUMNS], rides_input.delimiter))
     for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected, settings.utc_label):
         rides = block.rides[block.usable]
         fares = predict_fares(model, ride_features(rides).to_numpy(np.float32)) if len(rides) else np.empty(0)

@@ -23,7 +23,6 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
@@ -37,6 +36,7 @@ from taxifare.sources.csv_file import RAW_SCHEMA, CsvRideSource, exact_size_chun
 from taxifare.sources.download import Downloaded, ResumableDownload
 from taxifare.sources.identity import ContentHash
 from taxifare.sources.raw_csv import csv_header, csv_rows
+from taxifare.sources.raw_text import raw_text
 
 log = logging.getLogger("taxifare")
 
@@ -47,7 +47,7 @@ WHERE pickup_datetime >= @min_date AND pickup_datetime < @max_date
 ORDER BY {order}
 """
 # Every column, pickup time first: a total order, so that the query run again returns the rows in the
-# same order (rows equal in every column read the same; the text drops a zero's sign, see _as_text).
+# same order (rows equal in every column read the same; the text drops a zero's sign, see raw_text.py).
 ORDER_COLUMNS = ("pickup_datetime", "pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude",
                  "passenger_count", "fare_amount")
 # The table id is the only text pasted into the SQL. The settings checked each part against BigQuery's
@@ -64,7 +64,6 @@ PAGE_DTYPES = {
     "dropoff_latitude": "float64",
     "passenger_count": "Int64",
 }
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 
 
 def query_sql(table: str) -> str:
@@ -76,19 +75,7 @@ def query_sql(table: str) -> str:
 def raw_text_table(page: pd.DataFrame) -> pa.Table:
     """The page as the raw cache's strings: datetimes as `2009-06-15 17:26:21 UTC`, floats in their
     shortest round-trip form, passenger counts as whole numbers, NULL (and NaN) as null."""
-    return pa.Table.from_arrays([_as_text(page[name]) for name in RAW_COLUMNS], schema=RAW_SCHEMA)
-
-
-def _as_text(column: pd.Series) -> pa.Array:
-    values = pa.array(column, from_pandas=True)
-    if pa.types.is_timestamp(values.type):
-        # strftime's %S would print the fraction of a second of a finer unit.
-        seconds = pc.cast(pc.floor_temporal(values, unit="second"), pa.timestamp("s", tz="UTC"))
-        return pc.strftime(seconds, format=DATETIME_FORMAT)
-    if pa.types.is_floating(values.type):
-        # -0.0 + 0.0 is 0.0: BigQuery orders the two zeros as equal, so their text must not tell them apart.
-        values = pc.add(values, pa.scalar(0.0, values.type))
-    return pc.cast(values, pa.string())
+    return pa.Table.from_arrays([raw_text(pa.array(page[name], from_pandas=True)) for name in RAW_COLUMNS], schema=RAW_SCHEMA)
 
 
 def _origin(job, rows) -> dict:

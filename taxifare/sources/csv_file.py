@@ -17,7 +17,7 @@ from taxifare.core.errors import clipped
 from taxifare.core.lines import empty_lines, line_numbers
 from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS, CsvFormat
 from taxifare.sources.identity import ContentHash
-from taxifare.sources.raw_csv import RawCsv, estimated_rows, open_raw_csv, parse_lines
+from taxifare.sources.raw_csv import RawCsv, estimated_rows, layout_of, open_raw_csv, parse_lines
 
 RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
 
@@ -139,8 +139,7 @@ class CsvRideSource:
         self.csv_format = csv_format
         self.content = content or ContentHash()  # hashed as read; `content` to go on with one begun elsewhere
         self.byte_range = byte_range
-        with open_raw_csv(self.location, csv_format, RAW_COLUMNS):
-            pass  # a wrong file is refused now, before any output is planned
+        self.layout = layout_of(self.location, csv_format, RAW_COLUMNS)  # a wrong file is refused now, before any output is planned
         self._parser: RawLineParser | None = None
 
     @property
@@ -161,7 +160,7 @@ class CsvRideSource:
         return self._parser.lines_of(rows)
 
     def describe(self) -> dict:
-        return {"kind": "csv", "path": str(self.path)}
+        return {"kind": "csv", "path": str(self.path), "layout": self.layout}
 
     def estimated_rows(self) -> int | None:
         return estimated_rows([str(self.path)], self.path.stat().st_size)

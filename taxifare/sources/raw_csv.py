@@ -1,7 +1,8 @@
 """The one reader of raw CSV rides, for every path: preprocess (a whole file, or a byte range of one on a
 Dask worker), pred and evaluate (a file or stdin).
 
-`open_raw_csv` opens the input (a local path, an fsspec URL or "-" for stdin), checks its column names
+`open_raw_csv` opens the input (a local path, an fsspec URL or "-" for stdin; gzip-compressed when its
+name ends in .gz), checks its column names
 (rides/layout.py) before any row is read, and hands out its data lines in blocks of whole lines, hashing
 what it reads when asked (sources/identity.py). `parse_lines` turns one such block into text columns,
 setting aside the lines with the wrong number of fields: the callers count them as malformed and say
@@ -12,6 +13,7 @@ download, and pred's output (the input's columns as written, plus the prediction
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import itertools
 import sys
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from taxifare.core.errors import InputError, first_line
-from taxifare.rides.layout import CsvFormat
+from taxifare.rides.layout import CsvFormat, header_fields
 from taxifare.sources.identity import ContentHash, HashedReader
 
 BLOCK_SIZE = 16 << 20
@@ -43,6 +45,8 @@ class RawCsv:
     delimiter: str
     first_line: int
     blocks: Iterator[bytes]
+    layout: str  # the layout recognised from the header, in words (rides/layout.py)
+    header: list[str]  # the column names as the file (or --columns) writes them; `columns` are taxifare's
 
 
 @contextmanager
@@ -53,23 +57,39 @@ def open_raw_csv(location: str | Path, csv_format: CsvFormat, required: Sequence
     that start in it; the header is checked all the same."""
     text = str(location)
     name = "stdin" if text == STDIN else text
+    whole = byte_range is None or is_compressed(text)  # a compressed file is one range: its bytes cannot be cut
     with ExitStack() as opened:
-        file = _open(text, opened)
+        hashed = file = _open(text, opened)
         if content is not None:
-            file = HashedReader(file, content)
+            hashed = file = HashedReader(file, content)
+        if is_compressed(text):
+            file = opened.enter_context(gzip.GzipFile(fileobj=file, mode="rb"))
         first = file.readline(BLOCK_SIZE)
         columns = csv_format.column_names(first, name, required)
         header_end = len(first) if csv_format.has_header else 0
-        if byte_range is not None:
-            start = _first_line_start(file, byte_range[0], header_end)
-            blocks, first_line_number = line_blocks(file, name, limit=byte_range[1] - start), 1
-        else:
-            blocks, first_line_number = line_blocks(file, name), 1 + bool(csv_format.has_header)
+        if whole:
+            blocks = line_blocks(file, name)
             if not csv_format.has_header and first:
                 blocks = itertools.chain([first], blocks)  # the first line is a ride
+        else:
+            start = _first_line_start(file, byte_range[0], header_end)
+            blocks = line_blocks(file, name, limit=byte_range[1] - start)
         if content is not None:
-            blocks = _then_the_rest(blocks, file)
-        yield RawCsv(name, columns, csv_format.delimiter, first_line_number, blocks)
+            blocks = _then_the_rest(blocks, hashed)
+        first_line_number = 1 if byte_range is not None else 1 + bool(csv_format.has_header)  # a range counts its own lines
+        header = header_fields(first, name, csv_format.delimiter) if csv_format.has_header else list(csv_format.columns)
+        yield RawCsv(name, columns, csv_format.delimiter, first_line_number, blocks, csv_format.layout_of(first), header)
+
+
+def is_compressed(location: str | Path) -> bool:
+    """Whether the file is gzip-compressed CSV (by its name, as the TLC and most tools name them)."""
+    return str(location).lower().endswith(".gz")
+
+
+def layout_of(location: str | Path, csv_format: CsvFormat, required: Sequence[str]) -> str:
+    """The layout of the file at `location`, once its columns are checked (InputError if wrong)."""
+    with open_raw_csv(location, csv_format, required) as raw:
+        return raw.layout
 
 
 def _open(text: str, opened: ExitStack) -> BinaryIO:
@@ -173,10 +193,15 @@ def estimated_rows(locations: Sequence[str], total_bytes: int) -> int | None:
     if not locations:
         return None
     with ExitStack() as opened:
-        sample = _open(str(locations[0]), opened).read(_SAMPLE_BYTES)
-    if not sample:
+        file = stored = _open(str(locations[0]), opened)
+        if is_compressed(locations[0]):
+            file = opened.enter_context(gzip.GzipFile(fileobj=stored, mode="rb"))
+        sample = file.read(_SAMPLE_BYTES)
+        stored_bytes = stored.tell()  # of a compressed file, what gave the sample (about)
+    if not sample or not stored_bytes:
         return None
-    return max(int(total_bytes / (len(sample) / max(sample.count(b"\n"), 1))) - 1, 0)
+    bytes_per_line = stored_bytes / max(sample.count(b"\n"), 1)
+    return max(int(total_bytes / bytes_per_line) - 1, 0)
 
 
 def csv_header(names: Sequence[str], delimiter: str = ",") -> bytes:

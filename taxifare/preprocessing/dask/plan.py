@@ -14,6 +14,7 @@ import math
 import fsspec
 
 from taxifare.core.errors import InputError, first_line
+from taxifare.sources.raw_csv import is_compressed
 
 PARTITIONS_PER_THREAD = 4  # enough for an even finish when partitions take unequal times
 MIN_PARTITION_BYTES = 256 << 10
@@ -131,10 +132,11 @@ def partition_bytes(total_bytes: int, threads: int) -> int:
 
 
 def csv_ranges(files: list[CsvFile], step: int) -> list[CsvRange]:
-    """Each file cut into about `step`-byte ranges (at least one per file, so that each header is checked)."""
+    """Each file cut into about `step`-byte ranges (at least one per file, so that each header is checked;
+    a compressed file is one range)."""
     ranges = []
     for file in files:
-        count = max(1, math.ceil(file.size / step))
+        count = 1 if is_compressed(file.url) else max(1, math.ceil(file.size / step))
         edges = [file.size * index // count for index in range(count + 1)]
         ranges += [CsvRange(file.url, start, end) for start, end in zip(edges, edges[1:])]
     return ranges

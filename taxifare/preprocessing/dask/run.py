@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from taxifare.core.config import Settings
-from taxifare.core.errors import TaxifareError
+from taxifare.core.errors import InputError, TaxifareError
 from taxifare.core.files import atomic_write_json, describe_os_error, start_writeback
 from taxifare.core.progress import Progress
 from taxifare.preprocessing.dask.connect import Cluster, cluster_for
@@ -39,9 +39,10 @@ from taxifare.preprocessing.sink import (
     publish,
     sample_record,
 )
-from taxifare.rides.layout import CsvFormat
+from taxifare.rides.layout import RAW_COLUMNS, CsvFormat
 from taxifare.sources.identity import bigquery_raw, csv_raw, joined_fingerprint, raw_after_reading
-from taxifare.sources.raw_csv import estimated_rows
+from taxifare.sources.parquet_file import is_parquet
+from taxifare.sources.raw_csv import estimated_rows, layout_of
 
 log = logging.getLogger("taxifare")
 
@@ -62,19 +63,28 @@ class JobInput:
         if input_text is not None:
             resolved = input_text if "://" in input_text else str(Path(input_text).expanduser().resolve())
             files = tuple(list_csv_files(resolved))
-            source = {"kind": "csv", "path": input_text}
+            parquet = next((file.url for file in files if is_parquet(file.url)), None)
+            if parquet:
+                raise InputError(f"{parquet}: Parquet input is read in this process for now; leave out --workers and --scheduler")
+            source = {"kind": "csv", "path": input_text, "layout": _layouts(files, csv_format)}
             if [file.url for file in files] != [resolved]:
                 source["files"] = [file.url for file in files]
             return cls(source, resolved, files, csv_raw([file.url for file in files]), csv_format)
         if settings.raw_cache_path.is_file():
             cache = str(settings.raw_cache_path)
             files = tuple(list_csv_files(cache))
-            return cls({"kind": "csv", "path": cache}, None, files, csv_raw([file.url for file in files]))
+            return cls({"kind": "csv", "path": cache, "layout": _layouts(files, CsvFormat())}, None, files, csv_raw([file.url for file in files]))
         from taxifare.sources.bigquery import query_sql
 
         query_sql(settings.bq_table)  # refuses an unsafe table name before any worker sends a query
         raw = bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
         return cls({"kind": "bigquery", "table": settings.bq_table}, None, (), raw)
+
+
+def _layouts(files: tuple[CsvFile, ...], csv_format: CsvFormat) -> str:
+    """The layout of the files, each header checked here, before any worker starts (a wrong file is one line)."""
+    layouts = dict.fromkeys(layout_of(file.url, csv_format, RAW_COLUMNS) for file in files)
+    return "; ".join(layouts)
 
 
 def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool,

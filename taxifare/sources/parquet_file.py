@@ -1,0 +1,78 @@
+"""Raw rides from a Parquet file (the TLC publishes its trip records so), read a row group's batches at a
+time, so that memory stays as flat as for CSV, and turned into the raw text a CSV of the same rides gives
+(raw_text.py): the same processed rows either way.
+
+The file's whole content is fingerprinted before the first row is read: Parquet is not read front to
+back, and a resumed run must know that the rows already written came from these very bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from taxifare.core.errors import InputError, first_line
+from taxifare.rides.layout import RAW_COLUMNS, layout_name, raw_names
+from taxifare.sources.csv_file import RAW_SCHEMA, exact_size_chunks
+from taxifare.sources.identity import ContentHash
+from taxifare.sources.raw_text import raw_text
+
+_BATCH_ROWS = 65_536
+
+
+def is_parquet(location: str | Path) -> bool:
+    return str(location).lower().endswith((".parquet", ".parq"))
+
+
+class ParquetRideSource:
+    """The rows of a Parquet file, in chunks of exactly `chunk_size` rows; a row's position is its row
+    number (1-based). A file has no malformed lines: a value that is not a ride is rejected by cleaning."""
+
+    resumable = True
+    position = "row"
+    malformed_rows = 0
+    first_malformed = None
+
+    def __init__(self, location: str | Path, chunk_size: int, content: ContentHash | None = None):
+        self.path = Path(location)
+        self.chunk_size = chunk_size
+        self.content = content or ContentHash()
+        names = self._file().schema_arrow.names
+        self._columns = dict(zip(raw_names(names, self.path, RAW_COLUMNS), names))  # taxifare's name -> the file's
+        self.layout = f"Parquet, {layout_name(names)}"
+        self.rows_read = 0
+
+    def describe(self) -> dict:
+        return {"kind": "parquet", "path": str(self.path), "layout": self.layout}
+
+    def estimated_rows(self) -> int:
+        return self._file().metadata.num_rows
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(rows, dtype=np.int64) + 1
+
+    def run_details(self) -> dict:
+        return {}
+
+    def chunks(self) -> Iterator[pa.Table]:
+        return exact_size_chunks(self._batches(), self.chunk_size)
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        with self.path.open("rb") as file:
+            self.content.read_rest(file)
+        parquet = self._file()
+        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=[self._columns[name] for name in RAW_COLUMNS]):
+            self.rows_read += batch.num_rows
+            yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=RAW_SCHEMA)
+
+    def _file(self) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.path)
+        except (pa.ArrowInvalid, OSError) as error:
+            if isinstance(error, OSError) and not self.path.is_file():
+                raise InputError(f"{self.path}: no such file") from None
+            raise InputError(f"{self.path}: not a readable Parquet file ({first_line(error)})") from None
