@@ -153,7 +153,7 @@ def test_cached_rerun_is_byte_identical(served, tmp_path):
     assert preprocess(settings).reused, "the cache the query left is the same rides"
     cached = preprocess(settings, force=True)
     assert len(served.seen("insert")) == 1, "the rerun must read the cache, not query again"
-    assert read_manifest(cached.output)["source"] == {"kind": "csv", "path": str(settings.raw_cache_path)}
+    assert read_manifest(cached.output)["source"] == {"kind": "csv", "path": str(settings.raw_cache_path), "layout": "taxifare's own names, as in the Kaggle and BigQuery exports"}
     assert cached.output.read_bytes() == streamed_bytes
 
 

@@ -171,6 +171,13 @@ def test_a_glob_reads_like_the_files_joined(tmp_path, cluster, rides, scheme):
     # Samples name their file, and count lines from its own header.
     malformed = result.manifest["rejected_samples"]["malformed_line"]
     assert malformed == {"line": lines.index(DIRT[0]) - 9000 + 2, "value": DIRT[0], "file": f"{scheme}{folder}/rides-b.csv"}
+    if not scheme:  # this process reads the same glob, and the same files given one by one, alike
+        for data, given in (("here-glob", f"{folder}/rides-*.csv"), ("here-list", [folder / "rides-a.csv", folder / "rides-b.csv"])):
+            here = preprocess(settings_for(tmp_path / data), input_path=given)
+            assert here.output.read_bytes() == local.output.read_bytes()
+            assert here.manifest["rejected_samples"] == result.manifest["rejected_samples"]
+        on_cluster = preprocess(settings_for(tmp_path / "cluster-list", dask_scheduler_address=cluster.address), input_path=given)
+        assert_same_as_local(on_cluster, here)
 
 
 def test_cli_on_a_local_cluster_of_worker_processes(tmp_path, rides):
@@ -319,9 +326,11 @@ def test_a_second_run_on_the_same_output_refuses(tmp_path, cluster, rides):
     assert_clean_error(second, 1, "in use by process", str(os.getpid()))
 
 
-def test_a_glob_or_url_without_a_cluster_says_to_add_one(tmp_path):
-    failed = run_cli(tmp_path, "preprocess", "--input", str(tmp_path / "rides-*.csv"))
+def test_a_url_without_a_cluster_says_to_add_one_and_a_glob_without_a_match_says_so(tmp_path):
+    failed = run_cli(tmp_path, "preprocess", "--input", "gs://bucket/rides.csv")
     assert_clean_error(failed, 2, "read by Dask workers; add --workers N or --scheduler ADDRESS")
+    failed = run_cli(tmp_path, "preprocess", "--input", str(tmp_path / "rides-*.csv"))
+    assert_clean_error(failed, 2, "rides-*.csv: no file matches")
 
 
 def test_scheduler_and_workers_together_are_refused(tmp_path, rides):

@@ -47,7 +47,7 @@ def test_processed_file_and_manifest(tmp_path, rides_1k):
     assert manifest["rows_kept"] + sum(manifest["rejected"].values()) == 1000
     assert manifest["rejected"]["zero_coordinates"] > 0
     assert manifest["bytes"] == result.output.stat().st_size
-    assert manifest["source"] == {"kind": "csv", "path": str(rides_1k)}
+    assert manifest["source"] == {"kind": "csv", "path": str(rides_1k), "layout": "taxifare's own names, as in the Kaggle and BigQuery exports"}
     # One-hot columns are written as integers, the rest as float32 text.
     line = result.output.read_text().splitlines()[1].split(",")
     assert line[FEATURE_NAMES.index("dow_mon")] in {"0", "1"}
@@ -109,7 +109,7 @@ def test_text_in_numbers_and_bad_datetimes_are_counted_not_fatal(tmp_path):
 
 def test_header_only_gives_an_empty_complete_output_and_exit_2(tmp_path):
     path = write_csv(tmp_path / "header.csv", [])
-    with pytest.raises(InputError, match="read no rows from CSV .*header.csv; expected raw rides"):
+    with pytest.raises(InputError, match="read no rows from CSV .*header.csv .*; expected raw rides"):
         run(tmp_path, path)
     output = settings_for(tmp_path, data_size="header").processed_path  # named after the input
     assert output.read_text().splitlines() == [",".join([*FEATURE_NAMES, "fare_amount"])]

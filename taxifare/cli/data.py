@@ -38,11 +38,13 @@ def preprocess(
     bq_deadline: BqDeadline = None,
     bigquery_emulator_host: BigqueryEmulatorHost = None,
     input: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
             "--input",
-            help="Raw CSV to read instead of the cached query for the window. On a cluster also a glob "
-            "(rides-*.csv) or an fsspec URL (gs://..., s3://...) that the workers can read.",
+            help="Raw rides to read instead of the cached query for the window: a CSV (.csv.gz: gzip), a Parquet "
+            "file (.parquet), or a glob (rides-*.csv); give it again for more files, read in the order given. "
+            "TLC headers of 2009-2016 are recognised. On a cluster also an fsspec URL (gs://..., s3://...) "
+            "that the workers can read.",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo the output even if it is complete.")] = False,

@@ -16,13 +16,14 @@ from taxifare.core.files import reading, reads_of
 from taxifare.core.progress import Progress
 from taxifare.preprocessing.pipeline import PreprocessResult, log_result, placed_samples, plan_output, sample_records
 from taxifare.preprocessing.provenance import expect_the_bytes_read_before
-from taxifare.preprocessing.sink import PickupWindow, ProcessedWriter, new_manifest, partial_path, publish
+from taxifare.preprocessing.sink import PickupWindow, ProcessedWriter, new_manifest, partial_path, publish, sample_record
 from taxifare.rides.clean import Rejects, SeenRows, clean_rides
 from taxifare.rides.features import ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.sources.csv_file import CsvRideSource, RideSource
 from taxifare.sources.identity import bigquery_raw, csv_raw, file_identity, raw_after_reading
-from taxifare.sources.parquet_file import ParquetRideSource, is_parquet
+from taxifare.sources.parquet_file import ParquetRideSource
+from taxifare.sources.several_files import SeveralFiles, file_source, local_files
 
 log = logging.getLogger("taxifare")
 
@@ -31,23 +32,23 @@ FILE_SOURCES = (CsvRideSource, ParquetRideSource)
 
 
 
-def open_source(settings: Settings, input_path: Path | None, csv_format: CsvFormat = CsvFormat()) -> RideSource:
-    """The `--input` file (laid out as `csv_format` says), else the raw cache of the window, else a
-    BigQuery query that fills the cache."""
-    path = input_path if input_path is not None else settings.raw_cache_path
-    if input_path is not None or path.is_file():
-        with reading(path, RAW_RIDES):
-            if is_parquet(path):
-                if csv_format != CsvFormat():
-                    raise InputError(f"--columns and --delimiter describe a CSV file; {path} is Parquet, which names its columns")
-                return ParquetRideSource(path, settings.chunk_size)
-            return CsvRideSource(path, settings.chunk_size, csv_format)
-    from taxifare.sources.bigquery import BigQueryRideSource
+def open_source(settings: Settings, inputs: list[str] | None, csv_format: CsvFormat = CsvFormat()) -> RideSource:
+    """The `--input` file(s) (laid out as `csv_format` says; Parquet by name), else the raw cache of the
+    window, else a BigQuery query that fills the cache."""
+    if inputs is None and not settings.raw_cache_path.is_file():
+        from taxifare.sources.bigquery import BigQueryRideSource
 
-    return BigQueryRideSource(settings)
+        return BigQueryRideSource(settings)
+    paths = local_files(inputs) if inputs is not None else [settings.raw_cache_path]
+    with reading(paths[0], RAW_RIDES):
+        if len(paths) == 1 and (inputs is None or len(inputs) == 1):
+            return file_source(paths[0], settings.chunk_size, csv_format)
+        return SeveralFiles(inputs, paths, settings.chunk_size, csv_format)
 
 
 def raw_identity(settings: Settings, source: RideSource) -> dict:
+    if isinstance(source, SeveralFiles):
+        return csv_raw(source.paths)
     if isinstance(source, FILE_SOURCES):
         return csv_raw([source.path])
     return bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
@@ -58,16 +59,18 @@ def _raw_after_reading(settings: Settings, raw: dict, source: RideSource) -> dic
     the next run reads instead: that file is recorded, with the fingerprint of what the download wrote."""
     if raw["kind"] == "bigquery":
         return raw_after_reading(raw, [source.content.fingerprint()], [file_identity(settings.raw_cache_path)])
-    return raw_after_reading(raw, [source.content.fingerprint()])
+    return raw_after_reading(raw, source.fingerprints())
 
 
-def preprocess_here(settings: Settings, input_path: Path | None, force: bool, csv_format: CsvFormat) -> PreprocessResult:
+def preprocess_here(settings: Settings, inputs: list[str] | None, force: bool, csv_format: CsvFormat) -> PreprocessResult:
     started = time.monotonic()
     output = settings.processed_path
-    source = open_source(settings, input_path, csv_format)
-    if input_path is not None and input_path.resolve() == output.resolve():
-        raise InputError(f"--input {input_path} is the output of this preprocess; move the raw file elsewhere first")
-    input_text = str(input_path.resolve()) if input_path else None
+    source = open_source(settings, inputs, csv_format)
+    paths = source.paths if isinstance(source, SeveralFiles) else [source.path] if inputs else []
+    if any(path.resolve() == output.resolve() for path in paths):
+        raise InputError(f"--input {output} is the output of this preprocess; move the raw file elsewhere first")
+    resolved = [str(Path(text).expanduser().resolve()) for text in inputs or []]
+    input_text = (resolved if len(resolved) > 1 else resolved[0]) if resolved else None  # as the Dask engine records it
     fresh = new_manifest(settings, source.describe(), input_text, csv_format, raw_identity(settings, source))
     plan = plan_output(output, fresh, force, source.resumable)
     if plan.reuse:
@@ -97,8 +100,8 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
     chunks = source.chunks()
-    if isinstance(source, FILE_SOURCES):  # only reads (a BigQuery source also writes its cache)
-        chunks = reads_of(chunks, source.path, RAW_RIDES)
+    if source.describe()["kind"] != "bigquery":  # only reads (a BigQuery source also writes its cache)
+        chunks = reads_of(chunks, ", ".join(map(str, source.paths)) if isinstance(source, SeveralFiles) else source.path, RAW_RIDES)
     with closing(chunks):
         for index, raw in enumerate(chunks):
             cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen, settings.utc_label)
@@ -113,9 +116,9 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
                 progress.advance(0, note=f"re-reading chunk {index + 1} of {skip_chunks}, written before, for its duplicates")
                 continue
             cleaned.rejects.counts["malformed_line"] += malformed
-            writer.manifest["raw"] = {**writer.manifest["raw"], "read": source.content.mark()}
-            first_row = rows_before - raw.num_rows
-            samples = sample_records(source.position, placed_samples(cleaned.rejects, lambda rows: source.lines_of(first_row + rows)))
+            if source.resumable:
+                writer.manifest["raw"] = {**writer.manifest["raw"], "read": source.content.mark()}
+            samples = _chunk_samples(source, cleaned.rejects, first_row=rows_before - raw.num_rows)
             features = ride_features(cleaned.rides)
             writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects.counts, samples)
             kept += len(features)
@@ -125,7 +128,7 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     writer.finish(
         rows_read=trailing_malformed,
         rejects={"malformed_line": trailing_malformed},
-        samples=sample_records(source.position, placed_samples(Rejects(), np.asarray, source.first_malformed)),
+        samples=_malformed_sample(source),
         extra={
             "duplicate_index_bytes": seen.nbytes,
             "completed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -134,3 +137,21 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
             **pickups.fields(),
         },
     )
+
+
+def _chunk_samples(source: RideSource, rejects: Rejects, first_row: int) -> dict[str, dict]:
+    """The chunk's samples, each at its line in the input (or row of the query result); of several files,
+    with the file's name."""
+    samples = placed_samples(rejects, lambda rows: source.lines_of(first_row + rows))
+    records = sample_records(source.position, samples)
+    if isinstance(source, SeveralFiles):
+        files = source.files_of(np.array([first_row + rejects.samples[rule][0] for rule in records], dtype=np.int64))
+        records = {rule: {**record, "file": file} for (rule, record), file in zip(records.items(), files)}
+    return records
+
+
+def _malformed_sample(source: RideSource) -> dict[str, dict]:
+    first = source.first_malformed
+    if not first:
+        return {}
+    return {"malformed_line": {**sample_record(source.position, first[0], first[1]), **({"file": first[2]} if len(first) > 2 else {})}}

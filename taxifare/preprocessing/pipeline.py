@@ -170,7 +170,8 @@ def train_command(manifest: dict) -> str:
 
 def _describe_source(source: dict, details: dict) -> str:
     if source.get("kind") == "csv":
-        return f"CSV {source['path']}" + (f" ({source['layout']})" if source.get("layout") else "")
+        paths = source["path"] if isinstance(source["path"], list) else [source["path"]]
+        return f"CSV {', '.join(paths)}" + (f" ({source['layout']})" if source.get("layout") else "")
     if source.get("kind") == "bigquery":
         processed = details.get("bytes_processed")
         scanned = f", {processed / 1e6:,.1f} MB processed" if processed is not None else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
@@ -18,37 +19,37 @@ from taxifare.rides.layout import CsvFormat
 
 def preprocess(
     settings: Settings,
-    input_path: Path | str | None = None,
+    input_path: Path | str | Sequence[Path | str] | None = None,
     force: bool = False,
     keep_parts: bool = False,
     partition_size: int | None = None,
     csv_format: CsvFormat = CsvFormat(),
 ) -> PreprocessResult:
     """Raw rides -> the processed CSV and its manifest, in this process or, when the settings name a Dask
-    scheduler or a number of workers, on that cluster. There `input_path` may also be a glob or a URL,
-    `keep_parts` keeps the workers' parts of the output, and `partition_size` (bytes of raw CSV) replaces
-    the automatic size. `csv_format` describes the input file(s): a header or --columns, the delimiter."""
-    if csv_format != CsvFormat() and input_path is None:
+    scheduler or a number of workers, on that cluster. `input_path`: a file, a glob or several of them
+    (read in the order given; on a cluster also fsspec URLs); `keep_parts` keeps the workers' parts of the
+    output, and `partition_size` (bytes of raw CSV) replaces the automatic size. `csv_format` describes the
+    input file(s): a header or --columns, the delimiter. Without a --data-size, the data set is named
+    after the first input."""
+    inputs = _input_texts(input_path)
+    if csv_format != CsvFormat() and inputs is None:
         raise InputError("--columns and --delimiter describe an --input file; pass --input")
     on_cluster = bool(settings.dask_scheduler_address or settings.workers)
     if on_cluster:
         from taxifare.preprocessing.dask.connect import require_dask
 
         require_dask()
-    elif not isinstance(input_path, Path) and input_path is not None:
-        input_path = _local_input(input_path)
-    if input_path is not None and "data_size" not in settings.given:
-        settings = replace(settings, data_size=data_size_for(str(input_path)))
+    if inputs is not None and "data_size" not in settings.given:
+        settings = replace(settings, data_size=data_size_for(inputs[0]))
     output = settings.processed_path
     with OutputLock(output, "processed file"):
         if on_cluster:
             from taxifare.preprocessing.dask.run import preprocess_on_cluster
 
-            input_text = None if input_path is None else str(input_path)
-            result = preprocess_on_cluster(settings, input_text, force, keep_parts, partition_size, csv_format)
+            result = preprocess_on_cluster(settings, inputs, force, keep_parts, partition_size, csv_format)
         else:
             try:
-                result = preprocess_here(settings, input_path, force, csv_format)
+                result = preprocess_here(settings, inputs, force, csv_format)
             except OSError as error:
                 raise describe_os_error(error) from error
     if result.manifest["rows_kept"] == 0:
@@ -56,7 +57,8 @@ def preprocess(
     return result
 
 
-def _local_input(text: str) -> Path:
-    if "://" in text or (any(char in text for char in "*?[") and not Path(text).exists()):
-        raise InputError(f"--input {text}: a glob or URL is read by Dask workers; add --workers N or --scheduler ADDRESS")
-    return Path(text)
+def _input_texts(input_path: Path | str | Sequence[Path | str] | None) -> list[str] | None:
+    if input_path is None:
+        return None
+    texts = [str(input_path)] if isinstance(input_path, (str, Path)) else [str(item) for item in input_path]
+    return texts or None

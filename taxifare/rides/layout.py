@@ -112,7 +112,7 @@ def layout_name(fields: Sequence[str]) -> str:
         return "TLC yellow taxi, 2015-2016"
     if fields & set(_TLC_2010_MARKS):
         return "TLC yellow taxi, 2010-2014"
-    return "taxifare's own names (the Kaggle and BigQuery exports)"
+    return "taxifare's own names, as in the Kaggle and BigQuery exports"
 
 
 def header_fields(first_line: bytes, where: object, delimiter: str = ",") -> list[str]:

@@ -166,12 +166,16 @@ class CsvRideSource:
         return estimated_rows([str(self.path)], self.path.stat().st_size)
 
     def chunks(self) -> Iterator[pa.Table]:
-        return exact_size_chunks(self._batches(), self.chunk_size)
+        return exact_size_chunks(self.batches(), self.chunk_size)
 
     def run_details(self) -> dict:
         return {}
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
+    def fingerprints(self) -> list[str]:
+        """The fingerprint of what was read (once it is all read)."""
+        return [self.content.fingerprint()]
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
         # Whole-line blocks read here and parsed one at a time: Arrow's own streaming reader reads
         # ahead of a slower consumer and, on a large file, holds hundreds of megabytes doing so.
         with open_raw_csv(self.location, self.csv_format, RAW_COLUMNS, self.content, self.byte_range) as raw:

@@ -58,10 +58,14 @@ class ParquetRideSource:
     def run_details(self) -> dict:
         return {}
 
-    def chunks(self) -> Iterator[pa.Table]:
-        return exact_size_chunks(self._batches(), self.chunk_size)
+    def fingerprints(self) -> list[str]:
+        """The fingerprint of what was read (once it is all read)."""
+        return [self.content.fingerprint()]
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
+    def chunks(self) -> Iterator[pa.Table]:
+        return exact_size_chunks(self.batches(), self.chunk_size)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
         with self.path.open("rb") as file:
             self.content.read_rest(file)
         parquet = self._file()

@@ -53,23 +53,23 @@ class JobInput:
     """The raw rides of a job: CSV files (`--input`, or the window's raw cache), else BigQuery."""
 
     source: dict  # as the manifest records it
-    input: str | None  # the manifest's `input`: what the user passed, resolved
+    input: str | list[str] | None  # the manifest's `input`: what the user passed, resolved
     files: tuple[CsvFile, ...]  # none for BigQuery
     raw: dict  # the manifest's `raw`: what identifies the rides (see provenance.py)
     csv_format: CsvFormat = CsvFormat()  # of the --input files
 
     @classmethod
-    def of(cls, settings: Settings, input_text: str | None, csv_format: CsvFormat = CsvFormat()) -> "JobInput":
-        if input_text is not None:
-            resolved = input_text if "://" in input_text else str(Path(input_text).expanduser().resolve())
-            files = tuple(list_csv_files(resolved))
+    def of(cls, settings: Settings, inputs: list[str] | None, csv_format: CsvFormat = CsvFormat()) -> "JobInput":
+        if inputs is not None:
+            resolved = [text if "://" in text else str(Path(text).expanduser().resolve()) for text in inputs]
+            files = tuple(file for pattern in resolved for file in list_csv_files(pattern))
             parquet = next((file.url for file in files if is_parquet(file.url)), None)
             if parquet:
                 raise InputError(f"{parquet}: Parquet input is read in this process for now; leave out --workers and --scheduler")
-            source = {"kind": "csv", "path": input_text, "layout": _layouts(files, csv_format)}
-            if [file.url for file in files] != [resolved]:
+            source = {"kind": "csv", "path": inputs[0] if len(inputs) == 1 else inputs, "layout": _layouts(files, csv_format)}
+            if [file.url for file in files] != resolved:
                 source["files"] = [file.url for file in files]
-            return cls(source, resolved, files, csv_raw([file.url for file in files]), csv_format)
+            return cls(source, resolved[0] if len(resolved) == 1 else resolved, files, csv_raw([file.url for file in files]), csv_format)
         if settings.raw_cache_path.is_file():
             cache = str(settings.raw_cache_path)
             files = tuple(list_csv_files(cache))
@@ -87,12 +87,12 @@ def _layouts(files: tuple[CsvFile, ...], csv_format: CsvFormat) -> str:
     return "; ".join(layouts)
 
 
-def preprocess_on_cluster(settings: Settings, input_text: str | None, force: bool, keep_parts: bool,
+def preprocess_on_cluster(settings: Settings, inputs: list[str] | None, force: bool, keep_parts: bool,
                           partition_size: int | None = None, csv_format: CsvFormat = CsvFormat()) -> PreprocessResult:
     """preprocess(), on the cluster that `settings` name; `partition_size` (bytes) overrides the automatic one."""
     started = time.monotonic()
     output = settings.processed_path
-    job_input = JobInput.of(settings, input_text, csv_format)
+    job_input = JobInput.of(settings, inputs, csv_format)
     fresh = new_manifest(settings, job_input.source, job_input.input, job_input.csv_format, job_input.raw)
     reuse = plan_output(output, fresh, force, can_resume=False).reuse  # the parts folder is how it resumes
     if reuse:
