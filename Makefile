@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TAXIFARE := $(VENV)/bin/taxifare
 
-.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup bench-peers soak notebook clean
+.PHONY: install demo test test-oldest bench bench-preprocess bench-train bench-pred bench-quality bench-distributed bench-dask bench-dedup bench-peers bench-formats soak notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ clean:
 	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache
 
 ## Benchmarks: speed and memory, measured by scripts (never by timed tests).
-bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed bench-dedup bench-peers
+bench: bench-preprocess bench-train bench-pred bench-quality bench-dask bench-distributed bench-dedup bench-peers bench-formats
 
 bench-preprocess: install
 	$(PY) benchmarks/bench_preprocess.py --rows 1000000 4000000
@@ -73,6 +73,10 @@ bench-distributed: install
 ## One chunk's update of the duplicate index at 1M, 10M and 50M rows seen: sorted runs against one array.
 bench-dedup: install
 	$(PY) benchmarks/bench_dedup.py --rows 1000000 10000000 50000000
+
+## The same rides as CSV, gzip and Parquet, in pairs (wall, peak memory; outputs byte-identical):
+bench-formats: install
+	$(PY) benchmarks/bench_formats.py --rows 1000000 4000000 --pairs 3
 
 bench-pred: install
 	$(PY) benchmarks/bench_pred.py --repeats 5
