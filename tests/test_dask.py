@@ -4,6 +4,7 @@ byte for byte the local run's output, whatever the partitions, through killed wo
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import re
 import signal
@@ -140,6 +141,17 @@ def test_the_last_partitions_are_the_shortest_and_the_plan_covers_every_byte(tmp
     assert sizes == [1_000] * 6 + [500] * 2 + [250] * 2 + [125] * 4
     assert all(part.end == after.start for part, after in zip(plan.partitions, plan.partitions[1:]))
     assert plan.partitions[0].start == 0 and plan.partitions[-1].end == 8_000
+
+
+def test_a_gzip_file_is_one_partition_and_reads_like_the_csv(tmp_path, cluster, rides):
+    compressed = tmp_path / "rides.csv.gz"
+    compressed.write_bytes(gzip.compress(rides.read_bytes()))
+    local = local_run(tmp_path, compressed)
+    assert local.output.read_bytes() == local_run(tmp_path / "plain", rides).output.read_bytes()
+    settings = settings_for(tmp_path / "cluster", dask_scheduler_address=cluster.address)
+    result = preprocess(settings, input_path=compressed, partition_size=60_000)
+    assert result.manifest["engine"]["partitions"] == 1
+    assert_same_as_local(result, local)
 
 
 def test_a_headerless_semicolon_export_on_the_cluster(tmp_path, cluster, rides):

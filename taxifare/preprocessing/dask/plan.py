@@ -88,7 +88,8 @@ def finer_at_the_end(partitions: list[Partition], threads: int) -> list[Partitio
 def _halves(part: Partition) -> list[Partition]:
     if isinstance(part, CsvRange):
         middle = (part.start + part.end) // 2
-        return [CsvRange(part.url, part.start, middle), CsvRange(part.url, middle, part.end)] if part.end - part.start > 1 else [part]
+        whole = part.end - part.start <= 1 or is_compressed(part.url)
+        return [part] if whole else [CsvRange(part.url, part.start, middle), CsvRange(part.url, middle, part.end)]
     seconds = int((part.max_date - part.min_date).total_seconds())
     middle = part.min_date + dt.timedelta(seconds=seconds // 2)
     return [QueryWindow(part.min_date, middle), QueryWindow(middle, part.max_date)] if seconds > 1 else [part]
