@@ -70,6 +70,9 @@ def train(
     on its own share of the rows; --batch-size is the global batch (split evenly across workers); the
     chief (task 0) checkpoints and publishes, the others exit 0 once it has. Every exchange waits at most
     COLLECTIVE_TIMEOUT seconds (default 120). See the README's multi-worker section.
+
+    Tracking: with MLFLOW_TRACKING_URI set (and `pip install 'taxifare[mlflow]'`), the run is also logged
+    to MLflow, in the experiment MLFLOW_EXPERIMENT_NAME (default taxifare-DATA_SIZE).
     """
     from taxifare.training.loop import train as run_train
 

@@ -112,7 +112,8 @@ class Run:
 
     @property
     def pickup_window(self) -> tuple[dt.datetime, dt.datetime] | None:
-        """The earliest and latest pickup trained on (UTC), or None when the run does not record them."""
+        """The earliest and latest pickup trained on, New York wall-clock times (tagged UTC only so that records
+        written with an offset compare alike), or None when the run does not record them."""
         data = self.params["data"]
         try:
             return tuple(_utc(dt.datetime.fromisoformat(data[key])) for key in ("pickup_first", "pickup_last"))
