@@ -69,13 +69,16 @@ class ParquetRideSource:
         with self.path.open("rb") as file:
             self.content.read_rest(file)
         parquet = self._file()
-        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=[self._columns[name] for name in RAW_COLUMNS]):
-            self.rows_read += batch.num_rows
-            yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=RAW_SCHEMA)
+        columns = [self._columns[name] for name in RAW_COLUMNS]
+        # One row group at a time: asked for all of them, the reader buffers ahead in proportion to the file.
+        for row_group in range(parquet.num_row_groups):
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[row_group], columns=columns, use_threads=False):
+                self.rows_read += batch.num_rows
+                yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=RAW_SCHEMA)
 
     def _file(self) -> pq.ParquetFile:
         try:
-            return pq.ParquetFile(self.path)
+            return pq.ParquetFile(self.path, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as error:
             if isinstance(error, OSError) and not self.path.is_file():
                 raise InputError(f"{self.path}: no such file") from None
