@@ -134,3 +134,13 @@ def _parquet(path, rides: pd.DataFrame):
     frame["tpep_pickup_datetime"] = pd.to_datetime(frame["tpep_pickup_datetime"]).astype("datetime64[us]")
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=1000)
     return path
+
+
+def test_a_damaged_gzip_file_is_bad_input_in_one_line(tmp_path, rides):
+    whole = gzip.compress(_own_layout(tmp_path / "own.csv", rides).read_bytes())
+    (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "plain.csv.gz").write_bytes(b"key,fare_amount\n")
+    for name, reason in (("cut.csv.gz", "ended before the end-of-stream marker"), ("plain.csv.gz", "Not a gzipped file")):
+        failed = run_cli(tmp_path, "preprocess", "--input", str(tmp_path / name), "--data-size", "damaged")
+        assert_clean_error(failed, 2, f"{name}: not a whole gzip file", reason)
+        assert not (tmp_path / "data" / "processed" / "processed_2009-01-01_2015-01-01_damaged.csv").exists()

@@ -17,6 +17,7 @@ import gzip
 import io
 import itertools
 import sys
+import zlib
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def open_raw_csv(location: str | Path, csv_format: CsvFormat, required: Sequence
         if content is not None:
             hashed = file = HashedReader(file, content)
         if is_compressed(text):
-            file = opened.enter_context(gzip.GzipFile(fileobj=file, mode="rb"))
+            file = _Inflated(opened.enter_context(gzip.GzipFile(fileobj=file, mode="rb")), name)
         first = file.readline(BLOCK_SIZE)
         columns = csv_format.column_names(first, name, required)
         header_end = len(first) if csv_format.has_header else 0
@@ -90,6 +91,25 @@ def layout_of(location: str | Path, csv_format: CsvFormat, required: Sequence[st
     """The layout of the file at `location`, once its columns are checked (InputError if wrong)."""
     with open_raw_csv(location, csv_format, required) as raw:
         return raw.layout
+
+
+class _Inflated:
+    """A gzip stream whose damage (a truncated file, bytes that are not gzip) is bad input, in one line."""
+
+    def __init__(self, file: gzip.GzipFile, name: str):
+        self._file, self._name = file, name
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inflate(self._file.read, size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._inflate(self._file.readline, size)
+
+    def _inflate(self, read, size: int) -> bytes:
+        try:
+            return read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise InputError(f"{self._name}: not a whole gzip file ({first_line(error) or type(error).__name__})") from None
 
 
 def _open(text: str, opened: ExitStack) -> BinaryIO:
@@ -195,7 +215,7 @@ def estimated_rows(locations: Sequence[str], total_bytes: int) -> int | None:
     with ExitStack() as opened:
         file = stored = _open(str(locations[0]), opened)
         if is_compressed(locations[0]):
-            file = opened.enter_context(gzip.GzipFile(fileobj=stored, mode="rb"))
+            file = _Inflated(opened.enter_context(gzip.GzipFile(fileobj=stored, mode="rb")), str(locations[0]))
         sample = file.read(_SAMPLE_BYTES)
         stored_bytes = stored.tell()  # of a compressed file, what gave the sample (about)
     if not sample or not stored_bytes:
