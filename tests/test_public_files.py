@@ -115,6 +115,10 @@ def test_a_parquet_file_with_a_wrong_schema_or_bytes_is_refused_in_one_line(tmp_
     assert_clean_error(run_cli(tmp_path, "preprocess", "--input", str(tmp_path / "other.parquet")), 2, "missing column(s) fare_amount")
     (tmp_path / "broken.parquet").write_bytes(b"not parquet at all\n")
     assert_clean_error(run_cli(tmp_path, "preprocess", "--input", str(tmp_path / "broken.parquet")), 2, "not a readable Parquet file")
+    damaged = bytearray(_parquet(tmp_path / "damaged.parquet", rides).read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 4000] = b"\xff" * 4000  # inside a compressed page
+    (tmp_path / "damaged.parquet").write_bytes(bytes(damaged))
+    assert_clean_error(run_cli(tmp_path, "preprocess", "--input", str(tmp_path / "damaged.parquet")), 2, "is not readable Parquet")
 
 
 def _own_layout(path, rides: pd.DataFrame):

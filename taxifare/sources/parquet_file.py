@@ -72,9 +72,16 @@ class ParquetRideSource:
         columns = [self._columns[name] for name in RAW_COLUMNS]
         # One row group at a time: asked for all of them, the reader buffers ahead in proportion to the file.
         for row_group in range(parquet.num_row_groups):
-            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[row_group], columns=columns, use_threads=False):
+            batches = parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[row_group], columns=columns, use_threads=False)
+            while batch := self._next(batches, row_group):
                 self.rows_read += batch.num_rows
                 yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=RAW_SCHEMA)
+
+    def _next(self, batches: Iterator[pa.RecordBatch], row_group: int) -> pa.RecordBatch | None:
+        try:
+            return next(batches, None)
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(f"{self.path}: row group {row_group + 1} is not readable Parquet ({first_line(error)})") from None
 
     def _file(self) -> pq.ParquetFile:
         try:
