@@ -5,6 +5,7 @@ refused in one line."""
 from __future__ import annotations
 
 import gzip
+import json
 
 import pandas as pd
 import pyarrow as pa
@@ -87,18 +88,27 @@ def test_the_summary_names_the_layout_it_recognised(tmp_path, rides):
     assert "Parquet, TLC yellow taxi, 2015-2016" in result.stderr
 
 
-def test_pred_reads_a_tlc_file_and_keeps_its_column_names(tmp_path, rides):
-    path = tlc_csv(tmp_path / "yellow.csv", rides.head(20), TLC_2009)
-    result = run_cli(tmp_path, "demo-data", "--rows", "3000")
-    assert result.returncode == 0, result.stderr[-2000:]
-    for command in (("preprocess",), ("train", "--epochs", "1")):
+def test_pred_and_evaluate_read_tlc_and_parquet_files_as_the_csv(tmp_path, rides):
+    for command in (("demo-data", "--rows", "3000"), ("preprocess",), ("train", "--epochs", "1")):
         result = run_cli(tmp_path, *command)
         assert result.returncode == 0, result.stderr[-2000:]
-    result = run_cli(tmp_path, "pred", "--input", str(path), "--output", str(tmp_path / "out.csv"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out.columns[:len(TLC_2009.split(","))]) == TLC_2009.split(",")
-    assert len(out) == 20 and out["predicted_fare"].notna().sum() == out["not_predicted_reason"].isna().sum() >= 15
+    some = rides.head(400)
+    files = {"csv": _own_layout(tmp_path / "own.csv", some), "tlc": tlc_csv(tmp_path / "yellow.csv", some, TLC_2009),
+             "parquet": _parquet(tmp_path / "yellow.parquet", some)}
+    predicted, scored = {}, {}
+    for name, path in files.items():
+        result = run_cli(tmp_path, "pred", "--input", str(path), "--output", str(tmp_path / f"out_{name}.csv"))
+        assert result.returncode == 0, result.stderr[-2000:]
+        predicted[name] = pd.read_csv(tmp_path / f"out_{name}.csv")
+        result = run_cli(tmp_path, "evaluate", "--input", str(path), "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        scored[name] = json.loads(result.stdout)
+    assert list(predicted["tlc"].columns[:len(TLC_2009.split(","))]) == TLC_2009.split(",")  # the file's own names
+    assert list(predicted["parquet"].columns[:2]) == ["fare_amount", "tpep_pickup_datetime"]
+    for name in ("tlc", "parquet"):
+        pd.testing.assert_series_equal(predicted[name]["predicted_fare"], predicted["csv"]["predicted_fare"])
+        assert (predicted[name]["not_predicted_reason"].fillna("") == predicted["csv"]["not_predicted_reason"].fillna("")).all()
+        assert scored[name]["mae"] == scored["csv"]["mae"] and scored[name]["rows_scored"] == scored["csv"]["rows_scored"] > 300
 
 
 def test_a_month_with_taxi_zones_is_refused_in_one_line(tmp_path, rides):

@@ -32,6 +32,7 @@ from taxifare.rides.layout import CsvFormat
 from taxifare.serving.in_sample import InSampleCheck
 from taxifare.serving.predict import load_run
 from taxifare.serving.ride_blocks import RIDE_COLUMNS, Rejections, format_window, iter_ride_blocks, open_rides, outside_training_window
+from taxifare.sources.parquet_file import ParquetText
 from taxifare.sources.raw_csv import RawCsv
 
 log = logging.getLogger("taxifare")
@@ -200,7 +201,7 @@ def evaluate(
     return evaluation
 
 
-def _score_blocks(settings, rides_input: RawCsv, run: Run, model, scores: Scores, rejected: Rejections, in_sample: InSampleCheck) -> int:
+def _score_blocks(settings, rides_input: RawCsv | ParquetText, run: Run, model, scores: Scores, rejected: Rejections, in_sample: InSampleCheck) -> int:
     progress = Progress("evaluate", total=None)
     rows_read = 0
     for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected, settings.utc_label):

@@ -40,6 +40,7 @@ from taxifare.serving.ride_blocks import (
     outside_training_window,
     rejected_rules,
 )
+from taxifare.sources.parquet_file import ParquetText
 from taxifare.sources.raw_csv import RawCsv, csv_header, csv_rows
 
 log = logging.getLogger("taxifare")
@@ -168,7 +169,7 @@ def _output(path: Path | None) -> Iterator[BinaryIO | StagedFile]:
         raise describe_os_error(error, path) from error
 
 
-def _stream_predictions(settings, rides_input: RawCsv, target, model, window, result: CsvPredictions) -> None:
+def _stream_predictions(settings, rides_input: RawCsv | ParquetText, target, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
     target.write(csv_header([*rides_input.header, *ADDED_COLUMNS], rides_input.delimiter))
     for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected, settings.utc_label):

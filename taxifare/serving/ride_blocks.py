@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from taxifare.core.dates import EXPECTED
-from taxifare.core.errors import ROW_WARNINGS, clipped, first_example, top_reasons
+from taxifare.core.errors import ROW_WARNINGS, InputError, clipped, first_example, top_reasons
 from taxifare.core.files import reading, reads_of
 from taxifare.core.lines import LineChunk, iter_line_chunks, kept_line_numbers
 from taxifare.rides.clean import (
@@ -38,6 +38,7 @@ from taxifare.rides.clean import (
 )
 from taxifare.rides.features import TARGET
 from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS, CsvFormat
+from taxifare.sources.parquet_file import ParquetText, is_parquet
 from taxifare.sources.raw_csv import STDIN, RawCsv, open_raw_csv, parse_lines
 
 log = logging.getLogger("taxifare")
@@ -71,6 +72,7 @@ class Rejections:
 
     verb: str
     with_fare: bool = False
+    position: str = "line"  # or "row", of a Parquet file
     counts: dict[str, int] = field(init=False)
     first_lines: list[tuple[int, str]] = field(default_factory=list)
     first_line_of: dict[str, int] = field(default_factory=dict)  # rule -> the first line that broke it
@@ -94,7 +96,7 @@ class Rejections:
         room = REPORTED_LINES - len(self.first_lines)
         for line, rule in zip(lines[:room].tolist(), rules[:room].tolist()):
             self.first_lines.append((line, rule))
-            row_log.warning("line %d: not %s: %s", line, self.verb, RULE_TEXT[rule])
+            row_log.warning("%s %d: not %s: %s", self.position, line, self.verb, RULE_TEXT[rule])
 
     def log_unreported(self) -> None:
         """The line that ends the capped list of warnings; with those silenced (--quiet), one line instead."""
@@ -111,14 +113,21 @@ class Rejections:
         return top_reasons(self.counts, self._first_example) or "the input has no rows"
 
     def _first_example(self, rule: str) -> str:
-        return first_example(f"line {self.first_line_of[rule]}", self.first_value_of[rule])
+        return first_example(f"{self.position} {self.first_line_of[rule]}", self.first_value_of[rule])
 
 
 @contextmanager
-def open_rides(path: Path, csv_format: CsvFormat, required: Sequence[str]) -> Iterator[RawCsv]:
-    """The CSV at `path`, or stdin for "-", opened by the one raw reader (sources/raw_csv.py); a failed read
-    is one line naming it."""
+def open_rides(path: Path, csv_format: CsvFormat, required: Sequence[str]) -> Iterator[RawCsv | ParquetText]:
+    """The CSV at `path`, or stdin for "-", opened by the one raw reader (sources/raw_csv.py), or the
+    Parquet file; a failed read is one line naming it."""
     name = "stdin" if str(path) == STDIN else str(path)
+    if is_parquet(name):
+        if csv_format != CsvFormat():
+            raise InputError(f"--columns and --delimiter describe a CSV file; {name} is Parquet, which names its columns")
+        with reading(name, "the rides"):
+            parquet = ParquetText(Path(path), required)
+        yield parquet
+        return
     with ExitStack() as opened:
         with reading(name, "the rides"):
             raw = opened.enter_context(open_raw_csv(path, csv_format, required))
@@ -143,16 +152,29 @@ class RideBlock:
         return self.reasons == ""
 
 
-def iter_ride_blocks(raw: RawCsv, rows_per_block: int, rejections: Rejections, utc_label: str) -> Iterator[RideBlock]:
-    """The rows of the input in blocks of `rows_per_block` lines; unusable rows are counted in `rejections`.
-    `utc_label`: what " UTC" after a pickup time means (taxifare.core.dates)."""
-    for chunk in iter_line_chunks(raw.blocks, rows_per_block, raw.first_line):
-        table, lines, malformed = _read_text_rows(chunk, raw, rejections)
+def iter_ride_blocks(raw: RawCsv | ParquetText, rows_per_block: int, rejections: Rejections, utc_label: str) -> Iterator[RideBlock]:
+    """The rows of the input in blocks of `rows_per_block` lines (or rows of a Parquet file); unusable rows
+    are counted in `rejections`. `utc_label`: what " UTC" after a pickup time means (taxifare.core.dates)."""
+    for rows_read, table, lines, malformed in _text_rows(raw, rows_per_block, rejections):
         rides, reasons, ride_text = rejected_rules(table, utc_label, rejections.with_fare)
         rows = np.flatnonzero(reasons != "")
         rejections.add(lines[rows], reasons[rows], lambda i: sample_value(reasons[rows[i]], ride_text, rides, int(rows[i])))
-        yield RideBlock(chunk.rows, table, lines, rides, reasons, malformed)
+        yield RideBlock(rows_read, table, lines, rides, reasons, malformed)
     rejections.log_unreported()
+
+
+def _text_rows(raw: RawCsv | ParquetText, rows_per_block: int, rejections: Rejections) -> Iterator[tuple[int, pa.Table, np.ndarray, np.ndarray]]:
+    """Each block's lines (or rows) read, its rows as text columns, each row's line (or row) number, and
+    the malformed lines."""
+    if isinstance(raw, ParquetText):
+        rejections.position = raw.position
+        first = 1
+        for table in raw.tables(rows_per_block):
+            yield table.num_rows, table, np.arange(first, first + table.num_rows, dtype=np.int64), np.empty(0, dtype=np.int64)
+            first += table.num_rows
+        return
+    for chunk in iter_line_chunks(raw.blocks, rows_per_block, raw.first_line):
+        yield chunk.rows, *_read_text_rows(chunk, raw, rejections)
 
 
 def rejected_rules(table: pa.Table, utc_label: str, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray, pa.Table]:

@@ -73,20 +73,48 @@ class ParquetRideSource:
         # One row group at a time: asked for all of them, the reader buffers ahead in proportion to the file.
         for row_group in range(parquet.num_row_groups):
             batches = parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[row_group], columns=columns, use_threads=False)
-            while batch := self._next(batches, row_group):
+            while batch := _next_batch(self.path, batches, row_group):
                 self.rows_read += batch.num_rows
                 yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=RAW_SCHEMA)
 
-    def _next(self, batches: Iterator[pa.RecordBatch], row_group: int) -> pa.RecordBatch | None:
-        try:
-            return next(batches, None)
-        except (pa.ArrowException, OSError) as error:
-            raise InputError(f"{self.path}: row group {row_group + 1} is not readable Parquet ({first_line(error)})") from None
-
     def _file(self) -> pq.ParquetFile:
-        try:
-            return pq.ParquetFile(self.path, pre_buffer=False)
-        except (pa.ArrowInvalid, OSError) as error:
-            if isinstance(error, OSError) and not self.path.is_file():
-                raise InputError(f"{self.path}: no such file") from None
-            raise InputError(f"{self.path}: not a readable Parquet file ({first_line(error)})") from None
+        return _parquet_file(self.path)
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path, pre_buffer=False)
+    except (pa.ArrowInvalid, OSError) as error:
+        if isinstance(error, OSError) and not path.is_file():
+            raise InputError(f"{path}: no such file") from None
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
+
+
+def _next_batch(path: Path, batches: Iterator[pa.RecordBatch], row_group: int) -> pa.RecordBatch | None:
+    try:
+        return next(batches, None)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{path}: row group {row_group + 1} is not readable Parquet ({first_line(error)})") from None
+
+
+class ParquetText:
+    """A Parquet file opened for pred and evaluate, as `open_raw_csv` opens a CSV: its column names
+    (taxifare's, and as the file writes them), and its rows as tables of text, every column."""
+
+    delimiter = ","  # of the output written beside it
+    position = "row"
+
+    def __init__(self, path: Path, required: list[str] | tuple[str, ...]):
+        self.path, self.name = Path(path), str(path)
+        self.header = _parquet_file(self.path).schema_arrow.names
+        self.columns = raw_names(self.header, self.path, required)
+        self.layout = f"Parquet, {layout_name(self.header)}"
+
+    def tables(self, rows: int) -> Iterator[pa.Table]:
+        """Tables of at most `rows` rows, a row group at a time."""
+        parquet = _parquet_file(self.path)
+        schema = pa.schema([(name, pa.string()) for name in self.columns])
+        for row_group in range(parquet.num_row_groups):
+            batches = parquet.iter_batches(batch_size=rows, row_groups=[row_group], use_threads=False)
+            while batch := _next_batch(self.path, batches, row_group):
+                yield pa.Table.from_batches([pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=schema)])
