@@ -154,6 +154,34 @@ def test_a_column_of_one_width_reads_as_a_mixed_one():
             assert parse_datetime_column(column).astype(str).tolist() == expected.astype(str).tolist(), texts
 
 
+USUAL_FORM = [  # `YYYY-MM-DD HH:MM:SS UTC`, the public data's form, with the refusals that it can hold
+    "2013-07-06 17:18:00 UTC", "2013-07-06T17:18:00 UTC", "2012-02-29 10:00:00 UTC", "2013-03-10 02:30:00 UTC",
+    "0001-01-01 00:00:00 UTC", "9999-12-31 23:59:59 UTC", "2013-02-29 10:00:00 UTC", "1900-02-29 00:00:00 UTC",
+    "2013-04-31 00:00:00 UTC", "2013-13-01 00:00:00 UTC", "2013-00-10 00:00:00 UTC", "2013-07-00 00:00:00 UTC",
+    "2013-07-06 24:00:00 UTC", "2013-07-06 17:60:00 UTC", "2013-07-06 17:18:60 UTC", "0000-12-31 00:00:00 UTC",
+]
+# A byte off the usual form each (`:` reads as the digit 10): a column that holds one is read by the pattern.
+NEAR_USUAL_FORM = ["2013-07-06 17:18:00 UTX", "201:-07-06 17:18:00 UTC", "2013-07-06 17:18:0: UTC", "2013/07/06 17:18:00 UTC",
+                   "2013-07-06 17.18:00 UTC", "2013-07-06_17:18:00 UTC", "2013-07-06 17:18:00+UTC", "2013-07-06 17:18:001 UTC",
+                   "2013-07-06 17:18:00.000", "2013-07-06T17:18:00+0530"]
+
+
+@pytest.mark.parametrize("utc_label", UTC_LABELS)
+def test_a_column_in_the_usual_form_reads_as_the_scalar_path_does(utc_label):
+    """A column all in the usual form skips the pattern (its bytes show that each value matches it, with no
+    offset): its values, real dates or not, are read as the scalar path reads them, in both clocks, and so
+    are those of a column where one value breaks the form by one byte."""
+    texts = USUAL_FORM + [f"{text[:19]} UTC" for text in _random_texts(500)]
+    naive = [text[:19] for text in texts]  # the TLC files' form
+    for column in (texts, naive, *([*form[:7], odd, *form[7:]] for form in (texts, naive) for odd in NEAR_USUAL_FORM)):
+        values = parse_datetime_column(pa.array(column), utc_label)
+        assert _mismatches(column, values, utc_label) == [], column[7]
+    with_null = parse_datetime_column(pa.array([*texts, None]), utc_label)
+    assert _mismatches(texts, with_null[:-1], utc_label) == [] and np.isnat(with_null[-1])
+    sliced = pa.array(["x", *texts])[1:]  # a chunk of a larger column
+    assert _mismatches(texts, parse_datetime_column(sliced, utc_label), utc_label) == []
+
+
 @pytest.mark.parametrize(
     "text, wall_clock, instant",
     [

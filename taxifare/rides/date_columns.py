@@ -3,6 +3,8 @@ York wall-clock datetime64[s]; a test feeds both the same strings."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,19 +21,22 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array, utc_label: str = W
     (the grammar pins them), several times faster than extracting them with the pattern. Only instants
     and named zones are converted (clock.py); values that fail the pattern are tried for a named zone.
     """
-
-
-    matched = pc.fill_null(pc.match_substring_regex(column, PATTERN), False).to_numpy(zero_copy_only=False)
     head, tail, lengths = _head_and_tail_bytes(column)
+    if _all_in_usual_form(column, head, tail, lengths):  # the pattern and the offsets have nothing to find
+        matched = np.ones(len(lengths), dtype=bool)
+        offset_hours = offset_minutes = sign = np.zeros(len(lengths), dtype=np.int64)
+    else:
+        matched = pc.fill_null(pc.match_substring_regex(column, PATTERN), False).to_numpy(zero_copy_only=False)
+        offset_hours, offset_minutes, sign = _offsets(tail, lengths)
     year, month, day = _number(head, 0, 4), _number(head, 5, 2), _number(head, 8, 2)
     hour, minute = _number(head, 11, 2) * (lengths > 10), _number(head, 14, 2) * (lengths > 10)
     second = _number(head, 17, 2) * ((lengths >= 19) & (head[:, 16] == ord(":")))
-    offset_hours, offset_minutes, sign = _offsets(tail, lengths)
-    first_of_month = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
-    days_in_month = ((first_of_month + 1).astype("datetime64[D]") - first_of_month.astype("datetime64[D]")).astype(np.int64)
-    values = first_of_month.astype("datetime64[s]") + (day - 1) * 86_400 + hour * 3600 + minute * 60 + second
+    starts = _month_starts()
+    months = np.clip(year * 12 + month - 1, 0, len(starts) - 2)  # a month out of range is not valid anyway
+    first_day, days_in_month = starts[months], starts[months + 1] - starts[months]
+    values = ((first_day + day - 1) * 86_400 + hour * 3600 + minute * 60 + second).astype("datetime64[s]")
     valid = (
-        (month >= 1) & (month <= 12) & (day >= 1) & (day <= days_in_month) & (hour <= 23) & (minute <= 59)
+        (year <= 9999) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days_in_month) & (hour <= 23) & (minute <= 59)
         & (second <= 59) & (values >= np.datetime64(FIRST_TIME)) & (values <= np.datetime64(LAST_TIME))
     )
     zoned = _zoned_rows(column, matched, valid)
@@ -45,6 +50,14 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array, utc_label: str = W
             _to_new_york(values, valid, rows, instants_of(values[rows], zone))
     values[~valid] = np.datetime64("NaT")
     return values
+
+
+@functools.lru_cache(maxsize=1)
+def _month_starts() -> np.ndarray:
+    """The day (since 1970) on which each month of the years 0-9999 begins, by months since year 0, and
+    then January of 10000: a lookup, several times faster than NumPy's calendar on each value."""
+
+    return (np.arange(10_000 * 12 + 1) - 1970 * 12).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
 
 
 def _to_new_york(values: np.ndarray, valid: np.ndarray, rows: np.ndarray, instants: np.ndarray) -> None:
@@ -72,6 +85,29 @@ def _zoned_rows(column: pa.ChunkedArray | pa.Array, matched: np.ndarray, valid: 
     codes = pc.fill_null(zones.indices, -1).to_numpy(zero_copy_only=False)
     known = zone_names()
     return {zone: candidates[codes == code] for code, zone in enumerate(zones.dictionary.to_pylist()) if zone in known}
+
+
+_USUAL_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]  # of `YYYY-MM-DD HH:MM:SS UTC`
+_USUAL_SEPARATORS = ([4, 7, 13, 16], [ord("-"), ord("-"), ord(":"), ord(":")])
+
+
+def _all_in_usual_form(column: pa.ChunkedArray | pa.Array, head: np.ndarray, tail: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether every value is `YYYY-MM-DD HH:MM:SS UTC` (the Kaggle and BigQuery exports), or every value
+    `YYYY-MM-DD HH:MM:SS` (the TLC files), with `T` or a space in the middle: then each matches PATTERN and
+    has no offset, which the bytes show at a fraction of the cost."""
+    if not len(lengths) or column.null_count:
+        return False
+    if (lengths == _HEAD + 4).all():
+        suffix = _ends_with_utc(tail).all()
+    else:
+        suffix = (lengths == _HEAD).all()
+    separators, expected = _USUAL_SEPARATORS
+    return bool(
+        suffix
+        and ((head[:, _USUAL_DIGITS] - np.uint8(ord("0"))) <= 9).all()
+        and (head[:, separators] == expected).all()
+        and ((head[:, 10] == ord(" ")) | (head[:, 10] == ord("T"))).all()
+    )
 
 
 def _ends_with_utc(tail: np.ndarray) -> np.ndarray:
