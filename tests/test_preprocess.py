@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -8,6 +9,7 @@ from taxifare.core.errors import InputError
 from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import manifest_path
 from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION
+from taxifare.sources.csv_file import CsvRideSource
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, run_cli, write_csv
 
 
@@ -139,13 +141,28 @@ def test_each_rule_keeps_its_first_value_and_line_whatever_the_blocks(tmp_path, 
         "fare_out_of_range": {"line": 4, "value": "fare_amount=-5"},
         "outside_nyc": {"line": 9, "value": "pickup_latitude=41.5"},
     }
-    for block_size in (1 << 20, 40):  # one block, or a block per line or two
+    for block_size in (1 << 20, 130):  # one block, or a block per two lines (130 bytes: the header fits)
         monkeypatch.setattr("taxifare.sources.raw_csv.BLOCK_SIZE", block_size)
         with pytest.raises(InputError):
             run(tmp_path, path, chunk_size=2)
         manifest = json.loads(manifest_path(settings_for(tmp_path, data_size="unusable").processed_path).read_text())
         assert manifest["rejected_samples"] == expected, block_size
         assert manifest["rejected"]["malformed_line"] == 2 and manifest["rejected"]["fare_out_of_range"] == 2
+
+
+def test_rows_come_in_the_order_of_the_file_whatever_the_blocks(tmp_path, monkeypatch):
+    """Blocks are parsed a block ahead, in a thread: the rows, the malformed lines and the line of each row
+    still come in the order of the file, as from one block."""
+    lines = [f"k{i},{i}.5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1" if i % 5 else f"k{i},{i}" for i in range(60)]
+    path = write_csv(tmp_path / "rides.csv", lines)
+    read = {}
+    for block_size in (1 << 20, 100):  # one block, or a block per line or two (once the header is read)
+        source = CsvRideSource(path, chunk_size=7)
+        monkeypatch.setattr("taxifare.sources.raw_csv.BLOCK_SIZE", block_size)
+        fares = [fare for chunk in source.chunks() for fare in chunk.column("fare_amount").to_pylist()]
+        read[block_size] = (fares, source.malformed_rows, source.first_malformed, source.lines_of(np.arange(len(fares))).tolist())
+    assert read[100] == read[1 << 20]
+    assert read[100][:3] == ([f"{i}.5" for i in range(60) if i % 5], 12, (2, "k0,0"))
 
 
 def test_empty_lines_without_carriage_returns_still_count_in_the_lines_of_the_samples(tmp_path):

@@ -6,6 +6,7 @@ representation whatever the origin (a local CSV, or a BigQuery page turned into 
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
@@ -89,10 +90,24 @@ class RawLineParser:
         self._blocks: list[_Block] = []
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        for block in self.raw.blocks:
-            parsed = parse_lines(block, self.raw, self.raw.first_line + self.lines_read, RAW_COLUMNS)
-            self._count_lines(block, parsed.table.num_rows, parsed.malformed)
-            yield from parsed.table.to_batches()
+        """Each block is parsed in a thread while the caller works on the rows of the one before (Arrow
+        releases the GIL); the blocks are read and hashed, and their lines counted, here, in file order."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-parser") as parser:
+            parsing: tuple[bytes, Future] | None = None
+            next_line = self.raw.first_line
+            for block in self.raw.blocks:
+                parsed = parser.submit(parse_lines, block, self.raw, next_line, RAW_COLUMNS)
+                next_line += block.count(b"\n") + (not block.endswith(b"\n"))
+                if parsing is not None:
+                    yield from self._rows_of(*parsing)
+                parsing = (block, parsed)
+            if parsing is not None:
+                yield from self._rows_of(*parsing)
+
+    def _rows_of(self, block: bytes, parsing: Future) -> Iterator[pa.RecordBatch]:
+        parsed = parsing.result()
+        self._count_lines(block, parsed.table.num_rows, parsed.malformed)
+        yield from parsed.table.to_batches()
 
     def _count_lines(self, block: bytes, rows: int, malformed: list[tuple[int, str]]) -> None:
         numbers = np.array([number for number, _ in malformed], dtype=np.int64)

@@ -65,7 +65,7 @@ def open_raw_csv(location: str | Path, csv_format: CsvFormat, required: Sequence
             hashed = file = HashedReader(file, content)
         if is_compressed(text):
             file = _Inflated(opened.enter_context(gzip.GzipFile(fileobj=file, mode="rb")), name)
-        first = file.readline(BLOCK_SIZE)
+        first = file.readline(MAX_LINE_BYTES)
         columns = csv_format.column_names(first, name, required)
         header_end = len(first) if csv_format.has_header else 0
         if whole:
