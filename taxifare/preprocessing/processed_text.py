@@ -8,6 +8,8 @@ and each row's pieces are joined in one pass.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
 import numpy as np
@@ -19,18 +21,29 @@ from taxifare.rides.features import FEATURE_NAMES, is_one_hot
 
 
 def write_rows(features: pd.DataFrame, target: np.ndarray, file: BinaryIO) -> None:
-    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header. Encoded and
-    written a slice of rows at a time, which bounds the text held in memory."""
+    """CSV text of the rows: float32 values, one-hot columns as 0/1 integers, no header. Encoded a slice
+    of rows at a time by _ENCODERS threads (Arrow and NumPy release the GIL) and written in order, with
+    at most _ENCODERS slices waiting, which bounds the text held in memory."""
     pieces = [*_feature_pieces(features), _target_piece(np.asarray(target, dtype=np.float32))]
-    for start in range(0, len(features), _ENCODED_ROWS):
-        stop = min(start + _ENCODED_ROWS, len(features))
-        rows = pc.binary_join_element_wise(*(piece(start, stop) for piece in pieces), _COMMA)
-        _, offsets, data = rows.buffers()
-        ends = np.frombuffer(offsets, dtype=np.int64)[[0, -1]]
-        file.write(data.slice(int(ends[0]), int(ends[1] - ends[0])))
+    with ThreadPoolExecutor(max_workers=_ENCODERS, thread_name_prefix="csv-encoder") as encoders:
+        encoding: deque[Future] = deque()
+        for start in range(0, len(features), _ENCODED_ROWS):
+            encoding.append(encoders.submit(_encoded, pieces, start, min(start + _ENCODED_ROWS, len(features))))
+            if len(encoding) > _ENCODERS:
+                file.write(encoding.popleft().result())
+        while encoding:
+            file.write(encoding.popleft().result())
+
+
+def _encoded(pieces: list[Piece], start: int, stop: int) -> pa.Buffer:
+    rows = pc.binary_join_element_wise(*(piece(start, stop) for piece in pieces), _COMMA)
+    _, offsets, data = rows.buffers()
+    ends = np.frombuffer(offsets, dtype=np.int64)[[0, -1]]
+    return data.slice(int(ends[0]), int(ends[1] - ends[0]))
 
 
 _ENCODED_ROWS = 1 << 14
+_ENCODERS = 2  # the cores of a small machine: the encoding is most of preprocess's work
 _COMMA, _NEWLINE, _NOTHING = (pa.scalar(text, pa.large_binary()) for text in (b",", b"\n", b""))
 Piece = Callable[[int, int], pa.Array]  # the text of one field (or run of fields) of rows start..stop
 
