@@ -6,6 +6,7 @@ chunk that failed."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import time
 
@@ -65,6 +66,23 @@ def test_a_chunk_longer_than_one_encoded_slice_is_written_whole(monkeypatch):
     monkeypatch.setattr(processed_text, "_ENCODED_ROWS", 1_000)
     features, target = feature_rows(2_500, seed=1)
     assert written(features, target) == pyarrow_text(features, target)
+
+
+def _write_in_a_child(features: pd.DataFrame, target: np.ndarray, expected: bytes) -> None:
+    os._exit(0 if written(features, target) == expected else 1)
+
+
+def test_a_forked_child_encodes_with_threads_of_its_own():
+    """The encoder threads are kept for the process; a child forked after they started (a local Dask
+    worker) has none of them, and would wait for its slices forever on its parent's."""
+    features, target = feature_rows(2_000, seed=2)
+    expected = written(features, target)  # the parent's encoders are running now
+    child = multiprocessing.get_context("fork").Process(target=_write_in_a_child, args=(features, target, expected))
+    child.start()
+    child.join(timeout=30)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
 
 
 def test_an_empty_chunk_writes_nothing():
