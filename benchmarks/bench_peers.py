@@ -1,6 +1,6 @@
 """taxifare preprocess against the same job written in Polars and in DuckDB SQL (peers.py), as whole processes.
 
-    python benchmarks/bench_peers.py --rows 1000000 4000000 --pairs 5
+    python benchmarks/bench_peers.py --rows 1000000 4000000 --pairs 5 [--baseline CHECKOUT]
 
 For each size: writes a raw CSV (real rows scaled up, as bench_preprocess.py does), then runs `pairs`
 rounds of the three on it, in a rotating order, each a process limited to 2 threads (POLARS_MAX_THREADS=2,
@@ -11,11 +11,14 @@ raw rows and the outputs it compares. Checks, on the first round's outputs, that
 same rows in the same order with the same values to float32 precision. Reports the medians of the
 paired ratios, because this VM is shared and its speed drifts.
 Targets: taxifare's wall and CPU ratios to Polars' <= 1.0; taxifare's peak RSS <= 500 MB.
+`--baseline`: another checkout of taxifare (e.g. `git worktree add /tmp/before HEAD~3`), timed in the same
+rounds as `baseline`, so that a change is measured against the code before it on the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import importlib.util
 import json
 import os
@@ -51,15 +54,18 @@ def timed_process(command: list[str], env: dict, log: Path) -> dict:
     return {"wall": float(wall), "cpu": float(cpu), "peak_mb": float(peak_kb) / 1024}
 
 
-def run_engine(engine: str, raw: Path, workdir: Path, spec: Path, chunk_size: int) -> tuple[dict, Path]:
+def run_engine(engine: str, raw: Path, workdir: Path, spec: Path, chunk_size: int, baseline: Path | None) -> tuple[dict, Path]:
     """Run one engine on `raw`; its figures and its output."""
-    env = {**os.environ, "POLARS_MAX_THREADS": "2", "PYTHONPATH": str(REPO), "LOCAL_DATA_PATH": str(workdir / "data")}
-    if engine == "taxifare":
-        shutil.rmtree(workdir / "data" / "processed", ignore_errors=True)  # freeing it is not preprocessing
+    data = workdir / engine / "data"
+    env = {**os.environ, "POLARS_MAX_THREADS": "2", "PYTHONPATH": str(REPO), "LOCAL_DATA_PATH": str(data)}
+    if engine in ("taxifare", "baseline"):
+        shutil.rmtree(data / "processed", ignore_errors=True)  # freeing it is not preprocessing
+        if engine == "baseline":
+            env["PYTHONPATH"] = str(baseline)
         command = [sys.executable, "-m", "taxifare", "preprocess", "--input", str(raw), "--data-size", "bench",
                    "--chunk-size", str(chunk_size), "--force"]
-        measured = timed_process(command, env, workdir / "taxifare.log")
-        return measured, next((workdir / "data" / "processed").glob("*_bench.csv"))
+        measured = timed_process(command, env, data.parent / "taxifare.log")
+        return measured, next((data / "processed").glob("*_bench.csv"))
     output = workdir / f"{engine}.csv"
     output.unlink(missing_ok=True)
     command = [sys.executable, str(REPO / "benchmarks" / "peers.py"), engine, str(spec), str(raw), str(output)]
@@ -118,12 +124,14 @@ def main() -> None:
     parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", type=Path, help="another checkout of taxifare, timed as the engine `baseline`")
     args = parser.parse_args()
     for module in args.peers:
         if not importlib.util.find_spec(module):
             sys.exit(f"{module} is not installed: pip install -e '.[bench]'")
 
-    engines = ["taxifare", *args.peers]
+    compared = [*args.peers, *(["baseline"] if args.baseline else [])]
+    engines = ["taxifare", *compared]
     summary = []
     with tempfile.TemporaryDirectory(prefix="taxifare-bench-peers-") as tmp:
         workdir = Path(tmp)
@@ -135,13 +143,16 @@ def main() -> None:
                 order = engines[number % len(engines):] + engines[: number % len(engines)]
                 outputs, pair = {}, {}
                 for engine in order:
-                    pair[engine], outputs[engine] = run_engine(engine, raw, workdir, spec, args.chunk_size)
+                    (workdir / engine).mkdir(exist_ok=True)
+                    pair[engine], outputs[engine] = run_engine(engine, raw, workdir, spec, args.chunk_size, args.baseline)
                 if number == 0:
-                    for engine in args.peers:
-                        differs = disagreement(outputs["taxifare"], outputs[engine])
+                    same_bytes = args.baseline and filecmp.cmp(outputs["taxifare"], outputs["baseline"], shallow=False)
+                    for engine in compared:
+                        differs = None if engine == "baseline" and same_bytes else disagreement(outputs["taxifare"], outputs[engine])
                         if differs:
                             sys.exit(f"{engine} does not agree with taxifare at {rows:,} rows: {differs}")
-                    print(f"{rows:,} rows: {', '.join(args.peers)} keep the same rows with the same values as taxifare")
+                    print(f"{rows:,} rows: {', '.join(compared)} keep the same rows with the same values as taxifare"
+                          + (f" (baseline: the same bytes: {same_bytes})" if args.baseline else ""))
                 pairs.append(pair)
                 print(json.dumps({"rows": rows, "pair": number, **pair}, default=lambda v: round(v, 2)))
             summary.append((rows, pairs))
