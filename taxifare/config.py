@@ -193,7 +193,7 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "patience": ("PATIENCE", "8", _int_in(1, 10_000)),
     "lr_patience": ("LR_PATIENCE", "3", _int_in(1, 10_000)),
     "eval_every": ("EVAL_EVERY", "10", _int_in(1, 1_000_000)),
-    "hidden_units": ("HIDDEN_UNITS", "256,128,64", _units),
+    "hidden_units": ("HIDDEN_UNITS", "128,64", _units),
     "dropout": ("DROPOUT", "0.1", _share),
     "loss": ("LOSS", "huber", _one_of(*LOSSES)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),

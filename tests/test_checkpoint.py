@@ -72,8 +72,8 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     checkpoint = _saved(tmp_path, _trained_model())
     with pytest.raises(InputError, match=r"does not fit this model \(unknown current dropout_2/seed_generator_state, .*--force"):
         _restored(checkpoint, _model(hidden_units=(8,)))
-    # Five features embedded in 16 dimensions each: 80 inputs to the first hidden layer.
-    with pytest.raises(InputError, match=r"current hidden_1/kernel has shape \(80, 8\), the model's \(80, 16\)"):
+    # Five features embedded in 16 dimensions each, and the five themselves: 85 inputs to the first hidden layer.
+    with pytest.raises(InputError, match=r"current hidden_1/kernel has shape \(85, 8\), the model's \(85, 16\)"):
         _restored(checkpoint, _model(hidden_units=(16, 4)))
 
 

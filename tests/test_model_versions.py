@@ -37,7 +37,7 @@ def _trained(spec: ModelSpec):
 
 
 def _earlier_version_model():
-    """A model as taxifare saved them before the numeric embeddings: a Sequential of Keras' own layers."""
+    """A model as taxifare saved them before the numeric embeddings (a Sequential of Keras' own layers), trained a little."""
     import keras
     from keras import layers
 
@@ -46,6 +46,8 @@ def _earlier_version_model():
     stack += [layers.Dense(16, activation="relu", name="hidden_1"), layers.Dropout(0.1, name="dropout_1")]
     model = keras.Sequential([*stack, layers.Dense(1, name="fare")], name="taxifare")
     model.compile(loss=keras.losses.Huber(delta=1.0), optimizer=keras.optimizers.Adam(0.001), metrics=["mae"])
+    rows = _features()
+    model.fit(rows, 12 + 3 * rows[:, 0], batch_size=64, epochs=1, verbose=0)
     return model
 
 
@@ -65,7 +67,6 @@ def test_saved_models_of_this_and_earlier_versions_predict_the_same_in_a_new_pro
     assert single.get_layer("numeric_embedding") and ensemble.get_layer("member_3_numeric_embedding")
     earlier = _earlier_version_model()
     rows = _features()
-    earlier.fit(rows, 12 + 3 * rows[:, 0], batch_size=64, epochs=1, verbose=0)
     models = {"single": single, "ensemble": ensemble, "earlier": earlier}
     for name, model in models.items():
         model.save(tmp_path / f"{name}.keras")
