@@ -20,7 +20,8 @@ FEATURES = 5
 
 
 def _model(hidden_units=(8, 4), seed=1):
-    return build_model(ModelSpec(hidden_units, 0.1, "huber"), 0.01, seed, np.zeros(FEATURES), np.ones(FEATURES), 10.0)
+    """One network (the default ensemble's members are the same network under prefixed names)."""
+    return build_model(ModelSpec(hidden_units, 0.1, "huber", members=1), 0.01, seed, np.zeros(FEATURES), np.ones(FEATURES), 10.0)
 
 
 def _trained_model():
