@@ -1,17 +1,19 @@
 """Model quality on the real sample: the default run and the variants tried, against LightGBM on the same split.
 
-    python benchmarks/bench_quality.py [--seeds 42 7 11] [--configs NAME ...] [--warm-passes 2]
+    python benchmarks/bench_quality.py [--seeds 42 7 11] [--configs NAME ...] [--variant-seeds 1]
+                                       [--lightgbm-leaves 31 63 127 255] [--warm-passes 2]
 
 Everything runs through the real CLI in a scratch folder, as a new user would:
   1. `preprocess --input cab-fare-ashutoshgalinde_train.csv`, then `train` once per configuration: the default
-     (no training flag) once per seed, each variant with the first seed. A variant is training flags and/or
-     another model shape (ModelSpec fields that are not settings, set by starting the CLI through this script
+     (no training flag) once per seed, each variant with the first --variant-seeds seeds. A variant is
+     training flags and/or another model shape (ModelSpec fields that are not settings, set by starting the CLI through this script
      with other defaults). Per run: validation MAE (what chose the default), test MAE (rows picked by hash,
      never trained on, never used to choose), the outside sets' MAE, wall time of the whole `train` command
      and its peak memory (from its summary).
   2. Outside rows, never used to choose anything, preprocessed like the training file and scored on the
-     same rows for every model: `lewagon-train_10k_ouic.csv` less every `key` of the training file; the
-     sample's rides from 2015, later than the default window (2009-2014) that training sees.
+     same rows for every model: `lewagon-train_10k_ouic.csv` (whose rides come from Kaggle's file, as the
+     training file's do), whole ("lewagon") and less the rows that are training rows ("lewagon-not-trained",
+     the fair figure); the sample's rides from 2015, later than the default window (2009-2014).
   3. LightGBM (L1 objective) on exactly the same training, validation and test rows and 73 features (read
      with taxifare's own split code), a small grid, early-stopped and chosen on validation MAE, in a process
      of its own for its peak memory. A benchmark-only dependency: `pip install -e '.[bench]'`.
@@ -49,7 +51,8 @@ OUTSIDE_FILE = SAMPLES / "lewagon-train_10k_ouic.csv"
 # model of the runs before the numeric embeddings (one network of 256-128-64 on the standardized features).
 CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "default": ((), {}),
-    "no-embeddings": (("--hidden-units", "256,128,64"), {"frequencies": 0, "members": 1}),
+    "no-embeddings": (("--hidden-units", "256,128,64", "--learning-rate", "0.001"), {"frequencies": 0, "members": 1}),
+    "previous-default": (("--hidden-units", "256,128,64", "--learning-rate", "0.001"), {"members": 1, "scalars": False}),
     "one-network": ((), {"members": 1}),
     "3-networks": ((), {"members": 3}),
     "8-networks": ((), {"members": 8}),
@@ -62,12 +65,18 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "dims-8": ((), {"embedding_dims": 8}),
     "loss-mae": (("--loss", "mae"), {}),
     "batch-128": (("--batch-size", "128"), {}),
+    "batch-512": (("--batch-size", "512"), {}),
+    "lr-0.001": (("--learning-rate", "0.001"), {}),
+    "lr-0.0005": (("--learning-rate", "0.0005"), {}),
+    "lr-0.003": (("--learning-rate", "0.003"), {}),
+    "dropout-0": (("--dropout", "0"), {}),
     "dropout-0.2": (("--dropout", "0.2"), {}),
 }
 LIGHTGBM_GRID = (
     {"num_leaves": 31, "learning_rate": 0.05},
     {"num_leaves": 63, "learning_rate": 0.05},
     {"num_leaves": 127, "learning_rate": 0.03, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8},
+    {"num_leaves": 255, "learning_rate": 0.03, "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8},
 )
 
 
@@ -152,15 +161,15 @@ def split_rows(processed_path: Path, folder: Path) -> dict[str, np.ndarray]:
     return {"train": train, "validation": prepared.validation, "test": prepared.test}
 
 
-def lightgbm_runs(folder: Path) -> list[dict]:
-    """Each configuration of LIGHTGBM_GRID: trained on the training rows, early-stopped on validation; the
-    rows from the .npy files that main() saved in `folder`."""
+def lightgbm_runs(folder: Path, leaves: list[int]) -> list[dict]:
+    """The configurations of LIGHTGBM_GRID with these `leaves`: trained on the training rows, early-stopped on
+    validation; the rows from the .npy files that main() saved in `folder`."""
     import lightgbm
 
     sets = {path.stem: np.load(path) for path in folder.glob("*.npy")}
     train, validation = sets.pop("train"), sets["validation"]
     runs = []
-    for params in LIGHTGBM_GRID:
+    for params in (params for params in LIGHTGBM_GRID if params["num_leaves"] in leaves):
         started = time.perf_counter()
         fitting = lightgbm.Dataset(train[:, :-1], train[:, -1])
         stopping = lightgbm.Dataset(validation[:, :-1], validation[:, -1], reference=fitting)
@@ -174,11 +183,11 @@ def lightgbm_runs(folder: Path) -> list[dict]:
     return runs
 
 
-def lightgbm_in_subprocess(sets: dict[str, np.ndarray], folder: Path) -> dict:
+def lightgbm_in_subprocess(sets: dict[str, np.ndarray], folder: Path, leaves: list[int]) -> dict:
     folder.mkdir()
     for name, rows in sets.items():
         np.save(folder / f"{name}.npy", rows)
-    done = subprocess.run([sys.executable, __file__, "--lightgbm", str(folder)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, "--lightgbm", str(folder), *map(str, leaves)], capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"LightGBM failed (pip install -e '.[bench]' installs it):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -197,7 +206,7 @@ def warm_start(workdir: Path, passes: int) -> dict:
     return {"passes": passes, **{f"{name}_test_mae": final["test_mae"] for name, final in metrics.items()}, "baseline_test_mae": metrics["fresh"]["baseline_test_mae"]}
 
 
-def print_table(runs: list[dict], lightgbm: dict, outside_names: list[str]) -> None:
+def print_table(runs: list[dict], lightgbm: dict | None, outside_names: list[str]) -> None:
     widths = [max(len(name), 6) for name in outside_names]
     print(f"\n{'configuration':26} {'seed':>4} {'val MAE':>8} {'test MAE':>8} " + " ".join(f"{name:>{width}}" for name, width in zip(outside_names, widths)) + f" {'train s':>8} {'peak MB':>8} {'passes':>6}")
 
@@ -207,7 +216,7 @@ def print_table(runs: list[dict], lightgbm: dict, outside_names: list[str]) -> N
 
     for run in runs:
         line(run["config"], run["seed"], run, run["outside"], run["train_seconds"], run["peak_mb"], run["passes"])
-    for entry in lightgbm["runs"]:
+    for entry in lightgbm["runs"] if lightgbm else []:
         name = f"LightGBM L1, {entry['params']['num_leaves']} leaves" + (" *" if entry == lightgbm["chosen"] else "")
         line(name, "", entry, entry, entry["train_seconds"], lightgbm["peak_mb"], entry["trees"])
     print("outside columns: MAE on those rows. * LightGBM's choice on validation MAE; its passes column is trees, its time "
@@ -219,12 +228,15 @@ def main() -> None:
     if sys.argv[1:2] == ["--cli"]:
         return cli_with_model_defaults(json.loads(sys.argv[2]), sys.argv[3:])
     if sys.argv[1:2] == ["--lightgbm"]:
-        runs = lightgbm_runs(Path(sys.argv[2]))
+        runs = lightgbm_runs(Path(sys.argv[2]), [int(leaves) for leaves in sys.argv[3:]])
         print(json.dumps({"runs": runs, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 11])
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS)[1:], choices=list(CONFIGS)[1:], help="variants to run besides the default")
+    parser.add_argument("--variant-seeds", type=int, default=1, help="how many of --seeds each variant runs with (the first ones)")
+    leaves = [params["num_leaves"] for params in LIGHTGBM_GRID]
+    parser.add_argument("--lightgbm-leaves", type=int, nargs="*", default=leaves, choices=leaves, help="LightGBM's grid entries to run (none: no LightGBM)")
     parser.add_argument("--warm-passes", type=int, default=2, help="0 skips the warm-start comparison")
     args = parser.parse_args()
     if not TRAINING_FILE.is_file():
@@ -235,22 +247,23 @@ def main() -> None:
         split = split_rows(processed(workdir, TRAINING_FILE, "sample"), workdir)
         outside = outside_sets(workdir, split["train"])
         results["outside_rows"] = {name: len(rows) for name, rows in outside.items()}
-        results["lightgbm"] = lightgbm_in_subprocess({**split, **outside}, workdir / "lightgbm")
-        results["lightgbm"]["chosen"] = min(results["lightgbm"]["runs"], key=lambda entry: entry["validation_mae"])
+        if args.lightgbm_leaves:
+            results["lightgbm"] = lightgbm_in_subprocess({**split, **outside}, workdir / "lightgbm", args.lightgbm_leaves)
+            results["lightgbm"]["chosen"] = min(results["lightgbm"]["runs"], key=lambda entry: entry["validation_mae"])
         runs = [train_run(workdir, "default", seed, outside) for seed in args.seeds]
-        runs += [train_run(workdir, name, args.seeds[0], outside) for name in args.configs]
+        runs += [train_run(workdir, name, seed, outside) for seed in args.seeds[: args.variant_seeds] for name in args.configs]
         results["runs"] = runs
         if args.warm_passes:
             results["warm_start"] = warm_start(workdir, args.warm_passes)
     print(json.dumps(results, indent=2, default=lambda value: round(value, 4)))
 
-    print_table(runs, results["lightgbm"], list(outside))
+    print_table(runs, results.get("lightgbm"), list(outside))
     defaults = [run for run in runs if run["config"] == "default"]
     test = [run["test_mae"] for run in defaults]
     seconds = [run["train_seconds"] for run in defaults]
-    chosen = results["lightgbm"]["chosen"]
+    lightgbm = f"LightGBM ${results['lightgbm']['chosen']['test_mae']:.3f}" if "lightgbm" in results else "LightGBM not run"
     print(f"\ndefault ({defaults[0]['architecture']}):\n  test MAE median ${statistics.median(test):.3f} over seeds {args.seeds} "
-          f"(range ${min(test):.3f}-${max(test):.3f}); LightGBM ${chosen['test_mae']:.3f}; target <= $1.55 and below LightGBM; "
+          f"(range ${min(test):.3f}-${max(test):.3f}); {lightgbm}; target <= $1.55 and below LightGBM; "
           f"predict-the-mean ${defaults[0]['baseline_test_mae']:.3f}")
     print(f"  train wall time median {statistics.median(seconds):.0f} s (max {max(seconds):.0f} s), peak memory max "
           f"{max(run['peak_mb'] for run in defaults):,.0f} MB; targets <= 180 s, <= 1,200 MB")
