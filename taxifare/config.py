@@ -187,7 +187,7 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "bq_dataset": ("BQ_DATASET", "taxifare", _matching(_DATASET_RE, "a valid BigQuery dataset name")),
     "bigquery_emulator_host": ("BIGQUERY_EMULATOR_HOST", None, _text),
     "bq_deadline": ("BQ_DEADLINE", "120", _positive_float),
-    "learning_rate": ("LEARNING_RATE", "0.001", _positive_float),
+    "learning_rate": ("LEARNING_RATE", "0.002", _positive_float),
     "batch_size": ("BATCH_SIZE", "256", _int_in(1, 1_000_000)),
     "epochs": ("EPOCHS", "100", _int_in(1, 10_000)),
     "patience": ("PATIENCE", "8", _int_in(1, 10_000)),

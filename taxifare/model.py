@@ -34,8 +34,9 @@ _EAGER_ROWS = 1024
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
 # The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
 OWN_LAYERS = ("PeriodicEmbedding", "MemberMean")
-# Periodic embeddings of the numeric features (embeddings.py) and an ensemble of five networks: chosen on
-# the validation split of the real sample, against the variants in benchmarks/bench_quality.py.
+# Periodic embeddings of the numeric features (embeddings.py), the numeric scalars beside them, and an
+# ensemble of five networks: chosen on the validation split of the real sample against the variants in
+# benchmarks/bench_quality.py (with the default learning rate of config.py, 0.002, chosen the same way).
 FREQUENCIES = 16
 EMBEDDING_DIMS = 16
 FREQUENCY_SCALE = 0.25
