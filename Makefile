@@ -64,7 +64,8 @@ bench-train: install
 
 ## Test MAE of the default run on the real sample (3 seeds), outside rows, warm start against fresh.
 bench-quality: install
-	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --warm-passes 2
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs previous-default one-network 3-networks lr-0.001 --warm-passes 2
 
 ## One worker against two on this machine; all-reduce cost per step; projection to N machines.
 bench-distributed: install

@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-
 from bench_preprocess import run_preprocess, scaled_raw_files
 
 FORMATS = ("csv", "gzip", "parquet")

@@ -20,7 +20,8 @@ FEATURES = 5
 
 
 def _model(hidden_units=(8, 4), seed=1):
-    return build_model(ModelSpec(hidden_units, 0.1, "huber"), 0.01, seed, np.zeros(FEATURES), np.ones(FEATURES), 10.0)
+    """One network (the default ensemble's members are the same network under prefixed names)."""
+    return build_model(ModelSpec(hidden_units, 0.1, "huber", members=1), 0.01, seed, np.zeros(FEATURES), np.ones(FEATURES), 10.0)
 
 
 def _trained_model():
@@ -72,8 +73,8 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     checkpoint = _saved(tmp_path, _trained_model())
     with pytest.raises(InputError, match=r"does not fit this model \(unknown current dropout_2/seed_generator_state, .*--force"):
         _restored(checkpoint, _model(hidden_units=(8,)))
-    # Five features embedded in 16 dimensions each: 80 inputs to the first hidden layer.
-    with pytest.raises(InputError, match=r"current hidden_1/kernel has shape \(80, 8\), the model's \(80, 16\)"):
+    # Five features embedded in 16 dimensions each, and the five themselves: 85 inputs to the first hidden layer.
+    with pytest.raises(InputError, match=r"current hidden_1/kernel has shape \(85, 8\), the model's \(85, 16\)"):
         _restored(checkpoint, _model(hidden_units=(16, 4)))
 
 

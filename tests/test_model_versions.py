@@ -37,7 +37,7 @@ def _trained(spec: ModelSpec):
 
 
 def _earlier_version_model():
-    """A model as taxifare saved them before the numeric embeddings: a Sequential of Keras' own layers."""
+    """A model as taxifare saved them before the numeric embeddings (a Sequential of Keras' own layers), trained a little."""
     import keras
     from keras import layers
 
@@ -46,6 +46,8 @@ def _earlier_version_model():
     stack += [layers.Dense(16, activation="relu", name="hidden_1"), layers.Dropout(0.1, name="dropout_1")]
     model = keras.Sequential([*stack, layers.Dense(1, name="fare")], name="taxifare")
     model.compile(loss=keras.losses.Huber(delta=1.0), optimizer=keras.optimizers.Adam(0.001), metrics=["mae"])
+    rows = _features()
+    model.fit(rows, 12 + 3 * rows[:, 0], batch_size=64, epochs=1, verbose=0)
     return model
 
 
@@ -63,12 +65,14 @@ def _predicted_in_a_new_process(paths, rows_path) -> list[np.ndarray]:
 def test_saved_models_of_this_and_earlier_versions_predict_the_same_in_a_new_process(tmp_path):
     single, ensemble = (_trained(ModelSpec((16, 8), 0.1, "huber", members=members)) for members in (1, 3))
     assert single.get_layer("numeric_embedding") and ensemble.get_layer("member_3_numeric_embedding")
+    # The first embeddings' version: no scalars beside them (its saved layer config has no "scalars").
+    embeddings_only = _trained(ModelSpec((16, 8), 0.1, "huber", scalars=False, members=1))
     earlier = _earlier_version_model()
     rows = _features()
-    earlier.fit(rows, 12 + 3 * rows[:, 0], batch_size=64, epochs=1, verbose=0)
-    models = {"single": single, "ensemble": ensemble, "earlier": earlier}
+    models = {"single": single, "ensemble": ensemble, "embeddings_only": embeddings_only, "earlier": earlier}
     for name, model in models.items():
         model.save(tmp_path / f"{name}.keras")
+    _with_config_text_replaced(tmp_path / "embeddings_only.keras", ', "scalars": false', "")
     np.save(tmp_path / "rows.npy", rows)
     predicted = _predicted_in_a_new_process([tmp_path / f"{name}.keras" for name in models], tmp_path / "rows.npy")
     for model, fares in zip(models.values(), predicted):
@@ -87,16 +91,23 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean():
     np.testing.assert_allclose(predict_fares(model, rows), members.mean(axis=1), rtol=1e-6)
 
 
-def _with_layer_renamed(path, old: str, new: str) -> None:
-    """Rewrite the model file's config as a later taxifare with a layer class of another name would save it."""
+def _with_config_text_replaced(path, old: str, new: str) -> None:
+    """Rewrite the model file's config (as JSON text), as another taxifare version would have saved it."""
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(members["config.json"])
-    # The class name, and the registered name ("taxifare>...") that Keras looks it up by.
-    members["config.json"] = json.dumps(config).replace(f'{old}"', f'{new}"').encode()
+    text = json.dumps(config)
+    assert old in text
+    members["config.json"] = text.replace(old, new).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, content in members.items():
             archive.writestr(name, content)
+
+
+def _with_layer_renamed(path, old: str, new: str) -> None:
+    """The config as a later taxifare with a layer class of another name would save it: the class name, and
+    the registered name ("taxifare>...") that Keras looks it up by."""
+    _with_config_text_replaced(path, f'{old}"', f'{new}"')
 
 
 def test_a_model_with_a_layer_this_version_does_not_know_is_refused_in_one_line(tmp_path):
@@ -120,7 +131,7 @@ def test_a_run_saved_by_an_earlier_version_is_served_by_pred_not_continued_and_a
     result = _pred(settings, run.run_id)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout) > 0
-    with pytest.raises(InputError, match=r"cannot continue run .*an earlier taxifare's \(no numeric_embedding/frequencies.*without --from") as caught:
+    with pytest.raises(InputError, match=r"cannot continue run .*an earlier taxifare's \(no (member_1_)?numeric_embedding/frequencies.*without --from") as caught:
         train(settings, from_run=run.run_id)
     assert "\n" not in str(caught.value)
 

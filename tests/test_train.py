@@ -19,7 +19,7 @@ from taxifare.registry.store import RUN_FILES, Registry
 from taxifare.sources.demo import write_demo_rides
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
 from taxifare.training.loop import checkpoint_folder, train
-from taxifare.training.state import TrainingState
+from taxifare.training.state import MIN_IMPROVEMENT, TrainingState
 from tests.conftest import write_csv
 from tests.training_data import demo_settings, processed_demo, with_registry
 
@@ -44,7 +44,8 @@ def test_loss_falls_and_the_test_figure_beats_the_mean(demo, tmp_path):
     assert evaluations[-1]["loss"] < evaluations[0]["loss"]
     assert final["test_mae"] < 0.6 * final["baseline_test_mae"]
     assert final["test_rmse"] < final["baseline_test_rmse"]
-    assert final["validation_mae"] == min(entry["validation_mae"] for entry in evaluations)
+    # The best evaluation's: the lowest, or one that a later evaluation beat by less than MIN_IMPROVEMENT.
+    assert final["validation_mae"] <= min(entry["validation_mae"] for entry in evaluations) + MIN_IMPROVEMENT
     assert sorted(path.name for path in run.path.iterdir()) == sorted(RUN_FILES)
     assert Registry(tmp_path).latest().run_id == run.run_id
     assert not checkpoint_folder(settings, settings.processed_path).exists()

@@ -45,10 +45,10 @@ def train(
         Optional[int],
         typer.Option(help="Also evaluate every this many chunks within a pass (always after a pass). [env: EVAL_EVERY; default 10]"),
     ] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Adam's initial learning rate. [env: LEARNING_RATE; default 0.001]")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam's initial learning rate. [env: LEARNING_RATE; default 0.002]")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Rows per gradient step. [env: BATCH_SIZE; default 256]")] = None,
     hidden_units: Annotated[
-        Optional[str], typer.Option(help="Widths of the hidden ReLU layers. [env: HIDDEN_UNITS; default 256,128,64]")
+        Optional[str], typer.Option(help="Widths of the hidden ReLU layers (of each network of the ensemble). [env: HIDDEN_UNITS; default 128,64]")
     ] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout after each hidden layer (0 for none). [env: DROPOUT; default 0.1]")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Training loss: huber (delta $1), mse or mae. [env: LOSS; default huber]")] = None,

@@ -4,7 +4,9 @@ An MLP on standardized scalars draws sharp price steps (flat airport fares, dist
 hours) poorly. Gorishniy, Rubachev and Babenko ("On Embeddings for Numerical Features in Tabular Deep
 Learning", NeurIPS 2022) give each numeric feature x a vector instead:
 v = ReLU(W_f [sin(2 pi c_f x), cos(2 pi c_f x)] + b_f), with trainable frequencies c_f drawn from
-N(0, sigma) and a linear layer of its own per feature f. One-hot columns pass through unchanged.
+N(0, sigma) and a linear layer of its own per feature f. The other columns (one-hot) pass through
+unchanged, and so, with `scalars`, do the numeric ones: beside their embeddings, which are periodic, they
+let the network extrapolate to rides longer than most it trained on.
 
 Imported only when a model is built or loaded (it imports Keras). The layer is registered for Keras
 serialization, so a saved model loads in safe mode with no extra argument, wherever this module is
@@ -21,16 +23,16 @@ from keras import initializers, layers, ops
 
 @keras.saving.register_keras_serializable(package="taxifare")
 class PeriodicEmbedding(layers.Layer):
-    """(batch, features) -> (batch, len(numeric) * dims + the other columns), the embeddings first."""
+    """(batch, features) -> (batch, len(numeric) * dims + the columns passed through), the embeddings first."""
 
-    def __init__(self, numeric: list[int], frequencies: int, dims: int, sigma: float, **kwargs):
+    def __init__(self, numeric: list[int], frequencies: int, dims: int, sigma: float, scalars: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.numeric = [int(column) for column in numeric]
-        self.frequency_count, self.dims, self.sigma = int(frequencies), int(dims), float(sigma)
+        self.frequency_count, self.dims, self.sigma, self.scalars = int(frequencies), int(dims), float(sigma), bool(scalars)
 
     def build(self, input_shape):
         features, count, periodic = int(input_shape[-1]), len(self.numeric), 2 * self.frequency_count
-        self.passed = [column for column in range(features) if column not in set(self.numeric)]
+        self.passed = [column for column in range(features) if self.scalars or column not in set(self.numeric)]
         self.frequencies = self.add_weight(
             name="frequencies", shape=(count, self.frequency_count), initializer=initializers.RandomNormal(0.0, self.sigma)
         )
@@ -48,10 +50,12 @@ class PeriodicEmbedding(layers.Layer):
         return ops.concatenate([flat, ops.take(inputs, self.passed, axis=1)], axis=1) if self.passed else flat
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], len(self.numeric) * self.dims + int(input_shape[-1]) - len(self.numeric))
+        passed = int(input_shape[-1]) - (0 if self.scalars else len(self.numeric))
+        return (input_shape[0], len(self.numeric) * self.dims + passed)
 
     def get_config(self):
-        return {**super().get_config(), "numeric": self.numeric, "frequencies": self.frequency_count, "dims": self.dims, "sigma": self.sigma}
+        fields = {"numeric": self.numeric, "frequencies": self.frequency_count, "dims": self.dims, "sigma": self.sigma, "scalars": self.scalars}
+        return {**super().get_config(), **fields}
 
 
 @keras.saving.register_keras_serializable(package="taxifare")

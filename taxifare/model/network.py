@@ -34,12 +34,13 @@ _EAGER_ROWS = 1024
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
 # The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
 OWN_LAYERS = ("PeriodicEmbedding", "MemberMean")
-# Periodic embeddings of the numeric features (embeddings.py); chosen on the validation split of the real
-# sample (benchmarks/bench_quality.py).
+# Periodic embeddings of the numeric features (embeddings.py), the numeric scalars beside them, and an
+# ensemble of five networks: chosen on the validation split of the real sample against the variants in
+# benchmarks/bench_quality.py (with the default learning rate of config.py, 0.002, chosen the same way).
 FREQUENCIES = 16
 EMBEDDING_DIMS = 16
 FREQUENCY_SCALE = 0.25
-MEMBERS = 1
+MEMBERS = 5
 
 
 def import_keras():
@@ -65,6 +66,7 @@ class ModelSpec:
     frequencies: int = FREQUENCIES  # 0: the numeric features go in as standardized scalars
     embedding_dims: int = EMBEDDING_DIMS
     frequency_scale: float = FREQUENCY_SCALE
+    scalars: bool = True  # the numeric features also go in as standardized scalars, beside their embeddings
     members: int = MEMBERS  # networks trained side by side, each on its own loss; the prediction is their mean
 
     def describe(self) -> str:
@@ -72,7 +74,7 @@ class ModelSpec:
         hidden = "".join(f" -> Dense({units}, relu){dropout}" for units in self.hidden_units)
         embedding = (
             f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {self.frequency_scale:g}), "
-            f"Dense({self.embedding_dims}, relu) each)"
+            f"Dense({self.embedding_dims}, relu) each{', beside the scalars' if self.scalars else ''})"
             if self.frequencies
             else ""
         )
@@ -135,7 +137,9 @@ def _member(spec: ModelSpec, standardized, initial_fare: float, prefix: str):
         from taxifare.model.embeddings import PeriodicEmbedding
 
         numeric = numeric_columns(standardized.shape[-1])
-        flow = PeriodicEmbedding(numeric, spec.frequencies, spec.embedding_dims, spec.frequency_scale, name=f"{prefix}numeric_embedding")(flow)
+        flow = PeriodicEmbedding(
+            numeric, spec.frequencies, spec.embedding_dims, spec.frequency_scale, spec.scalars, name=f"{prefix}numeric_embedding"
+        )(flow)
     for index, units in enumerate(spec.hidden_units, 1):
         flow = layers.Dense(units, activation="relu", name=f"{prefix}hidden_{index}")(flow)
         if spec.dropout:
