@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from taxifare.core.config import load_settings  # noqa: E402
 from taxifare.model.network import ModelSpec, build_model  # noqa: E402
 from taxifare.preprocessing.run import preprocess  # noqa: E402
-from taxifare.preprocessing.sink import manifest_path, read_manifest  # noqa: E402
+from taxifare.preprocessing.sink import manifest_path, processed_fingerprint, read_manifest  # noqa: E402
 from taxifare.sources.demo import write_demo_rides  # noqa: E402
 from taxifare.training.data import SPANS_PER_CHUNK, FeatureStatistics, open_processed, read_rows, span_rows  # noqa: E402
 from taxifare.training.loop import train  # noqa: E402
@@ -72,7 +72,8 @@ def scaled_processed(seed: Path, rows: int, target: Path) -> Path:
         file.write(tail)
     seed_manifest = read_manifest(seed)
     mean_fare = seed_manifest["target_sum"] / seed_manifest["rows_kept"]
-    manifest = {**seed_manifest, "rows_kept": rows, "target_sum": mean_fare * rows, "bytes": target.stat().st_size}
+    manifest = {**seed_manifest, "rows_kept": rows, "target_sum": mean_fare * rows, "bytes": target.stat().st_size,
+                "fingerprint": processed_fingerprint(target)}
     manifest_path(target).write_text(json.dumps(manifest))
     return target
 
