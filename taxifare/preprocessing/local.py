@@ -20,15 +20,13 @@ from taxifare.preprocessing.sink import PickupWindow, ProcessedWriter, new_manif
 from taxifare.rides.clean import Rejects, SeenRows, clean_rides
 from taxifare.rides.features import ride_features
 from taxifare.rides.layout import CsvFormat
-from taxifare.sources.csv_file import CsvRideSource, RideSource
+from taxifare.sources.csv_file import RideSource
 from taxifare.sources.identity import bigquery_raw, csv_raw, file_identity, raw_after_reading
-from taxifare.sources.parquet_file import ParquetRideSource
 from taxifare.sources.several_files import SeveralFiles, file_source, local_files
 
 log = logging.getLogger("taxifare")
 
 RAW_RIDES = "the raw rides"
-FILE_SOURCES = (CsvRideSource, ParquetRideSource)
 
 
 
@@ -47,10 +45,8 @@ def open_source(settings: Settings, inputs: list[str] | None, csv_format: CsvFor
 
 
 def raw_identity(settings: Settings, source: RideSource) -> dict:
-    if isinstance(source, SeveralFiles):
+    if source.paths:
         return csv_raw(source.paths)
-    if isinstance(source, FILE_SOURCES):
-        return csv_raw([source.path])
     return bigquery_raw(settings.bq_table, settings.min_date, settings.max_date)
 
 
@@ -66,8 +62,7 @@ def preprocess_here(settings: Settings, inputs: list[str] | None, force: bool, c
     started = time.monotonic()
     output = settings.processed_path
     source = open_source(settings, inputs, csv_format)
-    paths = source.paths if isinstance(source, SeveralFiles) else [source.path] if inputs else []
-    if any(path.resolve() == output.resolve() for path in paths):
+    if any(path.resolve() == output.resolve() for path in source.paths):
         raise InputError(f"--input {output} is the output of this preprocess; move the raw file elsewhere first")
     resolved = [str(Path(text).expanduser().resolve()) for text in inputs or []]
     input_text = (resolved if len(resolved) > 1 else resolved[0]) if resolved else None  # as the Dask engine records it
@@ -100,8 +95,8 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
     malformed_before = rows_before = 0
     kept = writer.manifest["rows_kept"]
     chunks = source.chunks()
-    if source.describe()["kind"] != "bigquery":  # only reads (a BigQuery source also writes its cache)
-        chunks = reads_of(chunks, ", ".join(map(str, source.paths)) if isinstance(source, SeveralFiles) else source.path, RAW_RIDES)
+    if source.paths:  # only reads (a BigQuery source also writes its cache)
+        chunks = reads_of(chunks, ", ".join(map(str, source.paths)), RAW_RIDES)
     with closing(chunks):
         for index, raw in enumerate(chunks):
             cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen, settings.utc_label)

@@ -90,11 +90,6 @@ class CsvFormat:
         return list(self.columns)
 
 
-    def layout_of(self, first_line: bytes) -> str:
-        """Which layout a file's header is, in words, for the summary."""
-        return "--columns" if self.columns is not None else layout_name(header_fields(first_line, "the header", self.delimiter))
-
-
 def raw_names(fields: Sequence[str], where: object, required: Sequence[str]) -> list[str]:
     """A file's column names (a CSV header, a Parquet schema) as taxifare's, the public layouts' names
     renamed, checked for the `required` ones; InputError with the reason."""

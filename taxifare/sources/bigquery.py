@@ -96,6 +96,7 @@ class BigQueryRideSource:
 
     position = "row"
     first_malformed = None
+    paths = ()  # no raw file is read: the rows come from a query (and go to the raw cache)
 
     def __init__(self, settings: Settings):
         self.settings = settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,7 @@ class RideSource(Protocol):
     malformed_rows: int  # rows skipped so far because they could not be split into fields
     first_malformed: tuple[int, str] | None  # the line and text of the first of them
     position: str  # what `lines_of` counts: "line" (of a file) or "row" (of a query result)
+    paths: Sequence[Path]  # the raw files it reads (none for a query)
     content: ContentHash  # of the bytes read so far (a file's, or the raw cache a query writes)
 
     def describe(self) -> dict:
@@ -164,6 +165,10 @@ class CsvRideSource:
     @property
     def first_malformed(self) -> tuple[int, str] | None:
         return self._parser.first_malformed if self._parser else None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path]
 
     @property
     def lines_read(self) -> int:

@@ -46,6 +46,10 @@ class ParquetRideSource:
         self.layout = f"Parquet, {layout_name(names)}"
         self.rows_read = 0
 
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path]
+
     def describe(self) -> dict:
         return {"kind": "parquet", "path": str(self.path), "layout": self.layout}
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from taxifare.core.errors import InputError, first_line
-from taxifare.rides.layout import CsvFormat, header_fields
+from taxifare.rides.layout import CsvFormat, header_fields, layout_name
 from taxifare.sources.identity import ContentHash, HashedReader
 
 BLOCK_SIZE = 16 << 20
@@ -79,7 +79,8 @@ def open_raw_csv(location: str | Path, csv_format: CsvFormat, required: Sequence
             blocks = _then_the_rest(blocks, hashed)
         first_line_number = 1 if byte_range is not None else 1 + bool(csv_format.has_header)  # a range counts its own lines
         header = header_fields(first, name, csv_format.delimiter) if csv_format.has_header else list(csv_format.columns)
-        yield RawCsv(name, columns, csv_format.delimiter, first_line_number, blocks, csv_format.layout_of(first), header)
+        layout = layout_name(header) if csv_format.has_header else "--columns"
+        yield RawCsv(name, columns, csv_format.delimiter, first_line_number, blocks, layout, header)
 
 
 def is_compressed(location: str | Path) -> bool:
