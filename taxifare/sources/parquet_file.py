@@ -44,7 +44,6 @@ class ParquetRideSource:
         names = self._file().schema_arrow.names
         self._columns = dict(zip(raw_names(names, self.path, RAW_COLUMNS), names))  # taxifare's name -> the file's
         self.layout = f"Parquet, {layout_name(names)}"
-        self.rows_read = 0
 
     @property
     def paths(self) -> list[Path]:
@@ -72,14 +71,7 @@ class ParquetRideSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         with self.path.open("rb") as file:
             self.content.read_rest(file)
-        parquet = self._file()
-        columns = [self._columns[name] for name in RAW_COLUMNS]
-        # One row group at a time: asked for all of them, the reader buffers ahead in proportion to the file.
-        for row_group in range(parquet.num_row_groups):
-            batches = parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[row_group], columns=columns, use_threads=False)
-            while batch := _next_batch(self.path, batches, row_group):
-                self.rows_read += batch.num_rows
-                yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=RAW_SCHEMA)
+        yield from _text_batches(self.path, [self._columns[name] for name in RAW_COLUMNS], RAW_SCHEMA, _BATCH_ROWS)
 
     def _file(self) -> pq.ParquetFile:
         return _parquet_file(self.path)
@@ -92,6 +84,16 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         if isinstance(error, OSError) and not path.is_file():
             raise InputError(f"{path}: no such file") from None
         raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
+
+
+def _text_batches(path: Path, columns: list[str] | None, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The `columns` (None: all) of the file as text batches of at most `batch_rows` rows, named by `schema`."""
+    parquet = _parquet_file(path)
+    # One row group at a time: asked for all of them, the reader buffers ahead in proportion to the file.
+    for row_group in range(parquet.num_row_groups):
+        batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[row_group], columns=columns, use_threads=False)
+        while batch := _next_batch(path, batches, row_group):
+            yield pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=schema)
 
 
 def _next_batch(path: Path, batches: Iterator[pa.RecordBatch], row_group: int) -> pa.RecordBatch | None:
@@ -116,9 +118,6 @@ class ParquetText:
 
     def tables(self, rows: int) -> Iterator[pa.Table]:
         """Tables of at most `rows` rows, a row group at a time."""
-        parquet = _parquet_file(self.path)
         schema = pa.schema([(name, pa.string()) for name in self.columns])
-        for row_group in range(parquet.num_row_groups):
-            batches = parquet.iter_batches(batch_size=rows, row_groups=[row_group], use_threads=False)
-            while batch := _next_batch(self.path, batches, row_group):
-                yield pa.Table.from_batches([pa.RecordBatch.from_arrays([raw_text(column) for column in batch.columns], schema=schema)])
+        for batch in _text_batches(self.path, None, schema, rows):
+            yield pa.Table.from_batches([batch])
