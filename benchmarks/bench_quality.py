@@ -51,11 +51,11 @@ OUTSIDE_FILE = SAMPLES / "lewagon-train_10k_ouic.csv"
 # model of the runs before the numeric embeddings (one network of 256-128-64 on the standardized features).
 CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "default": ((), {}),
-    "no-embeddings": (("--hidden-units", "256,128,64", "--learning-rate", "0.001"), {"frequencies": 0, "members": 1}),
-    "previous-default": (("--hidden-units", "256,128,64", "--learning-rate", "0.001"), {"members": 1, "scalars": False}),
-    "one-network": ((), {"members": 1}),
-    "3-networks": ((), {"members": 3}),
-    "8-networks": ((), {"members": 8}),
+    "no-embeddings": (("--hidden-units", "256,128,64", "--learning-rate", "0.001", "--members", "1"), {"frequencies": 0}),
+    "previous-default": (("--hidden-units", "256,128,64", "--learning-rate", "0.001", "--members", "1"), {"scalars": False}),
+    "one-network": (("--members", "1"), {}),
+    "3-networks": (("--members", "3"), {}),
+    "8-networks": (("--members", "8"), {}),
     "no-scalars": ((), {"scalars": False}),
     "layers-256-128-64": (("--hidden-units", "256,128,64"), {}),
     "layers-256-128": (("--hidden-units", "256,128"), {}),

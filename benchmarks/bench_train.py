@@ -89,7 +89,7 @@ def in_memory_throughput(processed: Path, settings) -> dict:
     rows = rows[assign_sets(row_hashes(rows)) == TRAIN]
     statistics = FeatureStatistics.empty(rows.shape[1])
     statistics.add(rows)
-    spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
+    spec = ModelSpec.of(settings)
     model = build_model(spec, settings.learning_rate, settings.seed, statistics.mean[:-1], statistics.variance[:-1], statistics.mean[-1])
     started = time.perf_counter()
     # The fares as a column, as the streamed loop feeds them (an ensemble's loss compares each member with it).

@@ -111,7 +111,7 @@ def _with_layer_renamed(path, old: str, new: str) -> None:
 
 
 def test_a_model_with_a_layer_this_version_does_not_know_is_refused_in_one_line(tmp_path):
-    _trained(ModelSpec((8,), 0.0, "huber")).save(tmp_path / "model.keras")
+    _trained(ModelSpec((8,), 0.0, "huber", 1)).save(tmp_path / "model.keras")
     _with_layer_renamed(tmp_path / "model.keras", "PeriodicEmbedding", "PeriodicEmbeddingV2")
     with pytest.raises(InputError, match=r"model\.keras: the model has layer taxifare>PeriodicEmbeddingV2, which this taxifare .* another version saved it") as caught:
         load_model(tmp_path / "model.keras")
@@ -135,6 +135,6 @@ def test_a_run_saved_by_an_earlier_version_is_served_by_pred_not_continued_and_a
         train(settings, from_run=run.run_id)
     assert "\n" not in str(caught.value)
 
-    _trained(ModelSpec((8,), 0.0, "huber")).save(run.model_path)
+    _trained(ModelSpec((8,), 0.0, "huber", 1)).save(run.model_path)
     _with_layer_renamed(run.model_path, "PeriodicEmbedding", "PeriodicEmbeddingV2")
     assert_clean_error(_pred(settings, run.run_id), 2, "the model has layer taxifare>PeriodicEmbeddingV2", "train a new run")

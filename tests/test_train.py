@@ -23,7 +23,8 @@ from taxifare.training.state import MIN_IMPROVEMENT, TrainingState
 from tests.conftest import write_csv
 from tests.training_data import demo_settings, processed_demo, with_registry
 
-SMALL = {"chunk_size": 1500, "batch_size": 128, "hidden_units": (32, 16), "learning_rate": 0.005}
+# Two networks: the ensemble's code paths at two fifths of the default's cost.
+SMALL = {"chunk_size": 1500, "batch_size": 128, "hidden_units": (32, 16), "learning_rate": 0.005, "members": 2}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,14 @@ def test_warm_start_from_an_incompatible_run_is_refused(demo, tmp_path):
     parent = train(with_registry(demo, tmp_path, **SMALL, epochs=1)).run
     with pytest.raises(InputError, match="architecture is hidden units 32,16.*asks for hidden units 64"):
         train(with_registry(demo, tmp_path, **{**SMALL, "hidden_units": (64,)}), from_run=parent.run_id)
+    with pytest.raises(InputError, match=r"dropout 0.1, 2 network\(s\); this run asks .* 1 network\(s\)"):
+        train(with_registry(demo, tmp_path, **{**SMALL, "members": 1}), from_run=parent.run_id)
     params = json.loads((parent.path / "params.json").read_text())
+    # A run from before --members: its ensemble is read from the architecture it describes.
+    hyper = {key: value for key, value in params["hyperparameters"].items() if key != "members"}
+    (parent.path / "params.json").write_text(json.dumps({**params, "hyperparameters": hyper}))
+    with pytest.raises(InputError, match=r"2 network\(s\); this run asks .* 1 network\(s\)"):
+        train(with_registry(demo, tmp_path, **{**SMALL, "members": 1}), from_run=parent.run_id)
     (parent.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 1}))
     with pytest.raises(InputError, match="preprocessor version 1"):
         train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)

@@ -56,6 +56,7 @@ class Settings:
     hidden_units: tuple[int, ...]
     dropout: float
     loss: str
+    members: int
     seed: int
     dask_scheduler_address: str | None
     workers: int | None
@@ -196,6 +197,8 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "hidden_units": ("HIDDEN_UNITS", "128,64", _units),
     "dropout": ("DROPOUT", "0.1", _share),
     "loss": ("LOSS", "huber", _one_of(*LOSSES)),
+    # Five networks: chosen on the validation split of the real sample (benchmarks/bench_quality.py).
+    "members": ("MEMBERS", "5", _int_in(1, 64)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),
     "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", None, _text),
     "workers": ("DASK_WORKERS", None, _int_in(1, 1024)),

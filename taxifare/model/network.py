@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from taxifare import __version__
+from taxifare.core.config import Settings
 from taxifare.core.errors import InputError, first_line
 from taxifare.rides.features import FEATURE_NAMES, is_one_hot
 
@@ -34,13 +35,12 @@ _EAGER_ROWS = 1024
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
 # The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
 OWN_LAYERS = ("PeriodicEmbedding", "MemberMean")
-# Periodic embeddings of the numeric features (embeddings.py), the numeric scalars beside them, and an
-# ensemble of five networks: chosen on the validation split of the real sample against the variants in
-# benchmarks/bench_quality.py (with the default learning rate of config.py, 0.002, chosen the same way).
+# Periodic embeddings of the numeric features (embeddings.py) with the numeric scalars beside them: chosen
+# on the validation split of the real sample against the variants in benchmarks/bench_quality.py (with
+# the default learning rate and ensemble size of config.py, chosen the same way).
 FREQUENCIES = 16
 EMBEDDING_DIMS = 16
 FREQUENCY_SCALE = 0.25
-MEMBERS = 5
 
 
 def import_keras():
@@ -63,11 +63,15 @@ class ModelSpec:
     hidden_units: tuple[int, ...]
     dropout: float
     loss: str
+    members: int  # networks trained side by side, each on its own loss; the prediction is their mean
     frequencies: int = FREQUENCIES  # 0: the numeric features go in as standardized scalars
     embedding_dims: int = EMBEDDING_DIMS
     frequency_scale: float = FREQUENCY_SCALE
     scalars: bool = True  # the numeric features also go in as standardized scalars, beside their embeddings
-    members: int = MEMBERS  # networks trained side by side, each on its own loss; the prediction is their mean
+
+    @classmethod
+    def of(cls, settings: Settings) -> "ModelSpec":
+        return cls(settings.hidden_units, settings.dropout, settings.loss, settings.members)
 
     def describe(self) -> str:
         dropout = f" -> Dropout({self.dropout:g})" if self.dropout else ""

@@ -114,7 +114,7 @@ def synthetic_rides(manifest: dict) -> bool | None:
 
 def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, state: TrainingState, parent: Run | None) -> dict:
     manifest = data.manifest
-    spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
+    spec = ModelSpec.of(settings)
     pickup_first, pickup_last = _pickup_range(data, prepared, parent)
     return {
         "run_id": state.run_id,
@@ -134,6 +134,7 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "seed": settings.seed,
             "hidden_units": list(spec.hidden_units),
             "dropout": spec.dropout,
+            "members": spec.members,
             "loss": spec.loss,
             "huber_delta": HUBER_DELTA if spec.loss == "huber" else None,
             "architecture": spec.describe(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,15 +67,23 @@ def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spe
             f"cannot continue run {parent.run_id}: it was trained on preprocessor version "
             f"{params.get('preprocessor_version')}, this data is version {data.manifest['preprocessor_version']}"
         )
-    theirs = (tuple(hyper.get("hidden_units") or ()), hyper.get("dropout"))
-    ours = (settings.hidden_units, settings.dropout)
+    theirs = (tuple(hyper.get("hidden_units") or ()), hyper.get("dropout"), _members(hyper))
+    ours = (settings.hidden_units, settings.dropout, settings.members)
     if theirs != ours:
         raise InputError(
             f"cannot continue run {parent.run_id}: its architecture is hidden units {_units(theirs[0])}, dropout "
-            f"{theirs[1]}; this run asks for hidden units {_units(ours[0])}, dropout {ours[1]} "
-            "(pass the same --hidden-units and --dropout, or train afresh without --from)"
+            f"{theirs[1]}, {theirs[2]} network(s); this run asks for hidden units {_units(ours[0])}, dropout {ours[1]}, "
+            f"{ours[2]} network(s) (pass the same --hidden-units, --dropout and --members, or train afresh without --from)"
         )
     return parent
+
+
+def _members(hyper: dict) -> int:
+    """Runs from before --members record the ensemble only in their architecture's description."""
+    if "members" in hyper:
+        return hyper["members"]
+    ensemble = re.search(r"-> (\d+) networks, mean", hyper.get("architecture", ""))
+    return int(ensemble.group(1)) if ensemble else 1
 
 
 def _units(units) -> str:
@@ -98,6 +107,7 @@ def _fingerprint(settings: Settings, data: ProcessedData, parent: Run | None, wo
         "eval_every": settings.eval_every,
         "hidden_units": list(settings.hidden_units),
         "dropout": settings.dropout,
+        "members": settings.members,
         "loss": settings.loss,
         "seed": settings.seed,
         "parent_run_id": parent.run_id if parent else None,
@@ -128,7 +138,7 @@ def start_training(settings, data, prepared: PreparedRows, checkpoint, state, pa
 
 
 def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint, team) -> Training:
-    spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
+    spec = ModelSpec.of(settings)
     statistics = prepared.statistics
     mean, variance, mean_fare = statistics.mean[:-1], statistics.variance[:-1], float(statistics.mean[-1])
     parent_model = load_model(parent.model_path, compile=True) if parent else None
