@@ -21,9 +21,12 @@ demo: install
 	$(TAXIFARE) train --data-size demo
 	$(TAXIFARE) pred
 
-## The default test suite (what CI runs).
+## The default test suite (what CI runs), in two pytest processes: most tests wait on a subprocess (the
+## CLI, a Dask or TensorFlow worker) that uses one core. A test file stays in one process, so that its
+## module-wide fixtures (trained runs, processed files) are made once.
+PYTEST_ARGS ?= -q -n 2 --dist loadfile
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## The same suite on the oldest versions allowed (pandas 2.2, NumPy 1.26, pyarrow 24, TensorFlow 2.20...:
 ## tests/constraints-oldest.txt), in a virtual environment of its own; `make test` gets the newest (pandas 3).
@@ -36,7 +39,7 @@ $(VENV_OLDEST)/.installed: pyproject.toml tests/constraints-oldest.txt
 	touch $@
 
 test-oldest: $(VENV_OLDEST)/.installed
-	$(VENV_OLDEST)/bin/python -m pytest -q
+	$(VENV_OLDEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## The exploration notebook run top to bottom in Jupyter (nbconvert) on fresh demo data in a temporary
 ## LOCAL_DATA_PATH; the executed copy, figures included, is build/explore_processed.ipynb.

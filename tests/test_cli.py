@@ -138,7 +138,7 @@ def test_a_data_path_under_a_file_is_one_line_naming_the_path_and_the_operation(
     assert_clean_error(done, 1, f"could not write {data / 'raw'} (writing the demo rides): Not a directory")
     assert run_cli(tmp_path, "demo-data", "--rows", "500").returncode == 0
     assert run_cli(tmp_path, "preprocess").returncode == 0
-    done = run_cli(tmp_path, "train", "--epochs", "1", env=cli_env(tmp_path, LOCAL_REGISTRY_PATH=str(registry)))
+    done = run_cli(tmp_path, "train", "--epochs", "1", "--members", "1", env=cli_env(tmp_path, LOCAL_REGISTRY_PATH=str(registry)))
     assert_clean_error(done, 1, f"could not write {registry}", "(creating the training checkpoint for processed_", "Not a directory")
 
 

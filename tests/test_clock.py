@@ -133,7 +133,7 @@ def test_the_dask_engine_reads_the_clock_setting_and_refuses_an_output_of_the_ol
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    return trained_demo(tmp_path_factory.mktemp("clock"), 2000, chunk_size=2000, epochs=2, learning_rate=0.005, batch_size=128)
+    return trained_demo(tmp_path_factory.mktemp("clock"), 2000, chunk_size=2000, epochs=2, learning_rate=0.005, batch_size=128, members=1)
 
 
 def _fare(settings, pickup: str) -> float:

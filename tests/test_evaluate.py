@@ -38,7 +38,7 @@ BAD_ROWS = {
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
     settings = with_registry(processed_demo(folder, rides=1500), folder / "registry")
-    train(with_registry(settings, settings.local_registry_path, chunk_size=2000, epochs=2, learning_rate=0.01, batch_size=64))
+    train(with_registry(settings, settings.local_registry_path, chunk_size=2000, epochs=2, learning_rate=0.01, batch_size=64, members=1))
     return with_registry(settings, settings.local_registry_path, chunk_size=7)
 
 
@@ -186,7 +186,7 @@ def test_rides_the_run_trained_on_are_recognised_and_counted(tmp_path, caplog):
     _write_rides(raw, _good_rides(800, seed=8))  # real rides would do as well: no key says synthetic
     settings = with_registry(demo_settings(tmp_path, chunk_size=50_000, data_size="mine"), tmp_path / "registry")
     preprocess(settings, input_path=raw)
-    run = train(with_registry(settings, settings.local_registry_path, chunk_size=2000, epochs=1, batch_size=64)).run
+    run = train(with_registry(settings, settings.local_registry_path, chunk_size=2000, epochs=1, batch_size=64, members=1)).run
     assert run.params["data"]["synthetic"] is False
 
     result = evaluate(settings, raw, plot_path=tmp_path / "plot.png")

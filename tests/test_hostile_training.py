@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -18,7 +20,8 @@ from tests.training_data import processed_demo, with_registry
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     settings = processed_demo(folder, rides=3000)
-    settings = with_registry(settings, folder / "registry", chunk_size=3000)
+    # Any run will do: these tests damage its files, not its quality.
+    settings = with_registry(settings, folder / "registry", chunk_size=3000, epochs=1, members=1, hidden_units=(16,))
     train(settings)
     return settings
 
@@ -54,6 +57,25 @@ def test_a_processed_file_from_another_preprocessor_version(copy, tmp_path):
     processed, _ = copy
     edit_json(manifest_path(processed), preprocessor_version=1)
     assert_clean_error(train_cli(tmp_path), 2, "made by preprocessor version 1", "preprocess --force")
+
+
+# A process that exits while TensorFlow's libraries load can abort (SIGABRT, seen on a loaded machine)
+# instead of exiting 2: a refused file is refused before the import starts.
+_REFUSED_BEFORE_IMPORT = """
+import sys
+from taxifare.cli.main import main
+try:
+    main(["train", "--chunk-size", "3000"])
+except SystemExit as stop:
+    print(stop.code, "tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+def test_a_refused_file_is_refused_before_tensorflow_is_imported(copy, tmp_path):
+    processed, _ = copy
+    edit_json(manifest_path(processed), preprocessor_version=1)
+    done = subprocess.run([sys.executable, "-c", _REFUSED_BEFORE_IMPORT], env=cli_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], (done.stdout, done.stderr[-2000:])
 
 
 def test_a_processed_csv_edited_by_hand_with_a_column_missing(copy, tmp_path):

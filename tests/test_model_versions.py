@@ -125,7 +125,7 @@ def _pred(settings, run_id):
 
 def test_a_run_saved_by_an_earlier_version_is_served_by_pred_not_continued_and_an_unknown_layer_is_refused(tmp_path):
     settings = processed_demo(tmp_path, rides=3000)
-    settings = with_registry(settings, tmp_path / "registry", chunk_size=1500, epochs=1, batch_size=128, hidden_units=(16,))
+    settings = with_registry(settings, tmp_path / "registry", chunk_size=1500, epochs=1, batch_size=128, hidden_units=(16,), members=1)
     run = train(settings).run
     _earlier_version_model().save(run.model_path)
     result = _pred(settings, run.run_id)

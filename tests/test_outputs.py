@@ -213,7 +213,7 @@ def test_train_racing_a_forced_preprocess_never_mixes_the_two(tmp_path, rides):
     env = cli_env(tmp_path, DATA_SIZE="race", CHUNK_SIZE="1000", EVAL_EVERY="1000")
     old = preprocess(settings_for(tmp_path, data_size="race"), input_path=big).manifest
     train = subprocess.Popen(
-        [sys.executable, "-m", "taxifare", "train", "--epochs", "1", "--hidden-units", "8"],
+        [sys.executable, "-m", "taxifare", "train", "--epochs", "1", "--hidden-units", "8", "--members", "1"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     checkpoints = tmp_path / "registry" / ".checkpoints"

@@ -22,7 +22,7 @@ from tests.training_data import trained_demo, with_registry
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Settings whose registry holds one run, trained well enough to give sensible fares."""
-    return trained_demo(tmp_path_factory.mktemp("trained"), 6000, chunk_size=3000, epochs=6, learning_rate=0.005, batch_size=128)
+    return trained_demo(tmp_path_factory.mktemp("trained"), 6000, chunk_size=3000, epochs=6, learning_rate=0.005, batch_size=128, members=1)
 
 
 def test_reference_ride_gets_a_plausible_fare(trained):

@@ -89,7 +89,7 @@ def test_the_summary_names_the_layout_it_recognised(tmp_path, rides):
 
 
 def test_pred_and_evaluate_read_tlc_and_parquet_files_as_the_csv(tmp_path, rides):
-    for command in (("demo-data", "--rows", "3000"), ("preprocess",), ("train", "--epochs", "1")):
+    for command in (("demo-data", "--rows", "3000"), ("preprocess",), ("train", "--epochs", "1", "--members", "1")):
         result = run_cli(tmp_path, *command)
         assert result.returncode == 0, result.stderr[-2000:]
     some = rides.head(400)

@@ -41,7 +41,7 @@ def trained(tmp_path_factory) -> Home:
     assert run_cli(home, "demo-data", "--rows", "2000", env=env_of(home)).returncode == 0
     quiet = run_cli(home, "--quiet", "preprocess", env=env_of(home))
     assert quiet.returncode == 0 and quiet.stdout and quiet.stderr == ""
-    train = run_cli(home, "train", "--epochs", "1", "--chunk-size", "1000", env=env_of(home))
+    train = run_cli(home, "train", "--epochs", "1", "--members", "1", "--chunk-size", "1000", env=env_of(home))
     assert train.returncode == 0, train.stderr[-2000:]
     return Home(home, train)
 

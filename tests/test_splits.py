@@ -19,7 +19,7 @@ from taxifare.training.shards import prepare_share
 from taxifare.training.splits import TrainingRowSample, assign_sets, row_hashes, sample_keys
 from tests.training_data import demo_settings, processed_demo, with_registry
 
-SMALL = {"chunk_size": 1000, "batch_size": 128, "hidden_units": (16,), "learning_rate": 0.005, "epochs": 1}
+SMALL = {"chunk_size": 1000, "batch_size": 128, "hidden_units": (16,), "learning_rate": 0.005, "epochs": 1, "members": 1}
 CAP = 60
 
 

@@ -22,7 +22,7 @@ from taxifare.training.loop import train
 from tests.conftest import cli_env, run_cli, write_synthetic_raw
 from tests.training_data import processed_demo, with_registry
 
-SMALL = {"chunk_size": 1500, "batch_size": 128, "hidden_units": (32, 16), "learning_rate": 0.005}
+SMALL = {"chunk_size": 1500, "batch_size": 128, "hidden_units": (32, 16), "learning_rate": 0.005, "members": 1}
 
 
 @dataclasses.dataclass
@@ -161,7 +161,7 @@ def test_an_unreachable_server_costs_one_warning_line_and_the_run_is_kept(demo, 
     uri = f"http://127.0.0.1:{_closed_port()}"
     env = cli_env(tmp_path, LOCAL_DATA_PATH=str(demo.local_data_path), MLFLOW_TRACKING_URI=uri)
     # The timeout guards against MLflow's own HTTP retries, which would wait about 4 minutes.
-    done = run_cli(tmp_path, "train", "--epochs", "1", "--hidden-units", "16", "--chunk-size", "1500", env=env, timeout=120)
+    done = run_cli(tmp_path, "train", "--epochs", "1", "--hidden-units", "16", "--members", "1", "--chunk-size", "1500", env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = Registry(tmp_path / "registry").runs()
     assert [str(run.path) for run in runs] == done.stdout.split()

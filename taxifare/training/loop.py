@@ -131,12 +131,13 @@ class Solo:
 
 def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force: bool, from_run: str | None, team) -> TrainResult:
     started = time.monotonic()
-    # Importing TensorFlow takes seconds of mostly Python work; the pass that prepares the rows is mostly
-    # pyarrow's, which runs without the GIL, so the two overlap. build_model waits for the import if needed.
-    threading.Thread(target=import_keras, name="taxifare-import", daemon=True).start()
     registry = Registry(settings.local_registry_path)
     data, parent, fingerprint, state = team.check_in(lambda: open_run(settings, processed_path, registry, checkpoint, force, from_run, team))
-    with data.file:
+    # Importing TensorFlow takes seconds of mostly Python work; the pass that prepares the rows is mostly
+    # pyarrow's, which runs without the GIL, so the two overlap. build_model waits for the import if needed.
+    importing = threading.Thread(target=import_keras, name="taxifare-import", daemon=True)
+    importing.start()
+    with _waiting_on_failure(importing), data.file:
         prepared = team.prepare_rows(data, checkpoint.row_file)
         check_split_sizes(data, prepared)
         training = start_training(settings, data, prepared, checkpoint, state, parent, fingerprint, team)
@@ -154,6 +155,17 @@ def _train_locked(settings, processed_path: Path, checkpoint: Checkpoint, force:
         result = TrainResult(run, resumed_at, time.monotonic() - started)
         log_result(result.run, result.resumed_at, result.seconds)
         return result
+
+
+@contextlib.contextmanager
+def _waiting_on_failure(importing: threading.Thread):
+    """A failure ends the process: not before the import is done, since a process that exits while
+    TensorFlow's libraries load can abort (SIGABRT) instead of exiting with its own status."""
+    try:
+        yield
+    except BaseException:
+        importing.join()
+        raise
 
 
 @dataclass
