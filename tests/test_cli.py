@@ -96,7 +96,8 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal():
+def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     screen = FakeTerminal()
     progress = Progress("preprocess", total=1000, stream=screen)
     progress.advance(250, note="kept 200")
@@ -106,7 +107,18 @@ def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal():
     assert "rows/s" in last and "ETA" in last and "kept 200" in last
 
 
-def test_progress_of_a_resumed_run_starts_where_the_first_run_stopped():
+def test_progress_fits_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    screen = FakeTerminal()
+    progress = Progress("preprocess", total=1000, stream=screen)
+    progress.advance(250, note="kept 200 of 250 rows read, 50 rejected")
+    progress.close()
+    drawn = [line.removeprefix("\033[K").rstrip("\n") for line in screen.getvalue().split("\r") if line]
+    assert drawn and all(len(line) == 39 and line.startswith("preprocess: 250 rows") for line in drawn), drawn
+
+
+def test_progress_of_a_resumed_run_starts_where_the_first_run_stopped(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     screen = FakeTerminal()
     progress = Progress("preprocess", total=1000, stream=screen, done=600)
     progress.advance(0, note="re-reading")

@@ -151,6 +151,7 @@ def test_the_progress_of_a_resumed_run_starts_where_the_first_run_stopped(tmp_pa
     left = kill_mid_run(tmp_path, raw_input, len(reference[0]) // 2)
     screen = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setenv("COLUMNS", "200")
     settings = load_settings({"local_data_path": tmp_path / "data", "chunk_size": CHUNK, "data_size": "demo"}, environ={}, dotenv_path=None)
     preprocess(settings, raw_input)
     first_drawn = screen.getvalue().split("\r")[1]

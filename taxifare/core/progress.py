@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -105,8 +107,19 @@ class Progress:
         if self.total:
             filled = int(_BAR_WIDTH * min(self.done / self.total, 1))
             bar = "[" + "#" * filled + "-" * (_BAR_WIDTH - filled) + "] "
-        self.stream.write(f"\r\033[K{bar}{self._status_text()}")
+        # One screen line, or each redraw would leave the wrapped start of the last one behind: the bar
+        # goes first, then the text's end.
+        text, width = self._status_text(), _columns(self.stream) - 1
+        line = f"{bar}{text}" if len(bar) + len(text) <= width else text[:width]
+        self.stream.write(f"\r\033[K{line}")
         self.stream.flush()
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size().columns  # COLUMNS, else stdout's terminal, else 80
 
 
 def log_summary(title: str, rows: list[tuple[str, object]]) -> None:
