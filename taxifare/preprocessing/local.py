@@ -1,4 +1,5 @@
-"""preprocess in this process: source -> clean -> features -> sink, one chunk at a time."""
+"""preprocess in this process: source -> clean -> features -> sink, one chunk at a time, the features of
+one chunk computed in a thread while the next is read and cleaned."""
 
 from __future__ import annotations
 
