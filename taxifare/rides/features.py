@@ -8,7 +8,6 @@ Bump PREPROCESSOR_VERSION whenever a feature's definition, order or scaling chan
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import pandas as pd
@@ -238,13 +237,16 @@ def _calendar(wall_clock: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     days = wall_clock.astype("datetime64[D]")
     hour = (wall_clock - days).astype(np.int64) // 3600
     weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    month = _month_by_day_of_cycle()[days.astype(np.int64) % _GREGORIAN_CYCLE_DAYS]
+    month = _MONTH_BY_DAY_OF_CYCLE[days.astype(np.int64) % _GREGORIAN_CYCLE_DAYS]
     return hour, weekday, month
 
 
-@functools.cache
 def _month_by_day_of_cycle() -> np.ndarray:
     """The month (1-12) of each day of the 400-year cycle from 1970-01-01 on: the Gregorian calendar repeats
-    after it, so a table lookup gives the month that numpy's datetime64[M] conversion does, ten times cheaper."""
-    days = np.arange(_GREGORIAN_CYCLE_DAYS).astype("datetime64[D]")
-    return (days.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(np.int8)
+    after it, so a table lookup gives the month that numpy's datetime64[M] conversion does, ten times cheaper.
+    Each of its 4,800 months repeated as many times as it has days."""
+    first_days = np.arange(4801).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    return np.repeat((np.arange(4800) % 12 + 1).astype(np.int8), np.diff(first_days))
+
+
+_MONTH_BY_DAY_OF_CYCLE = _month_by_day_of_cycle()
