@@ -9,7 +9,7 @@ import pygeohash
 import pytest
 
 from taxifare.rides.clean import SeenRows, clean_rides
-from taxifare.rides.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells, geohash_to_cell, ride_features
+from taxifare.rides.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells, geohash_to_cell, haversine_km, ride_features
 from taxifare.sources.csv_file import CsvRideSource
 from tests.conftest import write_csv
 
@@ -177,3 +177,55 @@ def test_features_do_not_depend_on_the_other_rows(rides_1k):
     whole = ride_features(rides)
     parts = pd.concat([ride_features(rides.iloc[i : i + 7]) for i in range(0, len(rides), 7)])
     pd.testing.assert_frame_equal(whole, parts)
+
+
+def rides_at(lat, lon, pickups=None) -> pd.DataFrame:
+    """Rides from (lat, lon) to (lon-shifted) points, at noon on 2013-07-06 unless `pickups` says otherwise."""
+    n = len(lat)
+    pickups = np.full(n, np.datetime64("2013-07-06T12:00:00", "s")) if pickups is None else pickups
+    return pd.DataFrame({"pickup_datetime": pickups, "passenger_count": np.ones(n), "pickup_latitude": lat,
+                         "pickup_longitude": lon, "dropoff_latitude": lat[::-1], "dropoff_longitude": lon[::-1]})
+
+
+def test_district_columns_are_the_geohash_cells_on_a_million_points_and_on_every_cell_edge():
+    """The districts are looked up on the geohash grid, not by geohash: the same cell for every point, at the
+    edges between cells too (grid lines are exact binary fractions: a point on one, or one float off it)."""
+    rng = np.random.default_rng(5)
+    lat, lon = rng.uniform(40.3, 41.2, 1_000_000), rng.uniform(-74.5, -73.4, 1_000_000)
+    step = 180 / 4096  # both a latitude and a longitude cell (2^12 and 2^13 of them)
+    lat_lines = -90 + step * np.arange(int(130.3 / step), int(131.2 / step) + 1)
+    lon_lines = -180 + step * np.arange(int(105.5 / step), int(106.6 / step) + 1)
+    edge_lat, edge_lon = (np.stack([np.nextafter(v, -np.inf), v, np.nextafter(v, np.inf)]).ravel() for v in (lat_lines, lon_lines))
+    edge_lat, edge_lon = (grid.ravel() for grid in np.meshgrid(edge_lat, edge_lon))
+    lat, lon = np.concatenate([lat, edge_lat, [np.nan, 91.0, -74.0]]), np.concatenate([lon, edge_lon, [-73.9, -73.9, 200.0]])
+    with np.errstate(invalid="ignore"):  # the NaN, cast to a grid index
+        features = ride_features(rides_at(lat, lon))
+        for end, (a, o) in (("pickup", (lat, lon)), ("dropoff", (lat[::-1], lon[::-1]))):
+            expected = geohash_cells(a, o)[:, None] == np.array([geohash_to_cell(d) for d in DISTRICTS])[None, :]
+            got = features[[f"{end}_geohash_{district}" for district in DISTRICTS]].to_numpy()
+            assert (got == expected).all(), end
+    assert features[[f"pickup_geohash_{d}" for d in DISTRICTS]].to_numpy().sum(axis=0).min() > 1000
+    # On the edges themselves, geohash's bisection agrees. (A float or two below an edge, (v + 90) / 180 * 2^12
+    # can round up to the edge: geohash_cells then names the cell above, as the processed files always had.)
+    exactly_on = np.isin(edge_lat, lat_lines) & np.isin(edge_lon, lon_lines)
+    cells = [pygeohash.encode(a, o, precision=5) for a, o in zip(edge_lat[exactly_on], edge_lon[exactly_on])]
+    on_edges = features.iloc[1_000_000 : 1_000_000 + len(edge_lat)][exactly_on]
+    assert len(cells) > 300 and len(set(cells) & set(DISTRICTS)) == len(DISTRICTS)
+    for cell, (_, row) in zip(cells, on_edges.iterrows()):
+        assert [d for d in DISTRICTS if row[f"pickup_geohash_{d}"]] == ([cell] if cell in DISTRICTS else [])
+
+
+def test_landmark_and_trip_distances_have_the_bits_of_the_one_line_haversine():
+    rng = np.random.default_rng(6)
+    lat1, lon1, lat2, lon2 = rng.uniform(40, 41.5, 500_000), rng.uniform(-75, -73, 500_000), rng.uniform(-90, 90, 500_000), rng.uniform(-180, 180, 500_000)
+    p1, l1, p2, l2 = (np.radians(v) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+    assert haversine_km(lat1, lon1, lat2, lon2).tobytes() == (2 * 6371.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))).tobytes()
+
+
+def test_months_match_numpy_calendar_every_day_from_1600_to_2400():
+    days = np.arange(np.datetime64("1600-01-01"), np.datetime64("2400-01-01")).astype("datetime64[s]")
+    pickups = days + np.random.default_rng(7).integers(0, 86400, len(days)).astype("timedelta64[s]")
+    features = ride_features(rides_at(np.full(len(days), 40.7), np.full(len(days), -73.9), pd.Series(pickups)))
+    expected = pickups.astype("datetime64[M]").astype(np.int64) % 12
+    assert (features[[f"month_{month}" for month in MONTHS]].to_numpy().argmax(axis=1) == expected).all()

@@ -246,3 +246,29 @@ def test_demo_data_then_preprocess(tmp_path):
     for rule in ("duplicate", "zero_coordinates", "outside_nyc", "fare_out_of_range", "passenger_count_out_of_range"):
         assert manifest["rejected"][rule] > 0, rule
     assert 0.8 < manifest["rows_kept"] / manifest["rows_read"] < 0.95
+
+
+def test_a_chunk_whose_features_fail_stops_the_run_after_the_chunks_before_it(tmp_path, synthetic_10k, monkeypatch):
+    # The features are computed in a thread of their own (local.FeatureStage): its error must end the run,
+    # with the chunks before it recorded and none after, and the resumed run must give the same bytes.
+    from taxifare.preprocessing import local
+    from taxifare.preprocessing.sink import partial_path, read_manifest
+
+    calls = []
+
+    def failing_on_the_third(rides):
+        calls.append(len(rides))
+        if len(calls) == 3:
+            raise RuntimeError("features failed")
+        return real(rides)
+
+    real = local.ride_features
+    monkeypatch.setattr(local, "ride_features", failing_on_the_third)
+    settings = settings_for(tmp_path, chunk_size=1_000, data_size="cut")
+    with pytest.raises(RuntimeError, match="features failed"):
+        preprocess(settings, input_path=synthetic_10k)
+    assert read_manifest(partial_path(settings.processed_path))["chunks_written"] == 2
+    monkeypatch.setattr(local, "ride_features", real)
+    resumed = preprocess(settings, input_path=synthetic_10k)
+    whole = run(tmp_path, synthetic_10k, chunk_size=1_000, data_size="whole")
+    assert resumed.output.read_bytes() == whole.output.read_bytes() and resumed.manifest["chunks_written"] == 10

@@ -18,8 +18,6 @@ import socket
 import sys
 from pathlib import Path
 
-import psutil
-
 from taxifare.core.errors import TaxifareError
 from taxifare.core.files import writing
 
@@ -130,4 +128,6 @@ os.register_at_fork(after_in_child=_close_held_locks)
 def _is_alive(owner: dict) -> bool:
     if owner.get("host") != socket.gethostname():
         return True
+    import psutil  # here: only a lock found held needs it, and it costs every command's start-up 10 ms
+
     return psutil.pid_exists(int(owner["pid"]))

@@ -10,8 +10,6 @@ import sys
 import time
 from typing import TextIO
 
-import psutil
-
 from taxifare.core.errors import raise_if_stopped
 
 log = logging.getLogger("taxifare")
@@ -21,13 +19,12 @@ _BAR_WIDTH = 24
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far.
+    """Peak resident memory of this process so far (never below the memory it holds now).
 
     Linux's VmHWM, not ru_maxrss: ru_maxrss survives fork and exec, so a process started by a large
     parent would report the parent's peak as its own.
     """
-    current = psutil.Process().memory_info().rss
-    return max(_high_water_mark_bytes(), current) / 2**20
+    return _high_water_mark_bytes() / 2**20
 
 
 def _high_water_mark_bytes() -> int:

@@ -1,14 +1,17 @@
-"""preprocess in this process: source -> clean -> features -> sink, one chunk at a time."""
+"""preprocess in this process: source -> clean -> features -> sink, one chunk at a time, the features of
+one chunk computed in a thread while the next is read and cleaned."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
@@ -18,7 +21,7 @@ from taxifare.preprocessing.pipeline import PreprocessResult, log_result, placed
 from taxifare.preprocessing.provenance import expect_the_bytes_read_before
 from taxifare.preprocessing.sink import PickupWindow, ProcessedWriter, new_manifest, partial_path, publish, sample_record
 from taxifare.rides.clean import Rejects, SeenRows, clean_rides
-from taxifare.rides.features import ride_features
+from taxifare.rides.features import TARGET, ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.sources.csv_file import RideSource
 from taxifare.sources.identity import bigquery_raw, csv_raw, file_identity, raw_after_reading
@@ -73,6 +76,7 @@ def preprocess_here(settings: Settings, inputs: list[str] | None, force: bool, c
 
     writer = ProcessedWriter(partial_path(output), plan.resume or fresh)
     resumed = plan.resume["chunks_written"] if plan.resume else None  # before the writer counts on from it
+    featured = FeatureStage(writer)
     try:
         if plan.resume:
             writer.reopen()
@@ -80,8 +84,9 @@ def preprocess_here(settings: Settings, inputs: list[str] | None, force: bool, c
             log.info("resuming %s after chunk %d", writer.path, resumed)
         else:
             writer.start()
-        _run_chunks(settings, source, writer, skip_chunks=writer.manifest["chunks_written"])
+        _run_chunks(settings, source, featured, skip_chunks=writer.manifest["chunks_written"])
     finally:
+        featured.close()
         writer.close()
     publish(writer.path, output)
     result = PreprocessResult(output, writer.manifest, False, resumed, time.monotonic() - started)
@@ -89,7 +94,39 @@ def preprocess_here(settings: Settings, inputs: list[str] | None, force: bool, c
     return result
 
 
-def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter, skip_chunks: int) -> None:
+class FeatureStage:
+    """Each chunk's features computed in a thread of their own and appended to the writer in order, while
+    this thread reads and cleans the next chunk (NumPy releases the GIL): the features are the largest
+    part of a chunk's work. At most one chunk waits here, which bounds the memory held."""
+
+    def __init__(self, writer: ProcessedWriter):
+        self.writer = writer
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features")
+        self._last: Future | None = None
+
+    def append(self, rides: pd.DataFrame, raw_read: dict | None, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
+        """`raw_read`: how far the raw input was read with this chunk (sources/identity.py's mark), if it can resume."""
+        self.wait()
+        self._last = self._thread.submit(self._append, rides, raw_read, rows_read, rejects, samples)
+
+    def _append(self, rides: pd.DataFrame, raw_read: dict | None, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
+        features = ride_features(rides)
+        if raw_read is not None:
+            self.writer.manifest["raw"] = {**self.writer.manifest["raw"], "read": raw_read}
+        self.writer.append(features, rides[TARGET].to_numpy(), rows_read, rejects, samples)
+
+    def wait(self) -> None:
+        """Block until every chunk is with the writer; re-raise the error of the last one."""
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+
+def _run_chunks(settings: Settings, source: RideSource, featured: FeatureStage, skip_chunks: int) -> None:
+    writer = featured.writer
     seen, pickups = SeenRows(), PickupWindow()
     progress = Progress("preprocess", total=source.estimated_rows(), done=writer.manifest["rows_read"])
     malformed_before = rows_before = 0
@@ -111,13 +148,12 @@ def _run_chunks(settings: Settings, source: RideSource, writer: ProcessedWriter,
                 progress.advance(0, note=f"re-reading chunk {index + 1} of {skip_chunks}, written before, for its duplicates")
                 continue
             cleaned.rejects.counts["malformed_line"] += malformed
-            if source.resumable:
-                writer.manifest["raw"] = {**writer.manifest["raw"], "read": source.content.mark()}
+            raw_read = source.content.mark() if source.resumable else None
             samples = _chunk_samples(source, cleaned.rejects, first_row=rows_before - raw.num_rows)
-            features = ride_features(cleaned.rides)
-            writer.append(features, cleaned.rides["fare_amount"].to_numpy(), raw.num_rows + malformed, cleaned.rejects.counts, samples)
-            kept += len(features)
+            featured.append(cleaned.rides, raw_read, raw.num_rows + malformed, cleaned.rejects.counts, samples)
+            kept += len(cleaned.rides)
             progress.advance(raw.num_rows + malformed, note=f"kept {kept:,}")
+    featured.wait()
     trailing_malformed = source.malformed_rows - malformed_before
     progress.close()
     writer.finish(

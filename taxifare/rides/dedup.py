@@ -59,5 +59,8 @@ class SeenRows:
         self._runs.append(run)
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             newer = self._runs.pop()
-            # NumPy's stable sort (timsort for uint64) finds the two sorted runs and merges them.
-            self._runs[-1] = np.sort(np.concatenate((self._runs[-1], newer)), kind="stable")
+            # NumPy's stable sort (timsort for uint64) finds the two sorted runs and merges them, in place:
+            # a sorted copy would hold a third array of the index's size at the peak.
+            merged = np.concatenate((self._runs[-1], newer))
+            merged.sort(kind="stable")
+            self._runs[-1] = merged

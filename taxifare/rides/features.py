@@ -78,8 +78,22 @@ class _Points:
 
 
 def _haversine(start: _Points, end: _Points) -> np.ndarray:
-    a = np.sin((end.lat - start.lat) / 2) ** 2 + start.cos_lat * end.cos_lat * np.sin((end.lon - start.lon) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    """sin²(Δlat/2) + cos·cos·sin²(Δlon/2), then 2R·asin(√a): the same operations in the same order as the
+    one-line formula (so the same bits), in place in two arrays instead of a dozen temporaries."""
+    a = _half_angle_sin_squared(end.lat, start.lat)
+    b = _half_angle_sin_squared(end.lon, start.lon)
+    b *= start.cos_lat * end.cos_lat
+    a += b
+    np.sqrt(np.clip(a, 0.0, 1.0, out=a), out=a)
+    np.arcsin(a, out=a)
+    a *= 2 * EARTH_RADIUS_KM
+    return a
+
+
+def _half_angle_sin_squared(to, start) -> np.ndarray:
+    angle = np.subtract(to, start)
+    angle /= 2
+    return np.square(np.sin(angle, out=angle), out=angle)
 
 
 def _manhattan(start: _Points, end: _Points) -> np.ndarray:
@@ -122,20 +136,52 @@ def geohash_to_cell(text: str) -> int:
 
 
 _LANDMARK_POINTS = tuple(_Points.of(lat, lon) for lat, lon in LANDMARKS.values())
-_DISTRICT_CELLS = np.array([geohash_to_cell(district) for district in DISTRICTS], dtype=np.int64)
+
+
+def _cell_indices(cell: int) -> tuple[int, int]:
+    """(latitude index, longitude index) of a geohash cell on the grid geohash_cells interleaves."""
+    bits = format(cell, f"0{5 * GEOHASH_PRECISION}b")
+    return int(bits[1::2], 2), int(bits[0::2], 2)
+
+
+def _district_table() -> tuple[int, int, np.ndarray]:
+    """The grid around the districts: its first latitude and longitude indices, and the index in DISTRICTS
+    of each of its cells (len(DISTRICTS) for no district) with a border of no district all round."""
+    indices = np.array([_cell_indices(geohash_to_cell(district)) for district in DISTRICTS])
+    first = indices.min(axis=0) - 1
+    table = np.full(indices.max(axis=0) - first + 2, len(DISTRICTS), dtype=np.int8)
+    table[tuple((indices - first).T)] = np.arange(len(DISTRICTS))
+    return int(first[0]), int(first[1]), table
+
+
+_DISTRICT_LAT0, _DISTRICT_LON0, _DISTRICT_TABLE = _district_table()
 
 
 def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
-    """Rows of 0/1 (int8); a code outside 0..size-1 gives an all-zero row."""
-    return (codes[:, None] == np.arange(size)[None, :]).astype(np.int8)
+    """Rows of 0/1 (int8); a code outside 0..size-1 gives an all-zero row. Column-major: each column is
+    one contiguous array, as the feature table takes them."""
+    return (codes[None, :] == np.arange(size)[:, None]).view(np.int8).T
 
 
 def _district_one_hot(lat, lon) -> np.ndarray:
-    return (geohash_cells(lat, lon)[:, None] == _DISTRICT_CELLS[None, :]).astype(np.int8)
+    """The geohash cells' indices, looked up in the small grid around the districts (anything beyond it
+    lands on its border): the cells of geohash_cells without building them."""
+    total_bits = 5 * GEOHASH_PRECISION
+    rows = _grid_index(lat, -90.0, 90.0, total_bits // 2) - _DISTRICT_LAT0
+    columns = _grid_index(lon, -180.0, 180.0, (total_bits + 1) // 2) - _DISTRICT_LON0
+    height, width = _DISTRICT_TABLE.shape
+    np.clip(rows, 0, height - 1, out=rows)
+    np.clip(columns, 0, width - 1, out=columns)
+    return _one_hot(_DISTRICT_TABLE[rows, columns], len(DISTRICTS))
 
 
 def _as_float32(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
+
+
+_GREGORIAN_CYCLE_DAYS = 146_097  # 400 years
+# hour_sin and hour_cos of each hour 0-23, as float32: rides take 24 values, not one sine per ride.
+_HOUR_SIN_COS = _as_float32([np.sin(2 * np.pi * np.arange(24) / 24), np.cos(2 * np.pi * np.arange(24) / 24)])
 
 
 def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
@@ -147,7 +193,7 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     """
     pickup = _wall_clock(rides["pickup_datetime"])
     hour, weekday, month = _calendar(pickup)
-    hour_angle = 2 * np.pi * hour / 24
+    hour_sin, hour_cos = _HOUR_SIN_COS[:, hour]
     seconds_since_2009 = (pickup - EPOCH_2009) / np.timedelta64(1, "s")
 
     plat, plon = rides["pickup_latitude"].to_numpy(np.float64), rides["pickup_longitude"].to_numpy(np.float64)
@@ -156,8 +202,8 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
 
     columns = [
         _as_float32((rides["passenger_count"].to_numpy(np.float64) - 1) / 7)[:, None],
-        _as_float32(np.sin(hour_angle))[:, None],
-        _as_float32(np.cos(hour_angle))[:, None],
+        hour_sin[:, None],
+        hour_cos[:, None],
         _one_hot(weekday, 7),
         _one_hot(month - 1, 12),
         _as_float32(seconds_since_2009 / 86400 / DAYS_SCALE)[:, None],
@@ -191,5 +237,16 @@ def _calendar(wall_clock: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     days = wall_clock.astype("datetime64[D]")
     hour = (wall_clock - days).astype(np.int64) // 3600
     weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    month = wall_clock.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    month = _MONTH_BY_DAY_OF_CYCLE[days.astype(np.int64) % _GREGORIAN_CYCLE_DAYS]
     return hour, weekday, month
+
+
+def _month_by_day_of_cycle() -> np.ndarray:
+    """The month (1-12) of each day of the 400-year cycle from 1970-01-01 on: the Gregorian calendar repeats
+    after it, so a table lookup gives the month that numpy's datetime64[M] conversion does, ten times cheaper.
+    Each of its 4,800 months repeated as many times as it has days."""
+    first_days = np.arange(4801).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    return np.repeat((np.arange(4800) % 12 + 1).astype(np.int8), np.diff(first_days))
+
+
+_MONTH_BY_DAY_OF_CYCLE = _month_by_day_of_cycle()
