@@ -37,7 +37,7 @@ OWN_LAYERS = ("PeriodicEmbedding", "MemberMean")
 # Periodic embeddings of the numeric features (embeddings.py), the numeric scalars beside them, and an
 # ensemble of five networks: chosen on the validation split of the real sample against the variants in
 # benchmarks/bench_quality.py (with the default learning rate of config.py, 0.002, chosen the same way).
-# 8 dimensions per feature since preprocessor version 4's 38 numeric features: 16 took ~40% longer to
+# 8 dimensions per feature since preprocessor version 4's 38 numeric features: 16 took 10-40% longer to
 # train for no better validation MAE.
 FREQUENCIES = 16
 EMBEDDING_DIMS = 8
