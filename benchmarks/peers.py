@@ -5,7 +5,7 @@
 Reads the raw CSV, applies taxifare's cleaning rules (a row with a value missing, not a finite number,
 a pickup outside the date grammar or the window, an exact repeat of an earlier row, all four coordinates
 0, a passenger count not a whole 1..7, a fare not in (0, 400), a point outside the NYC box) and writes
-the 73 features and the fare as a CSV with taxifare's columns. The constants (window, ranges, districts,
+the features and the fare as a CSV with taxifare's columns. The constants (window, ranges, districts,
 landmarks, scales, column names) come from taxifare's modules through the SPEC file (`write_spec`), so
 that the peers import neither taxifare nor pandas. Malformed lines (a wrong number of fields) are left to
 each library's CSV reader. Benchmark-only dependencies: `pip install -e '.[bench]'`.
@@ -47,6 +47,7 @@ def write_spec(path: Path) -> None:
         "window": [settings.min_date.replace(tzinfo=None).isoformat(), settings.max_date.replace(tzinfo=None).isoformat()],
         "latitude": clean.LATITUDE_RANGE, "longitude": clean.LONGITUDE_RANGE, "passengers": clean.PASSENGER_RANGE,
         "fare": clean.FARE_RANGE, "districts": features.DISTRICTS, "landmarks": features.LANDMARKS,
+        "centre": features.CENTRE, "rotations": features.ROTATIONS_DEGREES,
         "radius_km": features.EARTH_RADIUS_KM, "distance_scale_km": features.DISTANCE_SCALE_KM,
         "epoch": str(features.EPOCH_2009), "days_scale": features.DAYS_SCALE, "timezone": dates.NEW_YORK, "geohash_precision": features.GEOHASH_PRECISION,
     }
@@ -126,6 +127,7 @@ def _polars_features(spec: dict, pl) -> list:
     for lat, lon in spec["landmarks"].values():
         place = (pl.lit(math.radians(lat)), pl.lit(math.radians(lon)))
         columns += [haversine(ends[end], place) for end in ("pickup", "dropoff")]
+    columns += [column.cast(pl.Float32) for column in _coordinates(spec, ends, lambda length, leg: pl.when(length > 0).then(leg / length).otherwise(0.0))]
     columns.append(pl.col("fare_amount").cast(pl.Float32))
     return [column.alias(name) for column, name in zip(columns, spec["names"])]
 
@@ -230,7 +232,46 @@ def _duckdb_features(spec: dict) -> list[str]:
     for lat, lon in spec["landmarks"].values():
         place = (f"radians({lat})", f"radians({lon})")
         columns += [haversine(ends[end], place) for end in ("pickup", "dropoff")]
+    ends = {end: tuple(_Sql(part) for part in parts) for end, parts in ends.items()}
+    coordinates = _coordinates(spec, ends, lambda length, leg: f"CASE WHEN {length} > 0 THEN {leg} / {length} ELSE 0 END")
+    columns += [f"({column})::FLOAT" for column in coordinates]
     return [*columns, "fare_amount::FLOAT"]
+
+
+def _coordinates(spec: dict, ends: dict, direction) -> list:
+    """Version 4's columns (taxifare/rides/features.py) from the ends' latitudes and longitudes in radians:
+    Polars expressions, or _Sql text; `direction(length, leg)` is leg / length, 0 for no move."""
+    radius, scale = spec["radius_km"], spec["distance_scale_km"]
+    centre = [math.radians(value) for value in spec["centre"]]
+    north = {end: (lat - centre[0]) * (radius / scale) for end, (lat, _) in ends.items()}
+    east = {end: (lon - centre[1]) * (math.cos(centre[0]) * radius / scale) for end, (_, lon) in ends.items()}
+    columns = []
+    for angle in [0.0, *map(math.radians, spec["rotations"])]:
+        cos, sin = math.cos(angle), math.sin(angle)
+        for end in ("pickup", "dropoff"):
+            columns += [north[end] * cos + east[end] * sin, east[end] * cos - north[end] * sin]
+    legs = [north["dropoff"] - north["pickup"], east["dropoff"] - east["pickup"]]
+    length = (legs[0] * legs[0] + legs[1] * legs[1]).sqrt()
+    return [*columns, *legs, *(direction(length, leg) for leg in legs)]
+
+
+class _Sql(str):
+    """SQL text that the arithmetic of _coordinates writes as SQL."""
+
+    def _op(self, operator: str, other) -> "_Sql":
+        return _Sql(f"({self} {operator} {other})")
+
+    def __add__(self, other):
+        return self._op("+", other)
+
+    def __sub__(self, other):
+        return self._op("-", other)
+
+    def __mul__(self, other):
+        return self._op("*", other)
+
+    def sqrt(self) -> "_Sql":
+        return _Sql(f"sqrt({self})")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def test_pred_prices_the_reference_ride_written_four_ways_alike(trained, tmp_pat
 
 def test_a_processed_file_and_a_run_of_the_old_clock_are_refused_in_one_line(trained, tmp_path):
     """Version 2 read " UTC" as an instant: its processed files and runs say what to rerun."""
-    old = PREPROCESSOR_VERSION - 1
+    old = 2
     settings = processed_demo(tmp_path / "own", rides=500)
     manifest = json.loads(manifest_path(settings.processed_path).read_text())
     manifest_path(settings.processed_path).write_text(json.dumps({**manifest, "preprocessor_version": old}))

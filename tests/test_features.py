@@ -25,7 +25,12 @@ EXPECTED_NAMES = [
     *(f"dropoff_geohash_{cell}" for cell in GEOHASHES),
     "pickup_distance_jfk", "dropoff_distance_jfk", "pickup_distance_lga", "dropoff_distance_lga",
     "pickup_distance_ewr", "dropoff_distance_ewr", "pickup_distance_midtown", "dropoff_distance_midtown",
+    # Version 4's, after version 3's (whose runs are handed the columns above only).
+    "pickup_north", "pickup_east", "dropoff_north", "dropoff_east",
+    *(f"{end}_{axis}_{angle}" for angle in (15, 30, 45, 60) for end in ("pickup", "dropoff") for axis in ("north", "east")),
+    "trip_north", "trip_east", "trip_direction_north", "trip_direction_east",
 ]
+MIDTOWN = (40.7549, -73.9840)
 
 
 def expected_features(ride: dict) -> dict:
@@ -54,7 +59,25 @@ def expected_features(ride: dict) -> dict:
     for place, (lat, lon) in LANDMARKS.items():
         out[f"pickup_distance_{place}"] = great_circle_km(plat, plon, lat, lon) / 100
         out[f"dropoff_distance_{place}"] = great_circle_km(dlat, dlon, lat, lon) / 100
+    for end, (lat, lon) in (("pickup", (plat, plon)), ("dropoff", (dlat, dlon))):
+        north, east = north_east_km(lat, lon)
+        out[f"{end}_north"], out[f"{end}_east"] = north / 100, east / 100
+        for angle in (15, 30, 45, 60):
+            # The point's position along axes turned `angle` degrees clockwise (north towards east).
+            bearing, length = math.atan2(east, north) - math.radians(angle), math.hypot(north, east)
+            out[f"{end}_north_{angle}"], out[f"{end}_east_{angle}"] = length * math.cos(bearing) / 100, length * math.sin(bearing) / 100
+    pickup, dropoff = north_east_km(plat, plon), north_east_km(dlat, dlon)
+    trip_north, trip_east = dropoff[0] - pickup[0], dropoff[1] - pickup[1]
+    out["trip_north"], out["trip_east"] = trip_north / 100, trip_east / 100
+    moved = math.hypot(trip_north, trip_east) > 0
+    bearing = math.atan2(trip_east, trip_north)
+    out["trip_direction_north"], out["trip_direction_east"] = (math.cos(bearing), math.sin(bearing)) if moved else (0, 0)
     return out
+
+
+def north_east_km(lat, lon):
+    """Kilometres north and east of Midtown on the plane tangent there."""
+    return 6371.0 * math.radians(lat - MIDTOWN[0]), 6371.0 * math.radians(lon - MIDTOWN[1]) * math.cos(math.radians(MIDTOWN[0]))
 
 
 def great_circle_km(lat1, lon1, lat2, lon2):
@@ -79,7 +102,7 @@ def cleaned(path):
 def assert_features_match(rides: pd.DataFrame):
     features = ride_features(rides)
     assert list(features.columns) == list(FEATURE_NAMES) == EXPECTED_NAMES
-    assert len(FEATURE_NAMES) == 73
+    assert len(FEATURE_NAMES) == 97
     for i, ride in enumerate(rides.to_dict("records")):
         expected = expected_features(ride)
         assert set(expected) == set(FEATURE_NAMES)

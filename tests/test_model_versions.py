@@ -1,6 +1,7 @@
 """Saved models: the current one (numeric embeddings, an ensemble) loads in a new process in Keras safe
-mode and predicts exactly as it did; models that earlier taxifare versions saved still load and predict;
-a model whose layers this version does not know is refused in one line."""
+mode and predicts exactly as it did; models that earlier taxifare versions saved still load and predict,
+runs of an earlier preprocessor version too, handed the features they were trained on; a model whose
+layers this version does not know is refused in one line."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import sys
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
 from taxifare.model.network import ModelSpec, build_model, load_model, predict_fares
-from taxifare.rides.features import FEATURE_NAMES
+from taxifare.rides.features import FEATURE_NAMES, ride_features
+from taxifare.serving.predict import REFERENCE_RIDE
 from taxifare.training.loop import train
 from tests.conftest import REPO, assert_clean_error, cli_env, run_cli
 from tests.training_data import processed_demo, with_registry
@@ -24,14 +27,14 @@ FEATURES = len(FEATURE_NAMES)
 ROWS = 1500
 
 
-def _features() -> np.ndarray:
-    return np.random.default_rng(3).normal(size=(ROWS, FEATURES)).astype(np.float32)
+def _features(features: int = FEATURES) -> np.ndarray:
+    return np.random.default_rng(3).normal(size=(ROWS, features)).astype(np.float32)
 
 
-def _trained(spec: ModelSpec):
+def _trained(spec: ModelSpec, features: int = FEATURES):
     """A model of `spec` after a few steps, so that every weight has left its initial value."""
-    model = build_model(spec, 0.01, 1, np.zeros(FEATURES), np.ones(FEATURES), 12.0)
-    rows = _features()
+    model = build_model(spec, 0.01, 1, np.zeros(features), np.ones(features), 12.0)
+    rows = _features(features)
     model.fit(rows, (12 + 3 * rows[:, 0])[:, None], batch_size=64, epochs=1, verbose=0)
     return model
 
@@ -138,3 +141,24 @@ def test_a_run_saved_by_an_earlier_version_is_served_by_pred_not_continued_and_a
     _trained(ModelSpec((8,), 0.0, "huber", 1)).save(run.model_path)
     _with_layer_renamed(run.model_path, "PeriodicEmbedding", "PeriodicEmbeddingV2")
     assert_clean_error(_pred(settings, run.run_id), 2, "the model has layer taxifare>PeriodicEmbeddingV2", "train a new run")
+
+
+def test_a_run_of_preprocessor_version_3_predicts_from_the_features_it_was_trained_on(tmp_path):
+    """Version 4 appended coordinates to version 3's 73 features: a version-3 run is handed those 73 only."""
+    settings = processed_demo(tmp_path, rides=3000)
+    settings = with_registry(settings, tmp_path / "registry", chunk_size=1500, epochs=1, batch_size=128, hidden_units=(16,))
+    run = train(settings).run
+    old = _trained(ModelSpec((16, 8), 0.0, "huber", members=2), features=73)
+    old.save(run.model_path)
+    params = json.loads((run.path / "params.json").read_text())
+    (run.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 3, "feature_names": list(FEATURE_NAMES[:73])}))
+    ride = {name: [value] for name, value in REFERENCE_RIDE.items()}
+    ride["pickup_datetime"] = pd.to_datetime(["2013-07-06 17:18:00"])  # " UTC" is the New York wall clock by default
+    expected = predict_fares(old, ride_features(pd.DataFrame(ride)).to_numpy(np.float32)[:, :73])[0]
+    result = _pred(settings, run.run_id)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"{expected:.2f}"
+
+    # Version 3 naming this version's 97 features: no version computed those.
+    (run.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 3}))
+    assert_clean_error(_pred(settings, run.run_id), 2, "was trained on preprocessor version 3, but this taxifare applies version 4", "train a new run")

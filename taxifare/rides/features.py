@@ -12,7 +12,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-PREPROCESSOR_VERSION = 3  # 3: hours, days and dates on the New York wall clock (core/dates.py)
+PREPROCESSOR_VERSION = 4  # 3: hours, days and dates on the New York wall clock (core/dates.py); 4: + coordinates
+# Earlier versions whose features are this version's first columns, unchanged (version: how many): their
+# runs still predict, handed only the columns they were trained on.
+PREFIX_VERSIONS = {3: 73}
 
 EARTH_RADIUS_KM = 6371.0
 DISTANCE_SCALE_KM = 100.0
@@ -39,6 +42,12 @@ MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", 
 
 ONE_HOT_PREFIXES = ("dow_", "month_", "pickup_geohash_", "dropoff_geohash_")
 
+# The ends' positions as kilometres north and east of Midtown (over DISTANCE_SCALE_KM), and turned by these
+# angles: a fare's steps follow the street grid (Manhattan's avenues run about 29 degrees east of north),
+# zones and borough lines, which no single axis lines up with.
+CENTRE = LANDMARKS["midtown"]
+ROTATIONS_DEGREES = (15, 30, 45, 60)
+
 
 def _feature_names() -> list[str]:
     names = ["passenger_count_scaled", "hour_sin", "hour_cos"]
@@ -48,6 +57,10 @@ def _feature_names() -> list[str]:
     names += [f"pickup_geohash_{district}" for district in DISTRICTS]
     names += [f"dropoff_geohash_{district}" for district in DISTRICTS]
     names += [f"{end}_distance_{place}" for place in LANDMARKS for end in ("pickup", "dropoff")]
+    # Version 4 appends; the names above are version 3's, in its order (PREFIX_VERSIONS).
+    names += [f"{end}_{axis}" for end in ("pickup", "dropoff") for axis in ("north", "east")]
+    names += [f"{end}_{axis}_{angle}" for angle in ROTATIONS_DEGREES for end in ("pickup", "dropoff") for axis in ("north", "east")]
+    names += ["trip_north", "trip_east", "trip_direction_north", "trip_direction_east"]
     return names
 
 
@@ -155,6 +168,7 @@ def _district_table() -> tuple[int, int, np.ndarray]:
 
 
 _DISTRICT_LAT0, _DISTRICT_LON0, _DISTRICT_TABLE = _district_table()
+_CENTRE = _Points.of(*CENTRE)
 
 
 def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
@@ -215,6 +229,7 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     for place in _LANDMARK_POINTS:
         columns.append(_as_float32(_haversine(pickup, place) / DISTANCE_SCALE_KM)[:, None])
         columns.append(_as_float32(_haversine(dropoff, place) / DISTANCE_SCALE_KM)[:, None])
+    columns.append(_coordinate_columns(pickup, dropoff))
 
     frame = {}
     names = iter(FEATURE_NAMES)
@@ -224,6 +239,33 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     # Not consolidated into one 2-D block per dtype: that copy is of no use to the CSV writer, which
     # takes the columns one by one.
     return pd.DataFrame(frame, index=rides.index, copy=False)
+
+
+def _coordinate_columns(pickup: _Points, dropoff: _Points) -> np.ndarray:
+    """Version 4's columns, in FEATURE_NAMES' order: each end north and east of CENTRE, then turned by each of
+    ROTATIONS_DEGREES, then the trip's north and east legs and its direction (a unit vector; 0, 0 for no move).
+    Computed in float64 (a short trip's legs are small differences of large positions), stored column-major,
+    so that each column is contiguous for the table."""
+    north, east = np.empty((len(pickup.lat), 2)), np.empty((len(pickup.lat), 2))  # pickup, dropoff
+    (north[:, 0], east[:, 0]), (north[:, 1], east[:, 1]) = _north_east(pickup), _north_east(dropoff)
+    block = np.empty((len(north), 4 * (1 + len(ROTATIONS_DEGREES)) + 4), dtype=np.float32, order="F")
+    for index, angle in enumerate(np.radians((0, *ROTATIONS_DEGREES))):
+        turned = block[:, 4 * index : 4 * index + 4]  # pickup north, east, dropoff north, east
+        turned[:, 0::2] = north * np.cos(angle) + east * np.sin(angle)
+        turned[:, 1::2] = east * np.cos(angle) - north * np.sin(angle)
+    legs = np.column_stack([north[:, 1] - north[:, 0], east[:, 1] - east[:, 0]])
+    length = np.hypot(legs[:, 0], legs[:, 1])[:, None]
+    block[:, -4:-2] = legs
+    block[:, -2:] = np.divide(legs, length, out=np.zeros_like(legs), where=length > 0)
+    return block
+
+
+def _north_east(points: _Points) -> tuple[np.ndarray, np.ndarray]:
+    """Kilometres north and east of CENTRE over DISTANCE_SCALE_KM, on the plane tangent there (a few
+    tenths of a percent off across the city)."""
+    north = (points.lat - _CENTRE.lat) * EARTH_RADIUS_KM / DISTANCE_SCALE_KM
+    east = (points.lon - _CENTRE.lon) * _CENTRE.cos_lat * EARTH_RADIUS_KM / DISTANCE_SCALE_KM
+    return north, east
 
 
 def _wall_clock(pickup: pd.Series) -> np.ndarray:

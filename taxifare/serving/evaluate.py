@@ -27,10 +27,10 @@ from taxifare.core.progress import Progress
 from taxifare.model.network import predict_fares
 from taxifare.registry.store import Run
 from taxifare.registry.tracking import log_evaluation
-from taxifare.rides.features import TARGET, haversine_km, ride_features
+from taxifare.rides.features import TARGET, haversine_km
 from taxifare.rides.layout import CsvFormat
 from taxifare.serving.in_sample import InSampleCheck
-from taxifare.serving.predict import load_run
+from taxifare.serving.predict import load_run, trained_features
 from taxifare.serving.ride_blocks import RIDE_COLUMNS, Rejections, format_window, iter_ride_blocks, open_rides, outside_training_window
 from taxifare.sources.parquet_file import ParquetText
 from taxifare.sources.raw_csv import RawCsv
@@ -208,7 +208,7 @@ def _score_blocks(settings, rides_input: RawCsv | ParquetText, run: Run, model, 
         rides = block.rides[block.usable]
         rows_read += block.rows_read
         if len(rides):
-            features = ride_features(rides).to_numpy(np.float32)
+            features = trained_features(run, rides)
             predicted = predict_fares(model, features)
             in_sample.add(features, rides[TARGET].to_numpy(np.float64))
             pickup = rides["pickup_datetime"].to_numpy().astype("datetime64[Y]").astype(np.int64) + 1970

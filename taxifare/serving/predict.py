@@ -1,8 +1,9 @@
 """Fares from a registry run: one ride from flags, or a CSV of rides of any size, streamed: one output row for each input row.
 
 Rides go through exactly the preprocessing the run was trained on: `parse_rides`, the checks in
-`prediction_failures`, then `ride_features`; the run's params.json records the preprocessor version,
-and a run made by another version is refused. A ride picked up outside the run's training window
+`prediction_failures`, then `ride_features`; the run's params.json records the preprocessor version and
+the features' names. A run of an earlier version whose features are this version's first columns
+(features.PREFIX_VERSIONS) is handed those columns only, so it predicts as it did; another version is refused. A ride picked up outside the run's training window
 (its first..last pickup) is still predicted, but flagged: a warning for one ride, a 0/1 column
 `outside_training_window` and a count for a CSV.
 """
@@ -26,7 +27,7 @@ from taxifare.core.files import StagedFile, describe_os_error
 from taxifare.core.progress import Progress, log_summary
 from taxifare.model.network import load_model, predict_fares
 from taxifare.registry.store import Registry, Run
-from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION, ride_features
+from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, PREPROCESSOR_VERSION, ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.serving.ride_blocks import (
     MALFORMED_LINE,
@@ -63,8 +64,8 @@ def load_run(settings: Settings, model: str | None, data_set: str | None = None,
     """The run `model` names (a run id or a reference, default latest; `data_set` narrows latest and best)
     and its Keras model; InputError if it cannot serve this package. Says which run it is (`doing` it)."""
     run = Registry(settings.local_registry_path).resolve(model, data_set)
-    version = run.params.get("preprocessor_version")
-    if version != PREPROCESSOR_VERSION or run.params.get("feature_names") != list(FEATURE_NAMES):
+    version, names = run.params.get("preprocessor_version"), run.params.get("feature_names")
+    if not _servable(version, names):
         raise InputError(
             f"run {run.run_id} was trained on preprocessor version {version}, but this taxifare applies version "
             f"{PREPROCESSOR_VERSION}; train a new run (`taxifare train`) or use the taxifare that made it"
@@ -73,6 +74,18 @@ def load_run(settings: Settings, model: str | None, data_set: str | None = None,
     if run.synthetic:
         log.warning("run %s was trained on synthetic demo rides (`taxifare demo-data`), not real ones: its fares are not real NYC fares", run.run_id)
     return run, load_model(run.model_path)
+
+
+def _servable(version, names) -> bool:
+    """Whether this taxifare computes the features of a run of preprocessor `version` trained on `names`."""
+    counts = {**PREFIX_VERSIONS, PREPROCESSOR_VERSION: len(FEATURE_NAMES)}
+    count = counts.get(version) if isinstance(version, int) else None
+    return count is not None and names == list(FEATURE_NAMES[:count])
+
+
+def trained_features(run: Run, rides) -> np.ndarray:
+    """The features of cleaned `rides` (float32) that `run` was trained on: the first columns of this version's."""
+    return ride_features(rides).iloc[:, : len(run.params["feature_names"])].to_numpy(np.float32)
 
 
 def _log_always(message: str) -> None:
@@ -89,7 +102,7 @@ def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None, da
         received = ", ".join(f"{name}={ride[name]}" for name in RIDE_COLUMNS)
         raise InputError(f"cannot predict this ride: {RULE_TEXT[reasons[0]]}; received {received}")
     run, model = load_run(settings, run_spec, data_set)
-    fare = float(predict_fares(model, ride_features(rides).to_numpy(np.float32))[0])
+    fare = float(predict_fares(model, trained_features(run, rides))[0])
     if outside_training_window(rides, _training_window(run))[0]:
         log.warning(
             "pickup %s is outside the training window of run %s (%s): the fare is extrapolated",
@@ -140,7 +153,7 @@ def predict_csv(
         window = _training_window(run)
         result = CsvPredictions(rides_input.name, output_path, run.run_id, format_window(window) if window else "unknown")
         with _output(output_path) as target:
-            _stream_predictions(settings, rides_input, target, model, window, result)
+            _stream_predictions(settings, rides_input, target, run, model, window, result)
     _log_result(result)
     if result.predicted == 0:
         where = f"; each row's reason is in the {REASON_COLUMN} column of {output_path or 'the CSV on stdout'}"
@@ -169,12 +182,12 @@ def _output(path: Path | None) -> Iterator[BinaryIO | StagedFile]:
         raise describe_os_error(error, path) from error
 
 
-def _stream_predictions(settings, rides_input: RawCsv | ParquetText, target, model, window, result: CsvPredictions) -> None:
+def _stream_predictions(settings, rides_input: RawCsv | ParquetText, target, run: Run, model, window, result: CsvPredictions) -> None:
     progress = Progress("pred", total=None)
     target.write(csv_header([*rides_input.header, *ADDED_COLUMNS], rides_input.delimiter))
     for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected, settings.utc_label):
         rides = block.rides[block.usable]
-        fares = predict_fares(model, ride_features(rides).to_numpy(np.float32)) if len(rides) else np.empty(0)
+        fares = predict_fares(model, trained_features(run, rides)) if len(rides) else np.empty(0)
         outside = outside_training_window(rides, window)
         target.write(csv_rows(_output_rows(block, fares, outside), rides_input.delimiter))
         result.rows_read += block.rows_read
