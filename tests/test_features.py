@@ -9,7 +9,7 @@ import pygeohash
 import pytest
 
 from taxifare.rides.clean import SeenRows, clean_rides
-from taxifare.rides.features import DISTRICTS, FEATURE_NAMES, LANDMARKS, geohash_cells, geohash_to_cell, haversine_km, ride_features
+from taxifare.rides.features import DISTRICTS, FEATURE_NAMES, GEOHASH_PRECISION, LANDMARKS, _grid_index, geohash_to_cell, haversine_km, ride_features
 from taxifare.sources.csv_file import CsvRideSource
 from tests.conftest import write_csv
 
@@ -174,6 +174,28 @@ def test_one_hot_columns_are_int8_and_values_float32(rides_1k):
     assert features["haversine_distance"].dtype == np.float32
     assert (features.filter(like="dow_").sum(axis=1) == 1).all()
     assert (features.filter(like="month_").sum(axis=1) == 1).all()
+
+
+def geohash_cells(lat, lon, precision: int = GEOHASH_PRECISION) -> np.ndarray:
+    """Geohash cells as integers (5 bits per character), by bit interleaving: the reference the district
+    columns are checked against (features.py looks the cells up on the grid instead of building them).
+
+    Bit i of the cell, counted from the most significant, is a longitude bit when i is even and a
+    latitude bit when odd; each coordinate's bits are its position in the range, as a binary fraction.
+    """
+    total_bits = 5 * precision
+    lon_bits, lat_bits = (total_bits + 1) // 2, total_bits // 2
+    lat_index = _grid_index(lat, -90.0, 90.0, lat_bits)
+    lon_index = _grid_index(lon, -180.0, 180.0, lon_bits)
+    cells = np.zeros(len(lat_index), dtype=np.int64)
+    for position in range(total_bits):
+        if position % 2 == 0:
+            bit = (lon_index >> (lon_bits - 1 - position // 2)) & 1
+        else:
+            bit = (lat_index >> (lat_bits - 1 - position // 2)) & 1
+        cells = (cells << 1) | bit
+    return cells
+
 
 
 def test_geohash_cells_match_an_independent_implementation_on_thousands_of_points(rides_10k):

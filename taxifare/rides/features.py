@@ -116,26 +116,6 @@ def _manhattan(start: _Points, end: _Points) -> np.ndarray:
     return EARTH_RADIUS_KM * (north_south + east_west)
 
 
-def geohash_cells(lat, lon, precision: int = GEOHASH_PRECISION) -> np.ndarray:
-    """Geohash cells as integers (5 bits per character), by bit interleaving instead of bisection loops.
-
-    Bit i of the cell, counted from the most significant, is a longitude bit when i is even and a
-    latitude bit when odd; each coordinate's bits are its position in the range, as a binary fraction.
-    """
-    total_bits = 5 * precision
-    lon_bits, lat_bits = (total_bits + 1) // 2, total_bits // 2
-    lat_index = _grid_index(lat, -90.0, 90.0, lat_bits)
-    lon_index = _grid_index(lon, -180.0, 180.0, lon_bits)
-    cells = np.zeros(len(lat_index), dtype=np.int64)
-    for position in range(total_bits):
-        if position % 2 == 0:
-            bit = (lon_index >> (lon_bits - 1 - position // 2)) & 1
-        else:
-            bit = (lat_index >> (lat_bits - 1 - position // 2)) & 1
-        cells = (cells << 1) | bit
-    return cells
-
-
 def _grid_index(values, low: float, high: float, bits: int) -> np.ndarray:
     scaled = np.floor((np.asarray(values, dtype=np.float64) - low) / (high - low) * (1 << bits))
     return np.clip(scaled, 0, (1 << bits) - 1).astype(np.int64)
@@ -152,7 +132,7 @@ _LANDMARK_POINTS = tuple(_Points.of(lat, lon) for lat, lon in LANDMARKS.values()
 
 
 def _cell_indices(cell: int) -> tuple[int, int]:
-    """(latitude index, longitude index) of a geohash cell on the grid geohash_cells interleaves."""
+    """(latitude index, longitude index) of a geohash cell: its bits interleave the two, longitude first."""
     bits = format(cell, f"0{5 * GEOHASH_PRECISION}b")
     return int(bits[1::2], 2), int(bits[0::2], 2)
 
@@ -179,7 +159,7 @@ def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
 
 def _district_one_hot(lat, lon) -> np.ndarray:
     """The geohash cells' indices, looked up in the small grid around the districts (anything beyond it
-    lands on its border): the cells of geohash_cells without building them."""
+    lands on its border), without building the cells' bits."""
     total_bits = 5 * GEOHASH_PRECISION
     rows = _grid_index(lat, -90.0, 90.0, total_bits // 2) - _DISTRICT_LAT0
     columns = _grid_index(lon, -180.0, 180.0, (total_bits + 1) // 2) - _DISTRICT_LON0
