@@ -404,3 +404,27 @@ def test_bigquery_sub_windows_are_queried_by_the_workers_in_parallel(tmp_path, c
     again = preprocess(settings, force=True)
     assert len(fake_bigquery.seen("insert")) == 1 + sub_windows, "the rerun must read the sub-window caches"
     assert again.output.read_bytes() == local.output.read_bytes()
+
+
+# Preprocess in this process (Polars writes the rows, and its thread pool starts), then on a local
+# cluster from the same process: its workers must not be forked copies of a process with that pool.
+_LOCAL_THEN_CLUSTER = """
+import hashlib
+import sys
+from taxifare.core.config import load_settings
+from taxifare.preprocessing.run import preprocess
+
+for folder, workers in (("local", None), ("cluster", 2)):
+    settings = load_settings({"local_data_path": f"{sys.argv[2]}/{folder}", "chunk_size": 1000, "workers": workers}, environ={}, dotenv_path=None)
+    print(hashlib.sha256(preprocess(settings, sys.argv[1]).output.read_bytes()).hexdigest())
+"""
+
+
+def test_a_local_cluster_started_by_a_process_that_wrote_rows_itself_finishes(tmp_path, synthetic_1k):
+    done = subprocess.run(
+        [sys.executable, "-c", _LOCAL_THEN_CLUSTER, str(synthetic_1k), str(tmp_path)],
+        env=cli_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    local, cluster = done.stdout.split()
+    assert local == cluster

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -34,7 +35,6 @@ def require_dask() -> None:
 # that the small tasks that a finished scan makes ready go first (see pipeline.py).
 _LOCAL_WORKER_CONFIG = {
     "distributed.scheduler.worker-saturation": 1.0,
-    "distributed.worker.multiprocessing-method": "fork",
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
@@ -64,7 +64,10 @@ def cluster_for(settings: Settings) -> Iterator[Cluster]:
         # One thread per worker process: the pipeline holds the GIL for much of each chunk.
         # No dashboard; the scheduler's small HTTP server (health checks) still starts, on a free port
         # rather than 8787, which another cluster on this machine may hold.
-        with dask.config.set(_LOCAL_WORKER_CONFIG), distributed.LocalCluster(
+        # Forked, unless this process has loaded Polars (it wrote processed rows in this process before):
+        # Polars' thread pool does not survive a fork, and a forked worker would wait on it forever.
+        start = {"distributed.worker.multiprocessing-method": "spawn" if "polars" in sys.modules else "fork"}
+        with dask.config.set({**_LOCAL_WORKER_CONFIG, **start}), distributed.LocalCluster(
             n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=None,
             scheduler_kwargs={"dashboard_address": ":0"},
         ) as local, distributed.Client(local) as client:
