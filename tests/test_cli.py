@@ -96,24 +96,24 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
+def _drawn_lines(monkeypatch, columns: int, note: str) -> list[str]:
+    """What a bar of 250 rows of 1,000 draws on a terminal of `columns`, redraw by redraw."""
+    monkeypatch.setenv("COLUMNS", str(columns))
     screen = FakeTerminal()
     progress = Progress("preprocess", total=1000, stream=screen)
-    progress.advance(250, note="kept 200")
+    progress.advance(250, note=note)
     progress.close()
-    last = screen.getvalue().split("\r")[-1]
-    assert last.startswith("\033[K[######") and "250 rows of ~1,000 (25%)" in last
+    return [line.removeprefix("\033[K").rstrip("\n") for line in screen.getvalue().split("\r") if line]
+
+
+def test_progress_draws_a_bar_with_rate_and_eta_on_a_terminal(monkeypatch):
+    last = _drawn_lines(monkeypatch, 200, note="kept 200")[-1]
+    assert last.startswith("[######") and "250 rows of ~1,000 (25%)" in last
     assert "rows/s" in last and "ETA" in last and "kept 200" in last
 
 
 def test_progress_fits_the_terminal_width(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "40")
-    screen = FakeTerminal()
-    progress = Progress("preprocess", total=1000, stream=screen)
-    progress.advance(250, note="kept 200 of 250 rows read, 50 rejected")
-    progress.close()
-    drawn = [line.removeprefix("\033[K").rstrip("\n") for line in screen.getvalue().split("\r") if line]
+    drawn = _drawn_lines(monkeypatch, 40, note="kept 200 of 250 rows read, 50 rejected")
     assert drawn and all(len(line) == 39 and line.startswith("preprocess: 250 rows") for line in drawn), drawn
 
 
