@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model, training_variables
+from taxifare.model.network import EMBEDDING_DIMS, ModelSpec, build_model, training_variables
 from taxifare.training.checkpoint import Checkpoint
 from taxifare.training.loop import checkpoint_folder, train
 from taxifare.training.state import TrainingState
@@ -73,8 +73,9 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     checkpoint = _saved(tmp_path, _trained_model())
     with pytest.raises(InputError, match=r"does not fit this model \(unknown current dropout_2/seed_generator_state, .*--force"):
         _restored(checkpoint, _model(hidden_units=(8,)))
-    # Five features embedded in 16 dimensions each, and the five themselves: 85 inputs to the first hidden layer.
-    with pytest.raises(InputError, match=r"current hidden_1/kernel has shape \(85, 8\), the model's \(85, 16\)"):
+    # Five features embedded in EMBEDDING_DIMS dimensions each, and the five themselves: the first hidden layer's inputs.
+    inputs = FEATURES * EMBEDDING_DIMS + FEATURES
+    with pytest.raises(InputError, match=rf"current hidden_1/kernel has shape \({inputs}, 8\), the model's \({inputs}, 16\)"):
         _restored(checkpoint, _model(hidden_units=(16, 4)))
 
 
