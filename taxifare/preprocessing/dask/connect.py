@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -67,7 +68,7 @@ def cluster_for(settings: Settings) -> Iterator[Cluster]:
         # Forked, unless this process has loaded Polars (it wrote processed rows in this process before):
         # Polars' thread pool does not survive a fork, and a forked worker would wait on it forever.
         start = {"distributed.worker.multiprocessing-method": "spawn" if "polars" in sys.modules else "fork"}
-        with dask.config.set({**_LOCAL_WORKER_CONFIG, **start}), distributed.LocalCluster(
+        with _workers_in_a_group_of_their_own(), dask.config.set({**_LOCAL_WORKER_CONFIG, **start}), distributed.LocalCluster(
             n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address=None,
             scheduler_kwargs={"dashboard_address": ":0"},
         ) as local, distributed.Client(local) as client:
@@ -77,6 +78,30 @@ def cluster_for(settings: Settings) -> Iterator[Cluster]:
         return
     with _connected(settings.dask_scheduler_address) as client:
         yield _described(client)
+
+
+_forking_workers = False
+
+
+def _own_process_group() -> None:
+    if _forking_workers:
+        os.setpgid(0, 0)
+
+
+os.register_at_fork(after_in_child=_own_process_group)
+
+
+@contextmanager
+def _workers_in_a_group_of_their_own() -> Iterator[None]:
+    """The workers forked meanwhile leave the terminal's process group: Ctrl-C reaches the command, which
+    closes them, and not the workers themselves, which would stop mid-task with a traceback (Polars
+    turns the signal into a KeyboardInterrupt wherever it is working)."""
+    global _forking_workers
+    _forking_workers = True
+    try:
+        yield
+    finally:
+        _forking_workers = False
 
 
 @contextmanager
