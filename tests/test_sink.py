@@ -27,10 +27,11 @@ _AWKWARD = np.array([0.0, -0.0, 1.0, -1.0, 0.1, 1e-7, -2.5e-12, 1e-45, 3.4028235
 def feature_rows(count: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     columns = {}
+    for group in one_hot_groups():  # at most one 1 in a row, as features.py makes them
+        ones = rng.integers(-1, len(group), count)
+        columns.update((name, (ones == place).astype(np.int8)) for place, name in enumerate(group))
     for name in FEATURE_NAMES:
-        if is_one_hot(name):
-            columns[name] = rng.integers(0, 2, count).astype(np.int8)
-        else:
+        if not is_one_hot(name):
             values = (rng.standard_normal(count) * 10.0 ** rng.integers(-8, 8, count)).astype(np.float32)
             values[: len(_AWKWARD)] = _AWKWARD[: count]
             columns[name] = values
@@ -38,6 +39,13 @@ def feature_rows(count: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     columns["hour_sin"] = rng.choice(_AWKWARD, count)
     target = rng.uniform(0, 400, count).round(2)
     return pd.DataFrame(columns), target
+
+
+def one_hot_groups() -> list[list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name in filter(is_one_hot, FEATURE_NAMES):
+        groups.setdefault(name[: name.rindex("_")], []).append(name)
+    return list(groups.values())
 
 
 def written(features: pd.DataFrame, target: np.ndarray) -> bytes:
@@ -71,6 +79,28 @@ def test_the_awkward_values_have_the_texts_of_this_preprocessor_version():
     column = FEATURE_NAMES.index(next(name for name in FEATURE_NAMES if not is_one_hot(name) and name != "hour_sin"))
     texts = [line.split(b",")[column].decode() for line in written(features, target).splitlines()]
     assert texts == ["0.0", "-0.0", "1.0", "-1.0", "0.1", "1e-7", "-2.5e-12", "1e-45", "3.4028235e+38", "123456.78", "10000000.0", "0.00001", "0.000123"]
+
+
+@pytest.mark.parametrize("change", ["none", "two ones", "a 2", "a -1", "floats"])
+def test_one_hot_columns_are_written_as_the_digits_they_hold(change):
+    """A one-hot group is written as one text per row when it holds 0s and at most one 1 a row, else column by
+    column: the same digits either way."""
+    features, target = feature_rows(200)
+    group = one_hot_groups()[-1]
+    if change == "two ones":
+        features.loc[7, group[:2]] = 1
+    elif change in ("a 2", "a -1"):
+        features.loc[7, group[3]] = int(change[2:])
+    elif change == "floats":
+        features[group] = np.float32(0)  # whose bytes are 0s, as a one-hot group's are
+    expected = features[group].to_numpy()
+    fields = [line.split(b",") for line in written(features, target).splitlines()]
+    columns = [FEATURE_NAMES.index(name) for name in group]
+    texts = np.array([[row[column].decode() for column in columns] for row in fields])
+    if change == "floats":
+        np.testing.assert_array_equal(texts, np.where(expected == 1, "1.0", "0.0"))
+    else:
+        np.testing.assert_array_equal(texts, expected.astype(str))
 
 
 def test_an_empty_chunk_writes_nothing():
