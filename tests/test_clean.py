@@ -2,9 +2,11 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from taxifare.rides.clean import REJECT_RULES, SeenRows, clean_rides
+from taxifare.rides.table import Rides, numpy_values
 from taxifare.sources.csv_file import CsvRideSource
 from tests.conftest import write_csv
 
@@ -112,7 +114,7 @@ def test_duplicates_are_removed_across_chunks_and_keep_the_first(tmp_path):
     other = GOOD.replace("7.5", "9.0")
     kept, rejects = clean_lines(tmp_path, [GOOD, other, GOOD, other, GOOD], chunk_size=2)
     assert rejects["duplicate"] == 3
-    fares = np.concatenate([frame["fare_amount"].to_numpy() for frame in kept])
+    fares = np.concatenate([frame["fare_amount"] for frame in kept])
     assert fares.tolist() == [7.5, 9.0]
 
 
@@ -135,3 +137,29 @@ def test_seen_rows_memory_is_eight_bytes_per_distinct_row():
     assert len(seen) == 1000 and seen.nbytes == 8000
     fresh = seen.first_occurrences(np.array([5, 5, 7, 0], dtype=np.uint64))
     assert fresh.tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("values", [[1.5, -0.0, 3e300, np.nan, 7.0], [True, False, True, True, False, False, True, False, True, True]])
+def test_numpy_values_reads_arrow_buffers_at_any_offset(values):
+    """Arrow columns (chunked, sliced at every offset, of booleans whose bits start mid-byte) read as
+    pyarrow's own to_numpy reads them."""
+    whole = pa.chunked_array([pa.array(values[:2]), pa.array(values[2:])])
+    for start in range(len(values)):
+        for column in (whole.slice(start), whole.slice(start).combine_chunks(), whole.slice(start, 0)):
+            got, expected = numpy_values(column), np.asarray(column)
+            np.testing.assert_array_equal(got, expected)
+            assert got.dtype == expected.dtype
+
+
+def test_numpy_values_gives_nulls_the_value_asked_for():
+    column = pa.chunked_array([pa.array([9.0, 1.0, None]), pa.array([None, 4.0])]).slice(1)
+    np.testing.assert_array_equal(numpy_values(column, null=np.nan), [1.0, np.nan, np.nan, 4.0])
+    assert numpy_values(pa.array([True, None, False]).slice(1), null=True).tolist() == [True, False]
+    with pytest.raises(ValueError, match="nulls"):
+        numpy_values(column)
+
+
+def test_rides_keep_the_rows_they_were_parsed_from():
+    rides = Rides.numbered({"fare_amount": np.array([5.0, 6.0, 7.0, 8.0])}).take(np.array([False, True, False, True]))
+    assert rides.rows.tolist() == [1, 3] and rides.at_row(3) == {"fare_amount": 8.0}
+    assert rides.renumbered().rows.tolist() == [0, 1] and len(rides) == 2

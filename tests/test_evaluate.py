@@ -76,7 +76,7 @@ def _expected(settings, good: pd.DataFrame) -> dict:
     """The figures computed directly, with pandas, on the whole table at once."""
     run = Registry(settings.local_registry_path).latest()
     rides = good  # New York wall-clock pickups, written with " UTC" as the public data writes them
-    predicted = predict_fares(load_model(run.model_path), ride_features(rides).to_numpy(np.float32))
+    predicted = predict_fares(load_model(run.model_path), pd.DataFrame(ride_features(rides)).to_numpy(np.float32))
     errors = predicted - good.fare_amount.to_numpy()
     mean_fare = run.metrics["final"]["train_mean_fare"]
     km = haversine_km(good.pickup_latitude, good.pickup_longitude, good.dropoff_latitude, good.dropoff_longitude)

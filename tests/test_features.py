@@ -92,15 +92,20 @@ def rectilinear_km(lat1, lon1, lat2, lon2):
     return 6371.0 * (abs(math.radians(lat2 - lat1)) + abs(math.radians(lon2 - lon1)) * math.cos(mean_lat))
 
 
-def cleaned(path):
+def cleaned(path) -> pd.DataFrame:
     source = CsvRideSource(path, 100_000)
     window = (dt.datetime(2009, 1, 1), dt.datetime(2016, 1, 1))
     seen = SeenRows()
-    return pd.concat([clean_rides(table, *window, seen, "wall-clock").rides for table in source.chunks()], ignore_index=True)
+    return pd.concat([pd.DataFrame(clean_rides(table, *window, seen, "wall-clock").rides.columns) for table in source.chunks()], ignore_index=True)
+
+
+def feature_frame(rides: pd.DataFrame) -> pd.DataFrame:
+    """ride_features of a DataFrame of rides, as a DataFrame with the rides' index."""
+    return pd.DataFrame(ride_features(rides), index=rides.index)
 
 
 def assert_features_match(rides: pd.DataFrame):
-    features = ride_features(rides)
+    features = feature_frame(rides)
     assert list(features.columns) == list(FEATURE_NAMES) == EXPECTED_NAMES
     assert len(FEATURE_NAMES) == 97
     for i, ride in enumerate(rides.to_dict("records")):
@@ -129,7 +134,7 @@ def test_features_on_synthetic_rows_across_dst_and_new_year(tmp_path):
     rides = cleaned(write_csv(tmp_path / "rides.csv", lines))
     assert len(rides) == 4
     assert_features_match(rides)
-    features = ride_features(rides)
+    features = feature_frame(rides)
     hours = np.round(np.arctan2(features["hour_sin"], features["hour_cos"]) * 24 / (2 * np.pi)) % 24
     assert hours.tolist() == [2, 1, 23, 0]
     assert features.loc[2, "month_dec"] == 1 and features.loc[2, "dow_tue"] == 1
@@ -142,7 +147,7 @@ def test_days_since_2009_count_the_seconds_of_the_wall_clock():
     times = ["2013-03-10 01:00", "2013-03-10 04:00", "2013-11-03 01:00", "2013-11-03 04:00"]
     rides = pd.DataFrame({"pickup_datetime": pd.to_datetime(times), "passenger_count": 1, "pickup_latitude": 40.7,
                           "pickup_longitude": -73.9, "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
-    days = ride_features(rides)["days_since_2009"].to_numpy(np.float64) * 2090
+    days = feature_frame(rides)["days_since_2009"].to_numpy(np.float64) * 2090
     assert days[1] - days[0] == pytest.approx(3 / 24, abs=1e-3) and days[3] - days[2] == pytest.approx(3 / 24, abs=1e-3)
 
 
@@ -151,7 +156,7 @@ def test_a_pickup_with_a_zone_is_refused():
     rides = pd.DataFrame({"pickup_datetime": pd.to_datetime(["2013-07-06 21:18"]).tz_localize("UTC"), "passenger_count": 1,
                           "pickup_latitude": 40.7, "pickup_longitude": -73.9, "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
     with pytest.raises(ValueError, match="New York wall-clock times without a zone"):
-        ride_features(rides)
+        feature_frame(rides)
 
 
 def test_hour_weekday_and_month_are_read_off_the_wall_clock_across_clock_changes_and_decades():
@@ -161,7 +166,7 @@ def test_hour_weekday_and_month_are_read_off_the_wall_clock_across_clock_changes
     pickups = changes.append(pd.DatetimeIndex(pd.to_datetime(seconds, unit="s")))
     rides = pd.DataFrame({"pickup_datetime": pickups, "passenger_count": 1, "pickup_latitude": 40.7, "pickup_longitude": -73.9,
                           "dropoff_latitude": 40.8, "dropoff_longitude": -73.95})
-    features = ride_features(rides)
+    features = feature_frame(rides)
     expected_hour_cos = np.cos(2 * np.pi * pickups.hour.to_numpy() / 24).astype(np.float32)
     assert (features["hour_cos"].to_numpy() == expected_hour_cos).all()
     assert (features[[f"dow_{day}" for day in WEEKDAYS]].to_numpy().argmax(axis=1) == pickups.day_of_week).all()
@@ -169,7 +174,7 @@ def test_hour_weekday_and_month_are_read_off_the_wall_clock_across_clock_changes
 
 
 def test_one_hot_columns_are_int8_and_values_float32(rides_1k):
-    features = ride_features(cleaned(rides_1k))
+    features = feature_frame(cleaned(rides_1k))
     assert features["dow_mon"].dtype == np.int8 and features["pickup_geohash_dr5ru"].dtype == np.int8
     assert features["haversine_distance"].dtype == np.float32
     assert (features.filter(like="dow_").sum(axis=1) == 1).all()
@@ -219,8 +224,8 @@ def test_geohash_cells_on_exact_cell_boundaries():
 
 def test_features_do_not_depend_on_the_other_rows(rides_1k):
     rides = cleaned(rides_1k)
-    whole = ride_features(rides)
-    parts = pd.concat([ride_features(rides.iloc[i : i + 7]) for i in range(0, len(rides), 7)])
+    whole = feature_frame(rides)
+    parts = pd.concat([feature_frame(rides.iloc[i : i + 7]) for i in range(0, len(rides), 7)])
     pd.testing.assert_frame_equal(whole, parts)
 
 
@@ -244,7 +249,7 @@ def test_district_columns_are_the_geohash_cells_on_a_million_points_and_on_every
     edge_lat, edge_lon = (grid.ravel() for grid in np.meshgrid(edge_lat, edge_lon))
     lat, lon = np.concatenate([lat, edge_lat, [np.nan, 91.0, -74.0]]), np.concatenate([lon, edge_lon, [-73.9, -73.9, 200.0]])
     with np.errstate(invalid="ignore"):  # the NaN, cast to a grid index
-        features = ride_features(rides_at(lat, lon))
+        features = feature_frame(rides_at(lat, lon))
         for end, (a, o) in (("pickup", (lat, lon)), ("dropoff", (lat[::-1], lon[::-1]))):
             expected = geohash_cells(a, o)[:, None] == np.array([geohash_to_cell(d) for d in DISTRICTS])[None, :]
             got = features[[f"{end}_geohash_{district}" for district in DISTRICTS]].to_numpy()
@@ -271,6 +276,6 @@ def test_landmark_and_trip_distances_have_the_bits_of_the_one_line_haversine():
 def test_months_match_numpy_calendar_every_day_from_1600_to_2400():
     days = np.arange(np.datetime64("1600-01-01"), np.datetime64("2400-01-01")).astype("datetime64[s]")
     pickups = days + np.random.default_rng(7).integers(0, 86400, len(days)).astype("timedelta64[s]")
-    features = ride_features(rides_at(np.full(len(days), 40.7), np.full(len(days), -73.9), pd.Series(pickups)))
+    features = feature_frame(rides_at(np.full(len(days), 40.7), np.full(len(days), -73.9), pd.Series(pickups)))
     expected = pickups.astype("datetime64[M]").astype(np.int64) % 12
     assert (features[[f"month_{month}" for month in MONTHS]].to_numpy().argmax(axis=1) == expected).all()

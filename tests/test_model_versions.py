@@ -154,7 +154,7 @@ def test_a_run_of_preprocessor_version_3_predicts_from_the_features_it_was_train
     (run.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 3, "feature_names": list(FEATURE_NAMES[:73])}))
     ride = {name: [value] for name, value in REFERENCE_RIDE.items()}
     ride["pickup_datetime"] = pd.to_datetime(["2013-07-06 17:18:00"])  # " UTC" is the New York wall clock by default
-    expected = predict_fares(old, ride_features(pd.DataFrame(ride)).to_numpy(np.float32)[:, :73])[0]
+    expected = predict_fares(old, pd.DataFrame(ride_features(pd.DataFrame(ride))).to_numpy(np.float32)[:, :73])[0]
     result = _pred(settings, run.run_id)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == f"{expected:.2f}"

@@ -11,7 +11,6 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
@@ -23,6 +22,7 @@ from taxifare.preprocessing.sink import PickupWindow, ProcessedWriter, new_manif
 from taxifare.rides.clean import Rejects, SeenRows, clean_rides
 from taxifare.rides.features import TARGET, ride_features
 from taxifare.rides.layout import CsvFormat
+from taxifare.rides.table import Rides
 from taxifare.sources.csv_file import RideSource
 from taxifare.sources.identity import bigquery_raw, csv_raw, file_identity, raw_after_reading
 from taxifare.sources.several_files import SeveralFiles, file_source, local_files
@@ -104,16 +104,16 @@ class FeatureStage:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features")
         self._last: Future | None = None
 
-    def append(self, rides: pd.DataFrame, raw_read: dict | None, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
+    def append(self, rides: Rides, raw_read: dict | None, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
         """`raw_read`: how far the raw input was read with this chunk (sources/identity.py's mark), if it can resume."""
         self.wait()
         self._last = self._thread.submit(self._append, rides, raw_read, rows_read, rejects, samples)
 
-    def _append(self, rides: pd.DataFrame, raw_read: dict | None, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
+    def _append(self, rides: Rides, raw_read: dict | None, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
         features = ride_features(rides)
         if raw_read is not None:
             self.writer.manifest["raw"] = {**self.writer.manifest["raw"], "read": raw_read}
-        self.writer.append(features, rides[TARGET].to_numpy(), rows_read, rejects, samples)
+        self.writer.append(features, rides[TARGET], rows_read, rejects, samples)
 
     def wait(self) -> None:
         """Block until every chunk is with the writer; re-raise the error of the last one."""
@@ -137,7 +137,7 @@ def _run_chunks(settings: Settings, source: RideSource, featured: FeatureStage, 
     with closing(chunks):
         for index, raw in enumerate(chunks):
             cleaned = clean_rides(raw, settings.min_date, settings.max_date, seen, settings.utc_label)
-            pickups.add(cleaned.rides["pickup_datetime"].to_numpy())
+            pickups.add(cleaned.rides["pickup_datetime"])
             malformed = source.malformed_rows - malformed_before
             malformed_before = source.malformed_rows
             if progress.total is None:

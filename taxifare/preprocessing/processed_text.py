@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from itertools import groupby
 from typing import BinaryIO
 
 import numpy as np
-import pandas as pd
 
 from taxifare.rides.features import FEATURE_NAMES, ONE_HOT_PREFIXES, TARGET
 
@@ -33,15 +33,15 @@ def _column_groups() -> list[tuple[str, ...]]:
 _GROUPS = _column_groups()
 
 
-def write_rows(features: pd.DataFrame, target: np.ndarray, file: BinaryIO) -> None:
+def write_rows(features: Mapping[str, np.ndarray], target: np.ndarray, file: BinaryIO) -> None:
     """CSV text of the rows, features then fare, no header, appended to `file`."""
     import polars  # only the commands that write processed rows pay for its import
 
     columns = {}
     for names in _GROUPS:
-        texts = _one_hot_texts(polars, [features[name].to_numpy() for name in names]) if len(names) > 1 else None
+        texts = _one_hot_texts(polars, [np.asarray(features[name]) for name in names]) if len(names) > 1 else None
         if texts is None:
-            columns.update((name, features[name].to_numpy()) for name in names)
+            columns.update((name, np.asarray(features[name])) for name in names)
         else:
             columns[names[0]] = texts
     columns[TARGET] = np.asarray(target, dtype=np.float32)

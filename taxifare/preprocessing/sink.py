@@ -12,12 +12,12 @@ much input it covers, replaced atomically. On resume, anything past the manifest
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
@@ -173,14 +173,14 @@ class ProcessedWriter:
         self._file.seek(self.manifest["bytes"])
         self._sync()
 
-    def append(self, features: pd.DataFrame, target: np.ndarray, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
+    def append(self, features: Mapping[str, np.ndarray], target: np.ndarray, rows_read: int, rejects: dict[str, int], samples: dict[str, dict]) -> None:
         if self._written is not None:  # the chunk before: written
             self._written.result()
         while len(self._recording) > 1 or (self._recording and self._recording[0].done()):  # at most one left to record
             self._recording.pop(0).result()
         previous = self._recording[-1] if self._recording else None
         self._written = self._writer.submit(self._write_chunk, features, target)
-        self._recording.append(self._recorder.submit(self._record_chunk, previous, self._written, len(features), target, rows_read, rejects, samples))
+        self._recording.append(self._recorder.submit(self._record_chunk, previous, self._written, len(target), target, rows_read, rejects, samples))
 
     def wait(self) -> None:
         """Block until every chunk appended is on disk and in the manifest; re-raise the first error."""
@@ -190,7 +190,7 @@ class ProcessedWriter:
         for chunk in recording:
             chunk.result()
 
-    def _write_chunk(self, features: pd.DataFrame, target: np.ndarray) -> int:
+    def _write_chunk(self, features: Mapping[str, np.ndarray], target: np.ndarray) -> int:
         """Its end in the file."""
         write_rows(features, target, self._file)
         self._file.flush()

@@ -13,7 +13,6 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,6 +21,7 @@ from taxifare.core.row_hash import hash_words
 from taxifare.rides.date_columns import parse_datetime_column
 from taxifare.rides.dedup import SeenRows
 from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS
+from taxifare.rides.table import Rides, numpy_values
 
 NUMERIC_COLUMNS = tuple(name for name in RAW_COLUMNS if name != "pickup_datetime")
 COORDINATE_COLUMNS = ("pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude")
@@ -47,6 +47,7 @@ _BOX = {name: LONGITUDE_RANGE if name.endswith("longitude") else LATITUDE_RANGE 
 
 # A plain decimal or scientific number; "nan" and "inf" are not accepted as ride values.
 _NUMBER_PATTERN = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_NULL_TEXT = pa.nulls(1, pa.string())[0]  # pa.scalar(None, ...) would import pandas
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Rejects:
 
 @dataclass
 class CleanChunk:
-    rides: pd.DataFrame
+    rides: Rides
     rejects: Rejects
 
 
@@ -77,7 +78,7 @@ class CleanChunk:
 class ScreenedRides:
     """Rows that pass the rules before `duplicate`, with their row hashes (for that rule) and the counts so far."""
 
-    rides: pd.DataFrame
+    rides: Rides
     hashes: np.ndarray
     rejects: Rejects
 
@@ -93,15 +94,15 @@ def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     except pa.ArrowInvalid:
         # Some cell is not a number: keep the ones that are, cell by cell (slower, so only now).
         is_number = pc.match_substring_regex(column, _NUMBER_PATTERN)
-        numbers = pc.cast(pc.if_else(is_number, column, pa.scalar(None, pa.string())), pa.float64())
-    values = numbers.to_numpy(zero_copy_only=False).astype(np.float64)  # a writable copy
-    present = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        numbers = pc.cast(pc.if_else(is_number, column, _NULL_TEXT), pa.float64())
+    values = numpy_values(numbers, null=np.nan).copy()  # writable
+    present = numpy_values(pc.is_valid(column))
     unusable = ~np.isfinite(values)
     values[unusable] = np.nan
     return values, present & unusable
 
 
-def parse_rides(table: pa.Table, utc_label: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def parse_rides(table: pa.Table, utc_label: str) -> tuple[Rides, dict[str, np.ndarray]]:
     """Typed rides (pickup_datetime on the New York wall clock; `utc_label`: what " UTC" means, see
     taxifare.core.dates) and, per parse rule, the mask of rows that break it (in rule order, overlaps allowed)."""
     columns = {}
@@ -111,13 +112,13 @@ def parse_rides(table: pa.Table, utc_label: str) -> tuple[pd.DataFrame, dict[str
         column = table.column(name)
         values, bad = _parse_numbers(column)
         columns[name] = values
-        missing |= pc.is_null(column).to_numpy(zero_copy_only=False)
+        missing |= numpy_values(pc.is_null(column))
         unparseable |= bad
     pickup_text = table.column("pickup_datetime")
     pickup = parse_datetime_column(pickup_text, utc_label)
-    missing |= pc.is_null(pickup_text).to_numpy(zero_copy_only=False)
+    missing |= numpy_values(pc.is_null(pickup_text))
     columns["pickup_datetime"] = pickup
-    rides = pd.DataFrame({name: columns[name] for name in RAW_COLUMNS})
+    rides = Rides.numbered({name: columns[name] for name in RAW_COLUMNS})
     return rides, {
         "missing_value": missing,
         "unparseable_number": unparseable,
@@ -125,8 +126,8 @@ def parse_rides(table: pa.Table, utc_label: str) -> tuple[pd.DataFrame, dict[str
     }
 
 
-def _outside(values: pd.Series, low: float, high: float) -> np.ndarray:
-    return ~((values >= low) & (values <= high)).to_numpy()
+def _outside(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    return ~((values >= low) & (values <= high))
 
 
 def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, seen: SeenRows, utc_label: str) -> CleanChunk:
@@ -136,10 +137,9 @@ def clean_rides(table: pa.Table, min_date: dt.datetime, max_date: dt.datetime, s
     first = seen.first_occurrences(screened.hashes)
     verdicts = later_verdicts(screened.rides)
     keep = first & (verdicts == KEPT)
-    rows = screened.rides.index.to_numpy()
-    settle_rejects(screened.rejects, first, verdicts, rows)
+    settle_rejects(screened.rejects, first, verdicts, screened.rides.rows)
     screened.rejects.samples.update(later_samples(table, screened.rides, verdicts, screened.rejects.samples))
-    return CleanChunk(rides=screened.rides[keep].reset_index(drop=True), rejects=screened.rejects)
+    return CleanChunk(rides=screened.rides.take(keep).renumbered(), rejects=screened.rejects)
 
 
 def screen_rides(
@@ -150,7 +150,7 @@ def screen_rides(
     rides, parse_failures = parse_rides(table, utc_label)
     rejects = Rejects()
     keep = np.ones(len(rides), dtype=bool)
-    pickup = rides["pickup_datetime"].to_numpy()
+    pickup = rides["pickup_datetime"]
     low, high = (np.datetime64(value, "s") for value in (min_date, max_date))
     failures = {**parse_failures, "outside_date_window": ~((pickup >= low) & (pickup < high))}
     rows = np.arange(len(rides))
@@ -158,21 +158,20 @@ def screen_rides(
         hit = keep & mask
         rejects.count(rule, hit, rows, None if rule in sampled else lambda row: sample_value(rule, table, rides, row))
         keep &= ~hit
-    rides = rides[keep]
+    rides = rides.take(keep)
     return ScreenedRides(rides=rides, hashes=_row_hashes(rides), rejects=rejects)
 
 
-def later_verdicts(rides: pd.DataFrame) -> np.ndarray:
+def later_verdicts(rides: Rides) -> np.ndarray:
     """Per ride, the index in REJECT_RULES of the first rule after `duplicate` that it breaks, else KEPT.
 
     Exact duplicates get the same verdict, so it can be computed before knowing which rows repeat others.
     """
-    coords = rides[list(COORDINATE_COLUMNS)]
     fare = rides["fare_amount"]
     failures = {
-        "zero_coordinates": (coords == 0).all(axis=1).to_numpy(),
+        "zero_coordinates": np.logical_and.reduce([rides[name] == 0 for name in COORDINATE_COLUMNS]),
         "passenger_count_out_of_range": bad_passenger_counts(rides),
-        "fare_out_of_range": ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])).to_numpy(),
+        "fare_out_of_range": ~((fare > FARE_RANGE[0]) & (fare < FARE_RANGE[1])),
         "outside_nyc": outside_nyc(rides),
     }
     verdicts = np.full(len(rides), KEPT, dtype=np.int8)
@@ -190,22 +189,22 @@ def settle_rejects(rejects: Rejects, first: np.ndarray, verdicts: np.ndarray, ro
         rejects.counts[rule] += int(counts[index])
 
 
-def later_samples(table: pa.Table, rides: pd.DataFrame, verdicts: np.ndarray, known: dict) -> dict[str, tuple[int, str]]:
+def later_samples(table: pa.Table, rides: Rides, verdicts: np.ndarray, known: dict) -> dict[str, tuple[int, str]]:
     """The first ride of each verdict (not yet in `known`) with its value: always a first occurrence, since
     an earlier exact copy would have the same verdict."""
     samples = {}
     for index in np.unique(verdicts[verdicts != KEPT]):
         rule = REJECT_RULES[index]
         if rule not in known:
-            row = int(rides.index[np.argmax(verdicts == index)])
+            row = int(rides.rows[np.argmax(verdicts == index)])
             samples[rule] = (row, sample_value(rule, table, rides, row))
     return samples
 
 
-def sample_value(rule: str, table: pa.Table, rides: pd.DataFrame, row: int) -> str:
+def sample_value(rule: str, table: pa.Table, rides: Rides, row: int) -> str:
     """`column=text` of the value that makes row `row` of `table` break `rule` (rides: its parsed rows)."""
     text = {name: _text_at(table.column(name), row) for name in RAW_COLUMNS}
-    parsed = rides.loc[row]
+    parsed = rides.at_row(row)
     candidates = {
         "missing_value": [name for name in RAW_COLUMNS if text[name] is None],
         "unparseable_number": [name for name in NUMERIC_COLUMNS if text[name] is not None and np.isnan(parsed[name])],
@@ -226,19 +225,19 @@ def _text_at(column: pa.ChunkedArray, row: int) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
 
-def _row_hashes(rides: pd.DataFrame) -> np.ndarray:
+def _row_hashes(rides: Rides) -> np.ndarray:
     """Equal rides hash alike: -0.0 and 0.0 are one value (+ 0.0 makes them one bit pattern)."""
-    numbers = [(rides[name].to_numpy(np.float64) + 0.0).view(np.uint64) for name in NUMERIC_COLUMNS]
-    pickups = rides["pickup_datetime"].to_numpy("datetime64[s]").view(np.uint64)
+    numbers = [(rides[name] + 0.0).view(np.uint64) for name in NUMERIC_COLUMNS]
+    pickups = rides["pickup_datetime"].astype("datetime64[s]", copy=False).view(np.uint64)
     return hash_words([*numbers, pickups], len(rides))
 
 
-def bad_passenger_counts(rides: pd.DataFrame) -> np.ndarray:
+def bad_passenger_counts(rides: Rides) -> np.ndarray:
     passengers = rides["passenger_count"]
-    return _outside(passengers, *PASSENGER_RANGE) | (passengers != np.round(passengers)).to_numpy()
+    return _outside(passengers, *PASSENGER_RANGE) | (passengers != np.round(passengers))
 
 
-def outside_nyc(rides: pd.DataFrame) -> np.ndarray:
+def outside_nyc(rides: Rides) -> np.ndarray:
     return (
         _outside(rides["pickup_latitude"], *LATITUDE_RANGE)
         | _outside(rides["dropoff_latitude"], *LATITUDE_RANGE)
@@ -258,7 +257,7 @@ PREDICTION_RULES = (
 )
 
 
-def prediction_failures(rides: pd.DataFrame, parse_failures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def prediction_failures(rides: Rides, parse_failures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per PREDICTION_RULES rule, the rows of parsed rides that break it (overlaps allowed)."""
     return {
         **parse_failures,

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from taxifare.core.dates import FIRST_TIME, INSTANT, LAST_TIME, NEW_YORK, PATTERN, WALL_CLOCK, ZONED_PATTERN, zone_names
 from taxifare.rides.clock import instants_of, new_york_times
+from taxifare.rides.table import numpy_values
 
 
 def parse_datetime_column(column: pa.ChunkedArray | pa.Array, utc_label: str = WALL_CLOCK) -> np.ndarray:
@@ -26,7 +27,7 @@ def parse_datetime_column(column: pa.ChunkedArray | pa.Array, utc_label: str = W
         matched = np.ones(len(lengths), dtype=bool)
         offset_hours = offset_minutes = sign = np.zeros(len(lengths), dtype=np.int64)
     else:
-        matched = pc.fill_null(pc.match_substring_regex(column, PATTERN), False).to_numpy(zero_copy_only=False)
+        matched = numpy_values(pc.match_substring_regex(column, PATTERN), null=False)
         offset_hours, offset_minutes, sign = _offsets(tail, lengths)
     year, month, day = _number(head, 0, 4), _number(head, 5, 2), _number(head, 8, 2)
     hour, minute = _number(head, 11, 2) * (lengths > 10), _number(head, 14, 2) * (lengths > 10)
@@ -82,7 +83,7 @@ def _zoned_rows(column: pa.ChunkedArray | pa.Array, matched: np.ndarray, valid: 
         return {}
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     zones = pc.struct_field(pc.extract_regex(array.take(pa.array(candidates)), ZONED_PATTERN), "zone").dictionary_encode()
-    codes = pc.fill_null(zones.indices, -1).to_numpy(zero_copy_only=False)
+    codes = numpy_values(zones.indices, null=-1)
     known = zone_names()
     return {zone: candidates[codes == code] for code, zone in enumerate(zones.dictionary.to_pylist()) if zone in known}
 

@@ -1,4 +1,4 @@
-"""Stateless, row-wise, vectorized features: a cleaned ride table in, a float32/int8 feature table out.
+"""Stateless, row-wise, vectorized features: cleaned rides in, float32/int8 feature columns out.
 
 Nothing here depends on other rows or on the chunk a row arrives in, so the processed file is the same
 whatever the chunk size, and prediction applies exactly the transformation training saw.
@@ -8,9 +8,9 @@ Bump PREPROCESSOR_VERSION whenever a feature's definition, order or scaling chan
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 PREPROCESSOR_VERSION = 4  # 3: hours, days and dates on the New York wall clock (core/dates.py); 4: + coordinates
 # Earlier versions whose features are this version's first columns, unchanged (version: how many): their
@@ -178,10 +178,11 @@ _GREGORIAN_CYCLE_DAYS = 146_097  # 400 years
 _HOUR_SIN_COS = _as_float32([np.sin(2 * np.pi * np.arange(24) / 24), np.cos(2 * np.pi * np.arange(24) / 24)])
 
 
-def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
-    """Feature table (columns FEATURE_NAMES, same index) for cleaned rides.
+def ride_features(rides: Mapping) -> dict[str, np.ndarray]:
+    """The feature columns (FEATURE_NAMES, in order, each a NumPy array) of cleaned rides, row for row.
 
-    `rides` needs pickup_datetime (datetime64 without a zone: New York wall-clock time, as core/dates.py reads
+    `rides` (a rides.table.Rides, or any mapping of column names to arrays: a pandas DataFrame, say) needs
+    pickup_datetime (datetime64 without a zone: New York wall-clock time, as core/dates.py reads
     it), the four coordinates and passenger_count. The hour, weekday, month and days since 2009 are those
     of the wall clock, counted as it shows them (a day is 86,400 of its seconds, DST changes or not).
     """
@@ -190,12 +191,12 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
     hour_sin, hour_cos = _HOUR_SIN_COS[:, hour]
     seconds_since_2009 = (pickup - EPOCH_2009) / np.timedelta64(1, "s")
 
-    plat, plon = rides["pickup_latitude"].to_numpy(np.float64), rides["pickup_longitude"].to_numpy(np.float64)
-    dlat, dlon = rides["dropoff_latitude"].to_numpy(np.float64), rides["dropoff_longitude"].to_numpy(np.float64)
+    ends = ("pickup_latitude", "pickup_longitude", "dropoff_latitude", "dropoff_longitude")
+    plat, plon, dlat, dlon = (np.asarray(rides[name], dtype=np.float64) for name in ends)
     pickup, dropoff = _Points.of(plat, plon), _Points.of(dlat, dlon)
 
     columns = [
-        _as_float32((rides["passenger_count"].to_numpy(np.float64) - 1) / 7)[:, None],
+        _as_float32((np.asarray(rides["passenger_count"], dtype=np.float64) - 1) / 7)[:, None],
         hour_sin[:, None],
         hour_cos[:, None],
         _one_hot(weekday, 7),
@@ -211,14 +212,17 @@ def ride_features(rides: pd.DataFrame) -> pd.DataFrame:
         columns.append(_as_float32(_haversine(dropoff, place) / DISTANCE_SCALE_KM)[:, None])
     columns.append(_coordinate_columns(pickup, dropoff))
 
-    frame = {}
     names = iter(FEATURE_NAMES)
-    for block in columns:
-        for j in range(block.shape[1]):
-            frame[next(names)] = np.ascontiguousarray(block[:, j])
-    # Not consolidated into one 2-D block per dtype: that copy is of no use to the CSV writer, which
-    # takes the columns one by one.
-    return pd.DataFrame(frame, index=rides.index, copy=False)
+    return {next(names): np.ascontiguousarray(block[:, j]) for block in columns for j in range(block.shape[1])}
+
+
+def feature_matrix(features: Mapping[str, np.ndarray], count: int = len(FEATURE_NAMES)) -> np.ndarray:
+    """The first `count` feature columns as one float32 matrix, a row per ride: what a model takes."""
+    names = FEATURE_NAMES[:count]
+    matrix = np.empty((len(features[names[0]]), count), dtype=np.float32)
+    for column, name in enumerate(names):
+        matrix[:, column] = features[name]
+    return matrix
 
 
 def _coordinate_columns(pickup: _Points, dropoff: _Points) -> np.ndarray:
@@ -248,10 +252,11 @@ def _north_east(points: _Points) -> tuple[np.ndarray, np.ndarray]:
     return north, east
 
 
-def _wall_clock(pickup: pd.Series) -> np.ndarray:
-    if isinstance(pickup.dtype, pd.DatetimeTZDtype):
+def _wall_clock(pickup) -> np.ndarray:
+    dtype = getattr(pickup, "dtype", None)
+    if not (isinstance(dtype, np.dtype) and dtype.kind == "M"):  # a pandas column with a zone is not
         raise ValueError("pickup_datetime must be New York wall-clock times without a zone (see taxifare.core.dates)")
-    return pickup.to_numpy().astype("datetime64[s]")
+    return np.asarray(pickup).astype("datetime64[s]", copy=False)
 
 
 def _calendar(wall_clock: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -205,15 +205,15 @@ def _score_blocks(settings, rides_input: RawCsv | ParquetText, run: Run, model, 
     progress = Progress("evaluate", total=None)
     rows_read = 0
     for block in iter_ride_blocks(rides_input, settings.chunk_size, rejected, settings.utc_label):
-        rides = block.rides[block.usable]
+        rides = block.rides.take(block.usable)
         rows_read += block.rows_read
         if len(rides):
             features = trained_features(run, rides)
             predicted = predict_fares(model, features)
-            in_sample.add(features, rides[TARGET].to_numpy(np.float64))
-            pickup = rides["pickup_datetime"].to_numpy().astype("datetime64[Y]").astype(np.int64) + 1970
+            in_sample.add(features, rides[TARGET])
+            pickup = rides["pickup_datetime"].astype("datetime64[Y]").astype(np.int64) + 1970
             distance = haversine_km(rides["pickup_latitude"], rides["pickup_longitude"], rides["dropoff_latitude"], rides["dropoff_longitude"])
-            scores.add(rides[TARGET].to_numpy(np.float64), predicted, pickup, distance)
+            scores.add(rides[TARGET], predicted, pickup, distance)
             scores.outside_training_window += int(outside_training_window(rides, run.pickup_window).sum())
         progress.advance(block.rows_read, note=f"scored {scores.model.rows:,}")
     progress.close()

@@ -27,7 +27,7 @@ from taxifare.core.files import StagedFile, describe_os_error
 from taxifare.core.progress import Progress, log_summary
 from taxifare.model.network import load_model, predict_fares
 from taxifare.registry.store import Registry, Run
-from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, PREPROCESSOR_VERSION, ride_features
+from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, PREPROCESSOR_VERSION, feature_matrix, ride_features
 from taxifare.rides.layout import CsvFormat
 from taxifare.serving.ride_blocks import (
     MALFORMED_LINE,
@@ -85,7 +85,7 @@ def _servable(version, names) -> bool:
 
 def trained_features(run: Run, rides) -> np.ndarray:
     """The features of cleaned `rides` (float32) that `run` was trained on: the first columns of this version's."""
-    return ride_features(rides).iloc[:, : len(run.params["feature_names"])].to_numpy(np.float32)
+    return feature_matrix(ride_features(rides), len(run.params["feature_names"]))
 
 
 def _log_always(message: str) -> None:
@@ -186,7 +186,7 @@ def _stream_predictions(settings, rides_input: RawCsv | ParquetText, target, run
     progress = Progress("pred", total=None)
     target.write(csv_header([*rides_input.header, *ADDED_COLUMNS], rides_input.delimiter))
     for block in iter_ride_blocks(rides_input, settings.chunk_size, result.rejected, settings.utc_label):
-        rides = block.rides[block.usable]
+        rides = block.rides.take(block.usable)
         fares = predict_fares(model, trained_features(run, rides)) if len(rides) else np.empty(0)
         outside = outside_training_window(rides, window)
         target.write(csv_rows(_output_rows(block, fares, outside), rides_input.delimiter))

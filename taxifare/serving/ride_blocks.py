@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -38,6 +37,7 @@ from taxifare.rides.clean import (
 )
 from taxifare.rides.features import TARGET
 from taxifare.rides.layout import RAW_COLUMNS, SAMPLE_CHARS, CsvFormat
+from taxifare.rides.table import Rides
 from taxifare.sources.parquet_file import ParquetText, is_parquet
 from taxifare.sources.raw_csv import STDIN, RawCsv, open_raw_csv, parse_lines
 
@@ -143,7 +143,7 @@ class RideBlock:
     rows_read: int
     table: pa.Table
     lines: np.ndarray
-    rides: pd.DataFrame
+    rides: Rides
     reasons: np.ndarray
     malformed_lines: np.ndarray
 
@@ -177,7 +177,7 @@ def _text_rows(raw: RawCsv | ParquetText, rows_per_block: int, rejections: Rejec
         yield chunk.rows, *_read_text_rows(chunk, raw, rejections)
 
 
-def rejected_rules(table: pa.Table, utc_label: str, with_fare: bool = False) -> tuple[pd.DataFrame, np.ndarray, pa.Table]:
+def rejected_rules(table: pa.Table, utc_label: str, with_fare: bool = False) -> tuple[Rides, np.ndarray, pa.Table]:
     """Parsed rides, per row the first rule it breaks ("" for a usable row), and the ride columns as they
     were parsed (missing-value texts as nulls); the FARE_RULES apply only `with_fare` (otherwise the fare
     is not read at all)."""
@@ -200,9 +200,9 @@ def _as_missing(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(pc.is_in(text, value_set=_MISSING_TEXTS), pa.scalar(None, pa.string()), text)
 
 
-def _fare_failures(rides: pd.DataFrame, fare_text) -> dict[str, np.ndarray]:
+def _fare_failures(rides: Rides, fare_text) -> dict[str, np.ndarray]:
     missing = pc.is_null(fare_text).to_numpy(zero_copy_only=False)
-    fare = rides[TARGET].to_numpy()
+    fare = rides[TARGET]
     return {
         "missing_fare": missing,
         "unparseable_fare": ~missing & np.isnan(fare),
@@ -210,13 +210,13 @@ def _fare_failures(rides: pd.DataFrame, fare_text) -> dict[str, np.ndarray]:
     }
 
 
-def outside_training_window(rides: pd.DataFrame, window: tuple[dt.datetime, dt.datetime] | None) -> np.ndarray:
+def outside_training_window(rides: Rides, window: tuple[dt.datetime, dt.datetime] | None) -> np.ndarray:
     """Which rides were picked up before the first or after the last pickup a run trained on (all False
     when the run records no window)."""
     if window is None:
         return np.zeros(len(rides), dtype=bool)
     first, last = (np.datetime64(value.replace(tzinfo=None), "s") for value in window)
-    pickup = rides["pickup_datetime"].to_numpy()
+    pickup = rides["pickup_datetime"]
     return (pickup < first) | (pickup > last)
 
 

@@ -70,15 +70,15 @@ def scan_partition(settings: Settings, part: Partition, index: int, folder: Path
         for raw in source.chunks():
             screened = screen_rides(raw, settings.min_date, settings.max_date, settings.utc_label, sampled=rejects.samples)
             verdict = later_verdicts(screened.rides)
-            kept = screened.rides[verdict == KEPT]
-            write_rows(ride_features(kept), kept["fare_amount"].to_numpy(), candidates.file)
+            kept = screened.rides.take(verdict == KEPT)
+            write_rows(ride_features(kept), kept["fare_amount"], candidates.file)
             screened.rejects.samples.update(later_samples(raw, screened.rides, verdict, {**rejects.samples, **screened.rejects.samples}))
             _add_rejects(rejects, screened.rejects, row_count)
             hashes.append(screened.hashes)
             verdicts.append(verdict)
-            rows.append(screened.rides.index.to_numpy() + row_count)
-            fares.append(kept["fare_amount"].to_numpy())
-            pickups.add(kept["pickup_datetime"].to_numpy())
+            rows.append(screened.rides.rows + row_count)
+            fares.append(kept["fare_amount"])
+            pickups.add(kept["pickup_datetime"])
             row_count += raw.num_rows
         candidates.commit(durable=False)
     rejects.counts["malformed_line"] = source.malformed_rows
