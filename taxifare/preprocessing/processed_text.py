@@ -33,6 +33,12 @@ def _column_groups() -> list[tuple[str, ...]]:
 _GROUPS = _column_groups()
 
 
+def load_writer() -> None:
+    """Import Polars now: in a thread of its own while the first chunk is read and parsed (which release
+    the GIL), its import is off the critical path; the first write pays for it otherwise."""
+    import polars  # noqa: F401
+
+
 def write_rows(features: Mapping[str, np.ndarray], target: np.ndarray, file: BinaryIO) -> None:
     """CSV text of the rows, features then fare, no header, appended to `file`."""
     import polars  # only the commands that write processed rows pay for its import

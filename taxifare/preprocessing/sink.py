@@ -22,7 +22,7 @@ import numpy as np
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
 from taxifare.core.files import atomic_write_json, fsync_path, read_json
-from taxifare.preprocessing.processed_text import write_rows
+from taxifare.preprocessing.processed_text import load_writer, write_rows
 from taxifare.rides.clean import REJECT_RULES
 from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET, is_one_hot
 from taxifare.rides.layout import CsvFormat
@@ -153,6 +153,7 @@ class ProcessedWriter:
         self.manifest = manifest
         self._file = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processed-writer")
+        self._writer.submit(load_writer)  # a failed import fails the first write again, which reports it
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processed-recorder")
         self._written: Future | None = None  # the last chunk appended: its end in the file
         self._recording: list[Future] = []  # the chunks not yet recorded, oldest first

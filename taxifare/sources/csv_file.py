@@ -98,21 +98,21 @@ class RawLineParser:
             next_line = self.raw.first_line
             for block in self.raw.blocks:
                 parsed = parser.submit(parse_lines, block, self.raw, next_line, RAW_COLUMNS)
-                next_line += block.count(b"\n") + (not block.endswith(b"\n"))
+                lines = block.count(b"\n") + (not block.endswith(b"\n"))
+                next_line += lines
                 if parsing is not None:
                     yield from self._rows_of(*parsing)
-                parsing = (block, parsed)
+                parsing = (block, lines, parsed)
             if parsing is not None:
                 yield from self._rows_of(*parsing)
 
-    def _rows_of(self, block: bytes, parsing: Future) -> Iterator[pa.RecordBatch]:
+    def _rows_of(self, block: bytes, lines: int, parsing: Future) -> Iterator[pa.RecordBatch]:
         parsed = parsing.result()
-        self._count_lines(block, parsed.table.num_rows, parsed.malformed)
+        self._count_lines(block, lines, parsed.table.num_rows, parsed.malformed)
         yield from parsed.table.to_batches()
 
-    def _count_lines(self, block: bytes, rows: int, malformed: list[tuple[int, str]]) -> None:
+    def _count_lines(self, block: bytes, lines: int, rows: int, malformed: list[tuple[int, str]]) -> None:
         numbers = np.array([number for number, _ in malformed], dtype=np.int64)
-        lines = block.count(b"\n") + (not block.endswith(b"\n"))
         # Without a carriage return, every line is a row, a malformed line or an empty one: when the first
         # two account for all of them, there is no empty line to look for.
         no_empty = lines == rows + len(malformed) and b"\r" not in block
