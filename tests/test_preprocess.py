@@ -1,7 +1,4 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +10,7 @@ from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import manifest_path
 from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION
 from taxifare.sources.csv_file import CsvRideSource
-from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
+from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, run_cli, write_csv
 
 
 def settings_for(tmp_path, **flags):
@@ -276,20 +273,3 @@ def test_a_chunk_whose_features_fail_stops_the_run_after_the_chunks_before_it(tm
     whole = run(tmp_path, synthetic_10k, chunk_size=1_000, data_size="whole")
     assert resumed.output.read_bytes() == whole.output.read_bytes() and resumed.manifest["chunks_written"] == 10
 
-
-def test_preprocess_does_without_pandas(tmp_path, synthetic_1k):
-    """pandas' import alone costs as much as cleaning 300,000 rides: the local engine never imports it, not
-    even for the samples of rejected rows."""
-    lines = synthetic_1k.read_text().splitlines()
-    lines[5:5] = ["x,abc,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,1", "y,5,someday,-73.95,40.78,-73.98,40.76,1",
-                  "z,5,2013-07-06 17:18:00 UTC,0,0,0,0,1", "w,5,2013-07-06 17:18:00 UTC,-73.95,40.78,-73.98,40.76,9"]
-    path = tmp_path / "rides.csv"
-    path.write_text("\n".join(lines) + "\n")
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "taxifare", "preprocess", "--input", str(path)],
-                          cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert {"taxifare.rides.clean", "polars"} <= imported and "pandas" not in imported
-    manifest = json.loads(manifest_path(Path(done.stdout.strip())).read_text())
-    for rule in ("unparseable_number", "bad_datetime", "zero_coordinates", "passenger_count_out_of_range"):
-        assert manifest["rejected"][rule] >= 1 and rule in manifest["rejected_samples"], rule
