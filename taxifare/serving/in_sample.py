@@ -1,9 +1,10 @@
 """Whether the rides `evaluate` scores are rides the run trained on (then its figures are in-sample).
 
 Each scored ride becomes the row the run would have seen in its processed file (its features and fare as
-float32), whose hash, computed as the run's split method did (splits.identity_positions), is looked up in the sample of training rows the run keeps (splits.TrainingRowSample,
-with its parents'). The sample holds every training row of all but huge runs, so the count is exact; beyond
-it, the share is estimated from the scored rows that fall in the sample's range.
+float32), whose hash, computed as the run's split method did (splits.identity_positions), is looked up
+in the sample of training rows the run keeps (splits.TrainingRowSample, with its parents'). The sample
+holds every training row of all but huge runs, so the count is exact; beyond it, the share is estimated
+from the scored rows that fall in the sample's range.
 """
 
 from __future__ import annotations
