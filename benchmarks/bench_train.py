@@ -86,7 +86,7 @@ def settings_for(workdir: Path, **flags):
 def in_memory_throughput(processed: Path, settings) -> dict:
     data = open_processed(processed, span_rows(settings.chunk_size))
     rows = read_rows(data, data.spans)
-    rows = rows[assign_sets(row_hashes(rows)) == TRAIN]
+    rows = rows[assign_sets(row_hashes(rows, data.identity)) == TRAIN]
     statistics = FeatureStatistics.empty(rows.shape[1])
     statistics.add(rows)
     spec = ModelSpec.of(settings)

@@ -11,9 +11,11 @@ import pytest
 from taxifare.core.errors import InputError
 from taxifare.model.network import load_model, predict_fares
 from taxifare.preprocessing.run import preprocess
-from taxifare.registry.store import Registry
+from taxifare.registry.store import SAMPLE_FILE, Registry
 from taxifare.rides.features import haversine_km, ride_features
 from taxifare.serving.evaluate import evaluate, median_from_cents
+from taxifare.training import splits
+from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, span_rows
 from taxifare.training.loop import train
 from tests.conftest import assert_clean_error, cli_env, run_cli, write_csv
 from tests.training_data import demo_settings, processed_demo, with_registry
@@ -207,3 +209,38 @@ def test_rides_the_run_trained_on_are_recognised_and_counted(tmp_path, caplog):
     result = evaluate(settings, fresh, plot_path=tmp_path / "plot.png")
     assert (result.seen_in_training, result.seen_in_training_share) == ("0 of the 300 rows scored (0.0%)", 0.0)
     assert "in-sample" not in caplog.text
+
+
+def test_a_run_split_by_a_hash_of_all_its_columns_is_looked_up_as_it_was_split(tmp_path):
+    """A run of the previous taxifare (row-hash-1: a hash of all the columns of a version-4 file) keeps the
+    hashes it made: evaluate computes them the same way; a method it does not know is said to be unknown;
+    such a run is no parent (its training rows would be in a new run's test set)."""
+    raw = tmp_path / "rides.csv"
+    _write_rides(raw, _good_rides(800, seed=8))
+    settings = with_registry(demo_settings(tmp_path, chunk_size=50_000, data_size="mine"), tmp_path / "registry")
+    preprocess(settings, input_path=raw)
+    tiny = with_registry(settings, settings.local_registry_path, chunk_size=2000, epochs=1, batch_size=64, members=1)
+    run = train(tiny).run
+    data = open_processed(settings.processed_path, span_rows(2000))
+    with data.file:
+        prepared = prepare_rows(data, tmp_path / "rows.f32")
+    trained = read_prepared_rows(tmp_path / "rows.f32", len(data.columns), prepared, range(len(prepared.span_starts) - 1))
+    assert len(data.columns) > len(splits.IDENTITY_COLUMNS)
+    every_column = splits.TrainingRowSample.empty()
+    every_column.add(splits.row_hashes(trained, np.arange(len(data.columns))))
+    every_column.save(run.path / SAMPLE_FILE)
+    params = json.loads((run.path / "params.json").read_text())
+
+    def record(method: str) -> None:
+        params["split"]["method"] = method
+        (run.path / "params.json").write_text(json.dumps(params))
+
+    record("row-hash-1")
+    result = evaluate(settings, raw, plot_path=tmp_path / "plot.png")
+    assert result.seen_in_training == f"{len(trained):,} of the 800 rows scored ({len(trained) / 800:.1%})"
+    with pytest.raises(InputError, match=f"cannot continue run {run.run_id}: its rows were split by row-hash-1"):
+        train(tiny, from_run=run.run_id)
+    record("row-hash-9")
+    result = evaluate(settings, raw, plot_path=tmp_path / "plot.png")
+    assert result.seen_in_training == "not known (the run was split by row-hash-9, which this taxifare does not know)"
+    assert result.seen_in_training_share is None

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taxifare.core.errors import InputError
 from taxifare.preprocessing.run import preprocess
 from taxifare.registry.store import SAMPLE_FILE
 from taxifare.training import splits
 from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, read_rows, span_rows
 from taxifare.training.loop import train
 from taxifare.training.shards import prepare_share
-from taxifare.training.splits import TrainingRowSample, assign_sets, row_hashes, sample_keys
+from taxifare.training.splits import TrainingRowSample, assign_sets, identity_positions, row_hashes, sample_keys
 from tests.training_data import demo_settings, processed_demo, with_registry
 
 SMALL = {"chunk_size": 1000, "batch_size": 128, "hidden_units": (16,), "learning_rate": 0.005, "epochs": 1, "members": 1}
@@ -57,16 +58,16 @@ def test_a_warm_start_never_tests_on_rows_its_parent_trained_on(tmp_path, small_
 
     parent_rows = TrainingRowSample.load(parent.path / SAMPLE_FILE)
     assert parent_rows.complete and 0.95 * parent.params["data"]["train_rows"] < len(parent_rows.keys) <= parent.params["data"]["train_rows"]
-    _, prepared, child_trained = _training_rows(both.processed_path, SMALL["chunk_size"], tmp_path / "rows.f32")
+    data, prepared, child_trained = _training_rows(both.processed_path, SMALL["chunk_size"], tmp_path / "rows.f32")
     for held_out in (prepared.test, prepared.validation):
-        checked, seen = parent_rows.look_up(row_hashes(held_out))
+        checked, seen = parent_rows.look_up(row_hashes(held_out, data.identity))
         assert (checked, seen) == (CAP, 0), "a row the parent trained on is in the child's held-out rows"
     assert len(prepared.test) == len(prepared.validation) == CAP and prepared.left_out > 0
     assert child.params["split"]["left_out_rows"] == prepared.left_out
     # The child's sample holds its own training rows and its parent's.
     child_rows = TrainingRowSample.load(child.path / SAMPLE_FILE)
     assert np.isin(parent_rows.keys, child_rows.keys).all()
-    assert np.isin(np.unique(sample_keys(row_hashes(child_trained))), child_rows.keys).all()
+    assert np.isin(np.unique(sample_keys(row_hashes(child_trained, data.identity))), child_rows.keys).all()
     assert child.params["data"]["training_sample"]["covers_parents"] is True
 
 
@@ -74,9 +75,9 @@ def test_a_row_has_the_same_set_in_every_data_set_and_extra_held_out_rows_are_le
     demo = processed_demo(tmp_path, rides=4000)
     data, prepared, trained = _training_rows(demo.processed_path, 700, tmp_path / "rows.f32")
     rows = read_rows(data, data.spans)
-    sets = assign_sets(row_hashes(rows))
+    sets = assign_sets(row_hashes(rows, data.identity))
     # Each row's set from its own values: the same alone as among thousands, in a file of any size.
-    single = np.array([assign_sets(row_hashes(rows[i : i + 1]))[0] for i in range(0, len(rows), 97)])
+    single = np.array([assign_sets(row_hashes(rows[i : i + 1], data.identity))[0] for i in range(0, len(rows), 97)])
     np.testing.assert_array_equal(single, sets[::97])
     assert 0.07 < np.mean(sets == splits.TEST) < 0.13 and 0.07 < np.mean(sets == splits.VALIDATION) < 0.13
     # Held out: the first CAP candidates in file order; the others are in no set.
@@ -84,7 +85,30 @@ def test_a_row_has_the_same_set_in_every_data_set_and_extra_held_out_rows_are_le
     np.testing.assert_array_equal(prepared.validation, rows[sets == splits.VALIDATION][:CAP])
     assert len(trained) == (sets == splits.TRAIN).sum()
     assert prepared.left_out == (sets != splits.TRAIN).sum() - 2 * CAP
-    assert not np.isin(row_hashes(trained), row_hashes(rows[sets != splits.TRAIN])).any()
+    assert not np.isin(row_hashes(trained, data.identity), row_hashes(rows[sets != splits.TRAIN], data.identity)).any()
+
+
+def test_columns_beside_the_identity_columns_move_no_row_between_sets(tmp_path):
+    """Features a later preprocessor version appends or changes leave every row in its set, so the validation
+    and test figures of two versions are of the same rows; a version-3 file splits as row-hash-1 did."""
+    demo = processed_demo(tmp_path, rides=3000)
+    data = open_processed(demo.processed_path, span_rows(1000))
+    rows, columns = read_rows(data, data.spans), data.columns
+    data.file.close()
+    sets = assign_sets(row_hashes(rows, identity_positions(columns)))
+    assert len(columns) > len(splits.IDENTITY_COLUMNS)
+    rng = np.random.default_rng(3)
+    # Another version's file: the fare first, a column appended, every non-identity column changed.
+    other_columns = [columns[-1], *columns[:-1], "a_new_feature"]
+    other = np.column_stack([rows[:, -1], rows[:, :-1], rng.normal(size=len(rows))]).astype(np.float32)
+    changed = [other_columns.index(name) for name in other_columns if name not in splits.IDENTITY_COLUMNS]
+    other[:, changed] = rng.normal(size=(len(rows), len(changed)))
+    np.testing.assert_array_equal(assign_sets(row_hashes(other, identity_positions(other_columns))), sets)
+    version_3 = np.column_stack([rows[:, : len(splits.IDENTITY_COLUMNS) - 1], rows[:, -1]])
+    every_column = identity_positions(splits.IDENTITY_COLUMNS, splits.ALL_COLUMNS_METHOD)
+    np.testing.assert_array_equal(assign_sets(row_hashes(version_3, every_column)), sets)
+    with pytest.raises(InputError, match="lacks 1 of the columns that decide each row's set"):
+        identity_positions([name for name in columns if name != "hour_sin"])
 
 
 class ThreadTeam:

@@ -1,9 +1,10 @@
 """Whether the rides `evaluate` scores are rides the run trained on (then its figures are in-sample).
 
 Each scored ride becomes the row the run would have seen in its processed file (its features and fare as
-float32), whose hash is looked up in the sample of training rows the run keeps (splits.TrainingRowSample,
-with its parents'). The sample holds every training row of all but huge runs, so the count is exact; beyond
-it, the share is estimated from the scored rows that fall in the sample's range.
+float32), whose hash, computed as the run's split method did (splits.identity_positions), is looked up
+in the sample of training rows the run keeps (splits.TrainingRowSample, with its parents'). The sample
+holds every training row of all but huge runs, so the count is exact; beyond it, the share is estimated
+from the scored rows that fall in the sample's range.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from taxifare.registry.store import SAMPLE_FILE, Run
-from taxifare.training.splits import TrainingRowSample, row_hashes
+from taxifare.core.errors import InputError
+from taxifare.rides.features import TARGET
+from taxifare.training.splits import TrainingRowSample, identity_positions, recorded_method, row_hashes
 
 log = logging.getLogger("taxifare")
 
 
 @dataclass
 class InSampleCheck:
-    sample: TrainingRowSample | None  # None: the run keeps none (an older taxifare trained it)
+    sample: TrainingRowSample | None  # None: the rows it trained on cannot be recognised
+    positions: np.ndarray | None = None  # the columns its row hashes cover, among its features and the fare
+    unknown: str = "the run keeps no sample of its training rows"  # why, when `sample` is None
     checked: int = 0  # scored rows in the sample's range (all of them when the sample is complete)
     seen: int = 0  # of those, rows the run trained on
 
@@ -31,13 +36,19 @@ class InSampleCheck:
         if not run.params["data"].get("training_sample") or not path.is_file():
             log.info("run %s keeps no sample of its training rows (an older taxifare trained it): rows it trained on are not recognised", run.run_id)
             return cls(None)
-        return cls(TrainingRowSample.load(path))
+        method = recorded_method(run.params)
+        try:
+            positions = identity_positions([*run.params["feature_names"], TARGET], method)
+        except InputError:
+            log.info("run %s was split by %s, which this taxifare does not know: rows it trained on are not recognised", run.run_id, method)
+            return cls(None, unknown=f"the run was split by {method}, which this taxifare does not know")
+        return cls(TrainingRowSample.load(path), positions)
 
     def add(self, features: np.ndarray, fares: np.ndarray) -> None:
         """Look up scored rides: their features (float32) and fares, as the processed file holds them."""
         if self.sample is not None:
             rows = np.column_stack([features.astype(np.float32), fares.astype(np.float32)])
-            checked, seen = self.sample.look_up(row_hashes(rows))
+            checked, seen = self.sample.look_up(row_hashes(rows, self.positions))
             self.checked += checked
             self.seen += seen
 
@@ -47,7 +58,7 @@ class InSampleCheck:
 
     def describe(self, scored: int) -> str:
         if self.sample is None:
-            return "not known (the run keeps no sample of its training rows)"
+            return f"not known ({self.unknown})"
         if self.sample.complete:
             return f"{self.seen:,} of the {scored:,} rows scored ({self.seen / max(scored, 1):.1%})"
         if not self.checked:

@@ -1,7 +1,7 @@
 """The processed CSV as training data, never loaded whole, split once and for all into three sets.
 
 The file is cut into spans of whole lines. One pass parses it, assigns every row to the training,
-validation or test set by a hash of its values, gathers per-feature statistics of the training rows,
+validation or test set by a hash of its identity columns, gathers per-feature statistics of the training rows,
 and writes the training rows as raw float32 to a scratch file beside the checkpoint (the size of the
 CSV, roughly), so that training, which reads the spans in a new seeded order on every pass over the data,
 several scattered spans per chunk, the next chunk in a background thread, does not parse text again: on
@@ -32,7 +32,7 @@ from taxifare.rides.features import FEATURE_NAMES, PREPROCESSOR_VERSION, TARGET
 from taxifare.rides.layout import RAW_COLUMNS, header_fields
 from taxifare.sources.identity import content_fingerprint
 from taxifare.training import splits  # its caps are read at each call
-from taxifare.training.splits import LEFT_OUT, TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, row_hashes
+from taxifare.training.splits import LEFT_OUT, TEST, TRAIN, VALIDATION, TrainingRowSample, assign_sets, identity_positions, row_hashes
 
 SPANS_PER_CHUNK = 8
 T = TypeVar("T")
@@ -41,7 +41,8 @@ G = TypeVar("G")
 
 @dataclass(frozen=True)
 class ProcessedData:
-    """A complete processed CSV, its manifest, and its spans of `span_rows` lines.
+    """A complete processed CSV, its manifest, its spans of `span_rows` lines, and where its identity
+    columns are (splits.identity_positions: what decides a row's set).
 
     The file is opened once and read through that handle only, so a `preprocess --force` that renames a
     new output over the path meanwhile changes nothing this run reads."""
@@ -50,6 +51,7 @@ class ProcessedData:
     manifest: dict
     spans: list[LineSpan]
     file: BinaryIO
+    identity: np.ndarray
 
     @property
     def columns(self) -> list[str]:
@@ -78,7 +80,8 @@ def open_processed(path: Path, span_rows: int) -> ProcessedData:
         header = first_line.decode("utf-8", errors="replace").strip().split(",")
         if header != [*manifest["feature_names"], manifest["target"]]:
             raise InputError(f"{path}: the header does not match its manifest's feature names; rerun `taxifare preprocess --force`")
-        return ProcessedData(path, manifest, list(line_spans_in(file, span_rows)), file)
+        identity = identity_positions(header)
+        return ProcessedData(path, manifest, list(line_spans_in(file, span_rows)), file, identity)
     except BaseException:
         file.close()
         raise
@@ -228,7 +231,7 @@ def prepare_rows(data: ProcessedData, row_file: Path) -> PreparedRows:
     trainable_per_span, left_out = [], 0
     with row_file.open("wb") as target:
         for group, rows in zip(groups, read_ahead(groups, lambda group: read_rows(data, group))):
-            hashes = row_hashes(rows)
+            hashes = row_hashes(rows, data.identity)
             sets = assign_sets(hashes)
             for name, parts in held_out.items():
                 picked = np.flatnonzero(sets == name)

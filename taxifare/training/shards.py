@@ -66,7 +66,7 @@ def prepare_share(team, data: ProcessedData, row_file: Path) -> tuple[PreparedRo
     with row_file.open("wb") as target:
         load = lambda group: read_rows(data, [data.spans[span] for span in group])  # noqa: E731
         for group, rows in zip(groups, read_ahead(groups, load)):
-            hashes = row_hashes(rows)
+            hashes = row_hashes(rows, data.identity)
             sets = assign_sets(hashes)
             trainable = sets == TRAIN
             target.write(rows[trainable].tobytes())

@@ -1,9 +1,11 @@
 """Which rows a run trains on: each processed row's set by its content alone, and the sample of training
 rows that a run keeps to recognise them later.
 
-The set of a row depends on a 64-bit hash of its float32 values (features, then fare) and on fixed
-thresholds, never on the file it is in: a row is a test row in every data set or in none, so no run's test
-figure includes rows another run (a parent, say) trained on. The held-out sets are capped in memory: the
+The set of a row depends on a 64-bit hash of its float32 values in the identity columns (version 3's 73
+features, then the fare, found by name in the processed header) and on fixed thresholds, never on the file
+it is in: a row is a test row in every data set or in none, so no run's test figure includes rows another
+run (a parent, say) trained on, and features appended by a later preprocessor version move no row between
+sets, so the figures of two versions are of the same rows. The held-out sets are capped in memory: the
 first candidates in file order are kept; those beyond a cap are left out (neither trained on nor scored).
 
 A run also keeps the hashes of its training rows (with its parent's), so that `evaluate` can tell rows it
@@ -18,12 +20,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from taxifare.core.errors import InputError
 from taxifare.core.files import atomic_write_bytes
 from taxifare.core.row_hash import hash_words, mix
+from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, TARGET
 
 TRAIN, VALIDATION, TEST, LEFT_OUT = 0, 1, 2, 3
 VALIDATION_SHARE = TEST_SHARE = 0.1
@@ -31,7 +35,12 @@ VALIDATION_SHARE = TEST_SHARE = 0.1
 # on real rides and cost ~3% of a 100,000-row chunk's training. The test set is scored once, at the end.
 VALIDATION_MAX_ROWS = 50_000
 TEST_MAX_ROWS = 100_000
-SPLIT_METHOD = "row-hash-1"  # FNV-1a of the float32 values as 64-bit words, SplitMix64 finish; fixed thresholds
+# FNV-1a of the identity columns' float32 values as 64-bit words, SplitMix64 finish; fixed thresholds.
+# "row-hash-1" hashed every column, so version 4's new columns moved rows between sets; on a version-3 file
+# (whose columns are the identity columns, in order) both give the same hashes.
+SPLIT_METHOD = "row-hash-2"
+ALL_COLUMNS_METHOD = "row-hash-1"
+IDENTITY_COLUMNS = (*FEATURE_NAMES[: PREFIX_VERSIONS[3]], TARGET)
 _TEST_BELOW = np.uint64(int(TEST_SHARE * 2.0**64))
 _HELD_OUT_BELOW = np.uint64(int((TEST_SHARE + VALIDATION_SHARE) * 2.0**64))
 SAMPLE_CAPACITY = 1 << 18  # 2 MB of hashes per run at most
@@ -57,9 +66,34 @@ def comparable_group(manifest: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def row_hashes(rows: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row's float32 values: FNV-1a over 64-bit words, then a SplitMix64 finish."""
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
+def identity_positions(columns: Sequence[str], method: str = SPLIT_METHOD) -> np.ndarray:
+    """Where the columns that a row's hash covers under `method` are among `columns` (a processed header:
+    features, then the fare); InputError if some are missing or the method is unknown."""
+    if method == ALL_COLUMNS_METHOD:
+        return np.arange(len(columns))
+    if method != SPLIT_METHOD:
+        raise InputError(f"unknown split method {method!r} (this taxifare knows {ALL_COLUMNS_METHOD} and {SPLIT_METHOD})")
+    missing = [name for name in IDENTITY_COLUMNS if name not in columns]
+    if missing:
+        raise InputError(f"the data lacks {len(missing)} of the columns that decide each row's set (e.g. {missing[0]}); rerun `taxifare preprocess --force`")
+    return np.array([list(columns).index(name) for name in IDENTITY_COLUMNS])
+
+
+def recorded_method(params: dict) -> str:
+    """The split method a run's params record (runs from before row-hash-2 hashed every column)."""
+    return (params.get("split") or {}).get("method", ALL_COLUMNS_METHOD)
+
+
+def hashed_as_now(method: str, columns: Sequence[str]) -> bool:
+    """Whether rows of these `columns` (features, then the fare) split by `method` have the hashes, and so the
+    sets, that SPLIT_METHOD gives them now."""
+    return method == SPLIT_METHOD or (method == ALL_COLUMNS_METHOD and tuple(columns) == IDENTITY_COLUMNS)
+
+
+def row_hashes(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's float32 values in the columns at `positions` (`identity_positions`):
+    FNV-1a over 64-bit words, then a SplitMix64 finish."""
+    rows = np.ascontiguousarray(rows[:, positions], dtype=np.float32)
     if rows.shape[1] % 2:
         rows = np.hstack([rows, np.zeros((len(rows), 1), dtype=np.float32)])
     return hash_words(rows.view(np.uint64).T, len(rows))
