@@ -73,20 +73,13 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "dropout-0": (("--dropout", "0"), {}),
     "dropout-0.2": (("--dropout", "0.2"), {}),
     # With the split of row-hash-2 (version 3's rows in each set again):
-    "average-0.99": ((), {"weight_average": 0.99}),
-    "average-0.999": ((), {"weight_average": 0.999}),
-    "decay-0.05": ((), {"weight_decay": 0.05}),
     "lr-patience-2": (("--lr-patience", "2"), {}),
-    "positions-1.0": ((), {"position_frequency_scale": 1.0}),
-    "positions-0.5": ((), {"position_frequency_scale": 0.5}),
     "dropout-0.3": (("--dropout", "0.3"), {}),
     "dims-4": ((), {"embedding_dims": 4}),
     "10-networks-64-32": (("--members", "10", "--hidden-units", "64,32"), {}),
     "dropout-0.05": (("--dropout", "0.05"), {}),
     "patience-12": (("--patience", "12"), {}),
     "batch-512-lr-0.004": (("--batch-size", "512", "--learning-rate", "0.004"), {}),
-    # 30 passes of the sample's ~38,900 training rows (152 steps each); no plateau schedule, no early stop
-    "cosine-30": (("--epochs", "30", "--lr-patience", "1000", "--patience", "1000"), {"cosine_steps": 4560}),
 }
 LIGHTGBM_GRID = (
     {"num_leaves": 31, "learning_rate": 0.05},

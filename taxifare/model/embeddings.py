@@ -25,28 +25,22 @@ from keras import initializers, layers, ops
 class PeriodicEmbedding(layers.Layer):
     """(batch, features) -> (batch, len(numeric) * dims + the columns passed through), the embeddings first."""
 
-    def __init__(self, numeric: list[int], frequencies: int, dims: int, sigma: float | list[float], scalars: bool = False, **kwargs):
-        """`sigma`: the frequencies' standard deviation, or one per numeric feature."""
+    def __init__(self, numeric: list[int], frequencies: int, dims: int, sigma: float, scalars: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.numeric = [int(column) for column in numeric]
-        self.frequency_count, self.dims, self.scalars = int(frequencies), int(dims), bool(scalars)
-        self.sigma = [float(value) for value in sigma] if isinstance(sigma, (list, tuple)) else float(sigma)
+        self.frequency_count, self.dims, self.sigma, self.scalars = int(frequencies), int(dims), float(sigma), bool(scalars)
 
     def build(self, input_shape):
         features, count, periodic = int(input_shape[-1]), len(self.numeric), 2 * self.frequency_count
         self.passed = [column for column in range(features) if self.scalars or column not in set(self.numeric)]
-        self.frequencies = self.add_weight(name="frequencies", shape=(count, self.frequency_count), initializer=self._frequency_initializer())
+        self.frequencies = self.add_weight(
+            name="frequencies", shape=(count, self.frequency_count), initializer=initializers.RandomNormal(0.0, self.sigma)
+        )
         # Each feature's linear layer as PyTorch's nn.Linear starts one (Keras' glorot would count the
         # features as fan-in as well).
         bound = 1 / math.sqrt(periodic)
         self.kernel = self.add_weight(name="kernel", shape=(count, periodic, self.dims), initializer=initializers.RandomUniform(-bound, bound))
         self.bias = self.add_weight(name="bias", shape=(count, self.dims), initializer=initializers.RandomUniform(-bound, bound))
-
-    def _frequency_initializer(self):
-        if isinstance(self.sigma, float):
-            return initializers.RandomNormal(0.0, self.sigma)
-        standard, sigmas = initializers.RandomNormal(0.0, 1.0), ops.convert_to_tensor([[value] for value in self.sigma])
-        return lambda shape, dtype=None: standard(shape, dtype) * ops.cast(sigmas, dtype)
 
     def call(self, inputs):
         angles = 2 * math.pi * ops.expand_dims(ops.take(inputs, self.numeric, axis=1), -1) * self.frequencies

@@ -21,7 +21,7 @@ import numpy as np
 from taxifare import __version__
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError, first_line
-from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, is_one_hot
+from taxifare.rides.features import FEATURE_NAMES, is_one_hot
 
 # Huber's loss is squared below this error and linear above it: dollars, so that it trains towards
 # the absolute error that users read while big fare outliers pull on it no harder than any other error.
@@ -33,8 +33,8 @@ STEPS_PER_EXECUTION = 32
 # Below this many rows a direct call beats `predict`, which compiles a function first.
 _EAGER_ROWS = 1024
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
-# The layers of embeddings.py and the optimizer of averaging.py, which Keras looks up as "taxifare>NAME" when loading.
-OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "AveragingAdam")
+# The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
+OWN_LAYERS = ("PeriodicEmbedding", "MemberMean")
 # Periodic embeddings of the numeric features (embeddings.py) with the numeric scalars beside them: chosen
 # on the validation split of the real sample against the variants in benchmarks/bench_quality.py (with
 # the default learning rate and ensemble size of config.py, chosen the same way).
@@ -70,10 +70,6 @@ class ModelSpec:
     embedding_dims: int = EMBEDDING_DIMS
     frequency_scale: float = FREQUENCY_SCALE
     scalars: bool = True  # the numeric features also go in as standardized scalars, beside their embeddings
-    position_frequency_scale: float = 0.0  # for version 4's position columns (coordinates, legs); 0: frequency_scale
-    weight_average: float = 0.0  # the momentum per step of the weights' moving average (averaging.py); 0: none
-    weight_decay: float = 0.0  # Adam's decoupled weight decay (AdamW), per step, times the learning rate
-    cosine_steps: int = 0  # the learning rate decays along a cosine to 0 over this many steps; 0: it is the schedule's (state.py)
 
     @classmethod
     def of(cls, settings: Settings) -> "ModelSpec":
@@ -83,7 +79,7 @@ class ModelSpec:
         dropout = f" -> Dropout({self.dropout:g})" if self.dropout else ""
         hidden = "".join(f" -> Dense({units}, relu){dropout}" for units in self.hidden_units)
         embedding = (
-            f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {self._scales()}), "
+            f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {self.frequency_scale:g}), "
             f"Dense({self.embedding_dims}, relu) each{', beside the scalars' if self.scalars else ''})"
             if self.frequencies
             else ""
@@ -92,16 +88,6 @@ class ModelSpec:
         if self.members > 1:
             member = f" -> {self.members} networks, mean of their fares: ({member.removeprefix(' -> ')})"
         return f"Normalization(training-row mean and variance){member}"
-
-    def _scales(self) -> str:
-        positions = f"; {self.position_frequency_scale:g} for the positions" if self.position_frequency_scale else ""
-        return f"{self.frequency_scale:g}{positions}"
-
-    def describe_optimizer(self) -> str:
-        decay = f", weight decay {self.weight_decay:g}" if self.weight_decay else ""
-        decay += f", learning rate on a cosine to 0 over {self.cosine_steps} steps" if self.cosine_steps else ""
-        average = f", scored and published with the weights' moving average (momentum {self.weight_average:g})" if self.weight_average else ""
-        return f"adam{decay}{average}"
 
 
 def numeric_columns(feature_count: int) -> list[int]:
@@ -141,23 +127,11 @@ def build_model(spec: ModelSpec, learning_rate: float, seed: int, mean: np.ndarr
     model = keras.Model(inputs, output, name="taxifare")
     model.compile(
         loss=fare_loss(spec.loss),
-        optimizer=_optimizer(spec, learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         metrics=["mae"],
         steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model
-
-
-def _optimizer(spec: ModelSpec, learning_rate: float):
-    keras = import_keras()
-    if spec.cosine_steps:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, spec.cosine_steps)
-    decay = {"weight_decay": spec.weight_decay} if spec.weight_decay else {}
-    if not spec.weight_average:
-        return keras.optimizers.Adam(learning_rate, **decay)
-    from taxifare.model.averaging import AveragingAdam
-
-    return AveragingAdam(learning_rate, use_ema=True, ema_momentum=spec.weight_average, **decay)
 
 
 def _member(spec: ModelSpec, standardized, initial_fare: float, prefix: str):
@@ -169,26 +143,14 @@ def _member(spec: ModelSpec, standardized, initial_fare: float, prefix: str):
         from taxifare.model.embeddings import PeriodicEmbedding
 
         numeric = numeric_columns(standardized.shape[-1])
-        scale = _frequency_scales(spec, numeric) if spec.position_frequency_scale else spec.frequency_scale
-        flow = PeriodicEmbedding(numeric, spec.frequencies, spec.embedding_dims, scale, spec.scalars, name=f"{prefix}numeric_embedding")(flow)
+        flow = PeriodicEmbedding(
+            numeric, spec.frequencies, spec.embedding_dims, spec.frequency_scale, spec.scalars, name=f"{prefix}numeric_embedding"
+        )(flow)
     for index, units in enumerate(spec.hidden_units, 1):
         flow = layers.Dense(units, activation="relu", name=f"{prefix}hidden_{index}")(flow)
         if spec.dropout:
             flow = layers.Dropout(spec.dropout, name=f"{prefix}dropout_{index}")(flow)
     return layers.Dense(1, bias_initializer=initializers.Constant(initial_fare), name=f"{prefix}fare")(flow)
-
-
-def averaged_weights(model):
-    """A context within which the model's weights are their moving averages, if it keeps them (averaging.py)."""
-    from taxifare.model.averaging import averaged_weights as averaged
-
-    return averaged(model)
-
-
-def _frequency_scales(spec: ModelSpec, numeric: list[int]) -> list[float]:
-    """Each numeric column's frequency scale: version 4's position columns have a scale of their own."""
-    positions = set(FEATURE_NAMES[PREFIX_VERSIONS[3] :])
-    return [spec.position_frequency_scale if FEATURE_NAMES[column] in positions else spec.frequency_scale for column in numeric]
 
 
 def input_statistics(model) -> tuple[np.ndarray, np.ndarray]:
@@ -237,8 +199,7 @@ def load_model(path: Path, compile: bool = False):
     """A saved model, loaded in Keras safe mode (no arbitrary code); a damaged file is an InputError."""
     check_model_file(path)
     keras = import_keras()
-    import taxifare.model.averaging  # noqa: F401  (registers what Keras looks up by name)
-    import taxifare.model.embeddings  # noqa: F401
+    import taxifare.model.embeddings  # noqa: F401  (registers the layer that Keras looks up by name)
 
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taxifare.registry.store import SAMPLE_FILE, Run
 from taxifare.core.errors import InputError
+from taxifare.registry.store import SAMPLE_FILE, Run
 from taxifare.rides.features import TARGET
 from taxifare.training.splits import TrainingRowSample, identity_positions, recorded_method, row_hashes
 

@@ -39,7 +39,7 @@ from taxifare.core.config import Settings
 from taxifare.core.files import describe_os_error
 from taxifare.core.lock import OutputLock
 from taxifare.core.progress import Progress
-from taxifare.model.network import averaged_weights, import_keras, shuffled_batches
+from taxifare.model.network import import_keras, shuffled_batches
 from taxifare.registry.store import Registry, Run
 from taxifare.registry.tracking import log_training
 from taxifare.training.checkpoint import Checkpoint, assign_variables
@@ -217,13 +217,11 @@ def _progress_note(state: TrainingState, settings: Settings, position: Position)
 
 def _evaluate(training: Training, team, position: Position, fit: dict, seconds: float) -> None:
     state, model = training.state, training.model
+    mae, rmse = team.score(training, training.prepared.validation)
     learning_rate = state.learning_rate
-    # With a moving average of the weights, it is what is scored and kept as the best weights.
-    with averaged_weights(model):
-        mae, rmse = team.score(training, training.prepared.validation)
-        improved, next_rate = state.observe(training.settings, mae)
-        if improved:
-            training.best_weights = [variable.numpy() for variable in model.variables]
+    improved, next_rate = state.observe(training.settings, mae)
+    if improved:
+        training.best_weights = [variable.numpy() for variable in model.variables]
     state.evaluations.append(
         Evaluation(
             evaluation=len(state.evaluations) + 1,

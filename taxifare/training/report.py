@@ -138,7 +138,7 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "loss": spec.loss,
             "huber_delta": HUBER_DELTA if spec.loss == "huber" else None,
             "architecture": spec.describe(),
-            "optimizer": spec.describe_optimizer(),
+            "optimizer": "adam",
         },
         "preprocessor_version": manifest["preprocessor_version"],
         "feature_names": list(manifest["feature_names"]),
