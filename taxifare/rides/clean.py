@@ -95,11 +95,10 @@ def _parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         # Some cell is not a number: keep the ones that are, cell by cell (slower, so only now).
         is_number = pc.match_substring_regex(column, _NUMBER_PATTERN)
         numbers = pc.cast(pc.if_else(is_number, column, _NULL_TEXT), pa.float64())
-    values = numpy_values(numbers, null=np.nan).copy()  # writable
+    values = numpy_values(numbers, null=np.nan)
     present = numpy_values(pc.is_valid(column))
     unusable = ~np.isfinite(values)
-    values[unusable] = np.nan
-    return values, present & unusable
+    return np.where(unusable, np.nan, values), present & unusable
 
 
 def parse_rides(table: pa.Table, utc_label: str) -> tuple[Rides, dict[str, np.ndarray]]:
