@@ -21,7 +21,7 @@ from taxifare.model.network import ModelSpec, build_model, input_statistics, loa
 from taxifare.registry.store import Registry, Run, new_run_id
 from taxifare.training.checkpoint import Checkpoint, copy_training_variables, framework_versions
 from taxifare.training.data import PreparedRows, ProcessedData, open_processed, span_rows
-from taxifare.training.splits import SPLIT_METHOD, hashed_as_now, recorded_method
+from taxifare.training.splits import ALL_COLUMNS_METHOD, SPLIT_METHOD, hashed_as_now, recorded_method
 from taxifare.training.state import TrainingState, now_utc
 
 log = logging.getLogger("taxifare")
@@ -68,10 +68,12 @@ def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spe
             f"cannot continue run {parent.run_id}: it was trained on preprocessor version "
             f"{params.get('preprocessor_version')}, this data is version {data.manifest['preprocessor_version']}"
         )
-    if not hashed_as_now(recorded_method(params), data.columns):
+    method = recorded_method(params)
+    if not hashed_as_now(method, data.columns):
+        how = f" (a hash of all {len(data.columns)} columns)" if method == ALL_COLUMNS_METHOD else ""
         raise InputError(
-            f"cannot continue run {parent.run_id}: its rows were split by {recorded_method(params)} (a hash of all "
-            f"{len(data.columns)} columns), which puts some of its training rows in this run's test set; train afresh without --from"
+            f"cannot continue run {parent.run_id}: its rows were split by {method}{how}, which puts some of its "
+            "training rows in this run's test set; train afresh without --from"
         )
     theirs = (tuple(hyper.get("hidden_units") or ()), hyper.get("dropout"), _members(hyper))
     ours = (settings.hidden_units, settings.dropout, settings.members)
