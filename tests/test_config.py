@@ -33,7 +33,7 @@ def test_precedence_flag_over_environment_over_dotenv_over_default(tmp_path):
 def test_training_defaults_and_model_flags(tmp_path):
     settings = load_settings(environ={}, dotenv_path=None)
     assert (settings.epochs, settings.patience, settings.lr_patience, settings.eval_every) == (100, 8, 3, 10)
-    assert (settings.hidden_units, settings.dropout, settings.loss, settings.learning_rate) == ((128, 64), 0.1, "huber", 0.002)
+    assert (settings.hidden_units, settings.dropout, settings.loss, settings.learning_rate) == ((128, 64), 0.1, "mae", 0.002)
     custom = load_settings({"hidden_units": " 64, 32 ", "loss": "MAE", "dropout": "0"}, environ={}, dotenv_path=None)
     assert (custom.hidden_units, custom.loss, custom.dropout) == ((64, 32), "mae", 0.0)
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model, load_model, predict_fares
-from taxifare.rides.features import FEATURE_NAMES, ride_features
+from taxifare.model.network import ModelSpec, build_model, load_model, numeric_columns, predict_fares, quantile_knots
+from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, ride_features
 from taxifare.serving.predict import REFERENCE_RIDE
 from taxifare.training.loop import train
 from tests.conftest import REPO, assert_clean_error, cli_env, run_cli
@@ -66,13 +66,16 @@ def _predicted_in_a_new_process(paths, rows_path) -> list[np.ndarray]:
 
 
 def test_saved_models_of_this_and_earlier_versions_predict_the_same_in_a_new_process(tmp_path):
-    single, ensemble = (_trained(ModelSpec((16, 8), 0.1, "huber", members=members)) for members in (1, 3))
+    single, ensemble = (_trained(ModelSpec((16, 8), 0.1, "mae", members=members)) for members in (1, 3))
     assert single.get_layer("numeric_embedding") and ensemble.get_layer("member_3_numeric_embedding")
+    assert [type(ensemble.get_layer(name)).__name__ for name in ("quantile_normal", "member_3_fare")] == ["QuantileNormal", "DistanceRate"]
+    # The ensemble of the versions before the member designs: every member on standardized inputs.
+    alike = _trained(ModelSpec((16, 8), 0.1, "huber", members=3, designs=("standardized",)))
     # The first embeddings' version: no scalars beside them (its saved layer config has no "scalars").
     embeddings_only = _trained(ModelSpec((16, 8), 0.1, "huber", scalars=False, members=1))
     earlier = _earlier_version_model()
     rows = _features()
-    models = {"single": single, "ensemble": ensemble, "embeddings_only": embeddings_only, "earlier": earlier}
+    models = {"single": single, "ensemble": ensemble, "alike": alike, "embeddings_only": embeddings_only, "earlier": earlier}
     for name, model in models.items():
         model.save(tmp_path / f"{name}.keras")
     _with_config_text_replaced(tmp_path / "embeddings_only.keras", ', "scalars": false', "")
@@ -92,6 +95,47 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean():
     members = np.asarray(keras.Model(model.inputs[0], model.get_layer("members").output)(rows, training=False))
     assert np.ptp(members, axis=1).min() > 0  # members of their own, not copies
     np.testing.assert_allclose(predict_fares(model, rows), members.mean(axis=1), rtol=1e-6)
+
+
+def test_members_take_turns_at_the_designs_and_a_single_network_is_of_the_first():
+    spec = ModelSpec((8,), 0.0, "mae", members=5)
+    assert spec.member_designs() == ["standardized", "quantile", "distance-rate", "standardized", "quantile"]
+    assert ModelSpec((8,), 0.0, "mae", members=1).member_designs() == ["standardized"]
+    assert "5 networks (2 standardized, 2 quantile, 1 distance-rate)" in spec.describe()
+
+
+def test_quantile_members_see_normal_scores_of_the_training_quantiles():
+    import keras
+
+    from taxifare.model.embeddings import normal_scores
+
+    rows = np.random.default_rng(5).lognormal(size=(4000, FEATURES)).astype(np.float32)
+    rows[:, 1] = np.round(rows[:, 1])  # a discrete feature: many knots coincide
+    numeric = numeric_columns(FEATURES)
+    knots = quantile_knots(rows, intervals=8)
+    np.testing.assert_allclose(knots[:, 4], np.median(rows[:, numeric], axis=0), rtol=1e-6)
+    model = build_model(ModelSpec((8,), 0.0, "mae", members=2), 0.01, 1, rows.mean(0), rows.var(0), 10.0, knots)
+    scores = keras.Model(model.inputs[0], model.get_layer("quantile_normal").output)
+    probes = np.zeros((4, FEATURES), dtype=np.float32)
+    probes[:, numeric] = np.vstack([knots[:, 0], knots[:, 4], knots[:, 6], knots[:, 8] * 10])
+    expected = np.array(normal_scores(8))[[0, 4, 6, 8]]
+    got = np.asarray(scores(probes))[:, : len(numeric)]
+    # Column 1's knots coincide in runs: a value on such a knot reads the score of the run's first level.
+    np.testing.assert_allclose(np.delete(got, 1, axis=1), np.repeat(expected[:, None], len(numeric) - 1, axis=1), atol=1e-5)
+    # Scores rise with the value and stop at the outermost knots (the last probe is 10x the largest value).
+    assert np.all(np.diff(got, axis=0) >= 0) and np.allclose(got[-1], expected[-1])
+
+
+def test_a_distance_rate_member_prices_base_plus_rate_times_the_distance_in_kilometres():
+    import keras
+
+    features = len(FEATURE_NAMES)
+    model = build_model(ModelSpec((8,), 0.0, "mae", members=3), 0.01, 1, np.zeros(features), np.ones(features), 10.0)
+    rows = np.random.default_rng(6).uniform(0, 0.2, size=(20, features)).astype(np.float32)
+    priced = np.asarray(keras.Model(model.inputs[0], model.get_layer("member_3_base_and_rate").output)(rows))
+    fares = np.asarray(keras.Model(model.inputs[0], model.get_layer("member_3_fare").output)(rows))[:, 0]
+    kilometres = rows[:, FEATURE_NAMES.index("manhattan_distance")] * DISTANCE_SCALE_KM
+    np.testing.assert_allclose(fares, priced[:, 0] + priced[:, 1] * kilometres, rtol=1e-5)
 
 
 def _with_config_text_replaced(path, old: str, new: str) -> None:

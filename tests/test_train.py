@@ -11,7 +11,7 @@ import pytest
 
 from taxifare.core.errors import InputError, TaxifareError
 from taxifare.core.lock import lock_path
-from taxifare.model.network import input_statistics, load_model, predict_fares
+from taxifare.model.network import input_statistics, load_model, predict_fares, quantile_knots
 from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import manifest_path
 from taxifare.registry import store as registry_module
@@ -115,6 +115,14 @@ def test_model_standardizes_with_the_training_statistics(demo, tmp_path):
     assert (variance[constant] == 1).all()
 
 
+def test_quantile_members_read_the_training_rows_quantiles(demo, tmp_path):
+    run = train(with_registry(demo, tmp_path, **SMALL, epochs=1)).run
+    knots = load_model(run.model_path).get_layer("quantile_normal").knots.numpy()
+    prepared = _prepared(demo, tmp_path)
+    trained = read_prepared_rows(tmp_path / "rows.f32", prepared.test.shape[1], prepared, range(len(prepared.span_starts) - 1))
+    np.testing.assert_allclose(knots, quantile_knots(trained[:, :-1]), rtol=1e-6, atol=1e-7)
+
+
 def test_early_stopping_publishes_the_best_weights_not_the_last(demo, tmp_path):
     # patience 1: the run stops right after its first evaluation that does not improve, so the last
     # evaluation is never the best one.
@@ -179,6 +187,11 @@ def test_warm_start_from_an_incompatible_run_is_refused(demo, tmp_path):
     (parent.path / "params.json").write_text(json.dumps({**params, "hyperparameters": hyper}))
     with pytest.raises(InputError, match=r"2 network\(s\); this run asks .* 1 network\(s\)"):
         train(with_registry(demo, tmp_path, **{**SMALL, "members": 1}), from_run=parent.run_id)
+    # A run from before the member designs: every network on standardized inputs.
+    hyper = {key: value for key, value in params["hyperparameters"].items() if key != "member_designs"}
+    (parent.path / "params.json").write_text(json.dumps({**params, "hyperparameters": hyper}))
+    with pytest.raises(InputError, match="its networks are standardized, standardized; this taxifare's are standardized, quantile"):
+        train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)
     (parent.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 1}))
     with pytest.raises(InputError, match="preprocessor version 1"):
         train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)

@@ -116,4 +116,4 @@ def test_checkpoint_weights_of_another_format_are_refused_in_one_line(demo, tmp_
         arrays = {f"{name.split('/')[0]}_{index}": saved[name] for index, name in enumerate(saved.files)}
     np.savez(weights, **arrays)
     result = run_cli(tmp_path, *TRAIN_ARGS, env=_env(demo, registry))
-    assert_clean_error(result, 2, "training checkpoint does not fit this model (no current member_1_numeric_embedding/frequencies", "--force")
+    assert_clean_error(result, 2, "training checkpoint does not fit this model (no current quantile_normal/knots, no current member_1_numeric_embedding/frequencies", "--force")

@@ -51,7 +51,7 @@ def train(
         Optional[str], typer.Option(help="Widths of the hidden ReLU layers (of each network of the ensemble). [env: HIDDEN_UNITS; default 128,64]")
     ] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout after each hidden layer (0 for none). [env: DROPOUT; default 0.1]")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Training loss: huber (delta $1), mse or mae. [env: LOSS; default huber]")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Training loss: mae, huber (delta $1) or mse. [env: LOSS; default mae]")] = None,
     members: Annotated[
         Optional[int],
         typer.Option(help="Networks in the ensemble, trained side by side; the fare is their mean (1 trains about 4x faster). [env: MEMBERS; default 5]"),

@@ -196,7 +196,7 @@ _FIELDS: dict[str, tuple[str, Any, Callable[[str, str], Any]]] = {
     "eval_every": ("EVAL_EVERY", "10", _int_in(1, 1_000_000)),
     "hidden_units": ("HIDDEN_UNITS", "128,64", _units),
     "dropout": ("DROPOUT", "0.1", _share),
-    "loss": ("LOSS", "huber", _one_of(*LOSSES)),
+    "loss": ("LOSS", "mae", _one_of(*LOSSES)),
     # Five networks: chosen on the validation split of the real sample (benchmarks/bench_quality.py).
     "members": ("MEMBERS", "5", _int_in(1, 64)),
     "seed": ("SEED", "42", _int_in(0, 2**31 - 1)),

@@ -1,4 +1,6 @@
-"""Periodic embeddings of the numeric features, learned inside the model ("PLR": periodic, linear, ReLU).
+"""The model's own layers: periodic embeddings of the numeric features, learned inside the model ("PLR":
+periodic, linear, ReLU); the members' mean; and what the member designs of network.py add (quantile
+normal scores, a base-plus-rate-times-distance fare).
 
 An MLP on standardized scalars draws sharp price steps (flat airport fares, distance bands, surcharge
 hours) poorly. Gorishniy, Rubachev and Babenko ("On Embeddings for Numerical Features in Tabular Deep
@@ -8,7 +10,7 @@ N(0, sigma) and a linear layer of its own per feature f. The other columns (one-
 unchanged, and so, with `scalars`, do the numeric ones: beside their embeddings, which are periodic, they
 let the network extrapolate to rides longer than most it trained on.
 
-Imported only when a model is built or loaded (it imports Keras). The layer is registered for Keras
+Imported only when a model is built or loaded (it imports Keras). The layers are registered for Keras
 serialization, so a saved model loads in safe mode with no extra argument, wherever this module is
 imported first (model.load_model does it).
 """
@@ -16,6 +18,7 @@ imported first (model.load_model does it).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import keras
 from keras import initializers, layers, ops
@@ -65,3 +68,68 @@ class MemberMean(layers.Layer):
 
     def call(self, fares, training=False):
         return fares if training else ops.mean(fares, axis=-1, keepdims=True)
+
+
+def normal_scores(intervals: int) -> list[float]:
+    """The normal scores of the quantile levels 0, 1/intervals, ..., 1, the outermost taken at 0.1% and 99.9%."""
+    return [NormalDist().inv_cdf(min(max(index / intervals, 0.001), 0.999)) for index in range(intervals + 1)]
+
+
+@keras.saving.register_keras_serializable(package="taxifare")
+class QuantileNormal(layers.Layer):
+    """[inputs, standardized inputs] -> (batch, features): each numeric feature's normal score, read off its
+    training quantiles (`knots`, one row per feature) by linear interpolation, then the other columns as
+    standardized.
+
+    A distance's or a landmark distance's long tail squeezes most rides into a sliver of the standardized
+    range; its quantiles spread them evenly (clamped at the outermost knots, so these members do not
+    extrapolate: the standardized members beside them do). The knots are weights that are not trained:
+    saved and loaded with the model like the others."""
+
+    def __init__(self, numeric: list[int], intervals: int, knots=None, **kwargs):
+        super().__init__(**kwargs)
+        self.numeric, self.intervals = [int(column) for column in numeric], int(intervals)
+        self._initial_knots = knots
+
+    def build(self, input_shape):
+        initial = initializers.Constant(self._initial_knots) if self._initial_knots is not None else "zeros"
+        self.knots = self.add_weight(name="knots", shape=(len(self.numeric), self.intervals + 1), initializer=initial, trainable=False)
+        self.others = [column for column in range(int(input_shape[0][-1])) if column not in set(self.numeric)]
+        scores = normal_scores(self.intervals)
+        self.first_score, self.score_steps = scores[0], [high - low for low, high in zip(scores, scores[1:])]
+
+    def call(self, inputs):
+        raw, standardized = inputs
+        values = ops.expand_dims(ops.take(raw, self.numeric, axis=1), -1)
+        # Knots that coincide (a discrete feature) make a step rather than a division by zero.
+        widths = ops.maximum(self.knots[:, 1:] - self.knots[:, :-1], 1e-6)
+        filled = ops.clip((values - self.knots[:, :-1]) / widths, 0.0, 1.0)
+        scores = self.first_score + ops.sum(filled * ops.convert_to_tensor(self.score_steps, dtype=filled.dtype), axis=-1)
+        return ops.concatenate([scores, ops.take(standardized, self.others, axis=1)], axis=1) if self.others else scores
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], int(input_shape[0][-1]))
+
+    def get_config(self):
+        return {**super().get_config(), "numeric": self.numeric, "intervals": self.intervals}
+
+
+@keras.saving.register_keras_serializable(package="taxifare")
+class DistanceRate(layers.Layer):
+    """[inputs, (batch, 2) base and rate] -> (batch, 1): base + rate x the ride's distance, in kilometres
+    (inputs' column `column` times `scale`): a meter's shape, drawn by the network per ride."""
+
+    def __init__(self, column: int, scale: float, **kwargs):
+        super().__init__(**kwargs)
+        self.column, self.scale = int(column), float(scale)
+
+    def call(self, inputs):
+        raw, priced = inputs
+        distance = ops.take(raw, [self.column], axis=1) * self.scale
+        return priced[:, :1] + priced[:, 1:] * distance
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "column": self.column, "scale": self.scale}

@@ -266,6 +266,15 @@ def read_prepared_rows(row_file: Path, columns: int, prepared: PreparedRows, spa
     return _stack(parts, columns)
 
 
+def evenly_spaced_rows(row_file: Path, columns: int, limit: int) -> np.ndarray:
+    """At most `limit` rows of a `prepare_rows` file, evenly spaced through it (memory-mapped: only their pages are read)."""
+    rows = row_file.stat().st_size // (columns * np.dtype(np.float32).itemsize)
+    if not rows:
+        return np.empty((0, columns), dtype=np.float32)
+    table = np.memmap(row_file, dtype=np.float32, mode="r", shape=(rows, columns))
+    return np.array(table[np.linspace(0, rows - 1, min(rows, limit)).astype(np.int64)])
+
+
 def chunk_plan(span_count: int, seed: int, pass_index: int) -> list[list[int]]:
     """Span indices of each training chunk of one pass over the data: a new seeded shuffle on every pass,
     SPANS_PER_CHUNK scattered spans per chunk."""

@@ -135,6 +135,7 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "hidden_units": list(spec.hidden_units),
             "dropout": spec.dropout,
             "members": spec.members,
+            "member_designs": spec.member_designs(),
             "loss": spec.loss,
             "huber_delta": HUBER_DELTA if spec.loss == "huber" else None,
             "architecture": spec.describe(),

@@ -17,10 +17,10 @@ import numpy as np
 
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model, input_statistics, load_model
+from taxifare.model.network import QUANTILE_SAMPLE_ROWS, ModelSpec, build_model, input_statistics, load_model, quantile_knots
 from taxifare.registry.store import Registry, Run, new_run_id
 from taxifare.training.checkpoint import Checkpoint, copy_training_variables, framework_versions
-from taxifare.training.data import PreparedRows, ProcessedData, open_processed, span_rows
+from taxifare.training.data import PreparedRows, ProcessedData, evenly_spaced_rows, open_processed, span_rows
 from taxifare.training.splits import ALL_COLUMNS_METHOD, SPLIT_METHOD, hashed_as_now, recorded_method
 from taxifare.training.state import TrainingState, now_utc
 
@@ -83,6 +83,14 @@ def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spe
             f"{theirs[1]}, {theirs[2]} network(s); this run asks for hidden units {_units(ours[0])}, dropout {ours[1]}, "
             f"{ours[2]} network(s) (pass the same --hidden-units, --dropout and --members, or train afresh without --from)"
         )
+    designs = ModelSpec.of(settings).member_designs()
+    # Runs from before the member designs had every network on standardized inputs.
+    their_designs = hyper.get("member_designs", ["standardized"] * ours[2])
+    if their_designs != designs:
+        raise InputError(
+            f"cannot continue run {parent.run_id}: its networks are {', '.join(their_designs)}; this taxifare's are "
+            f"{', '.join(designs)} (an earlier version trained it): train afresh without --from"
+        )
     return parent
 
 
@@ -90,7 +98,7 @@ def _members(hyper: dict) -> int:
     """Runs from before --members record the ensemble only in their architecture's description."""
     if "members" in hyper:
         return hyper["members"]
-    ensemble = re.search(r"-> (\d+) networks, mean", hyper.get("architecture", ""))
+    ensemble = re.search(r"-> (\d+) networks\b", hyper.get("architecture", ""))
     return int(ensemble.group(1)) if ensemble else 1
 
 
@@ -146,6 +154,14 @@ def start_training(settings, data, prepared: PreparedRows, checkpoint, state, pa
     return training
 
 
+def _training_quantiles(spec: ModelSpec, row_file: Path, columns: int) -> np.ndarray | None:
+    """The numeric features' quantile knots over (a sample of) the training rows, for the quantile members."""
+    if "quantile" not in spec.member_designs():
+        return None
+    rows = evenly_spaced_rows(row_file, columns, QUANTILE_SAMPLE_ROWS)
+    return quantile_knots(rows[:, :-1]) if len(rows) else None
+
+
 def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, parent: Run | None, fingerprint, team) -> Training:
     spec = ModelSpec.of(settings)
     statistics = prepared.statistics
@@ -153,8 +169,12 @@ def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, pare
     parent_model = load_model(parent.model_path, compile=True) if parent else None
     if parent_model is not None:
         mean, variance = input_statistics(parent_model)
-    mean, variance = (np.asarray(values) for values in team.from_chief((mean, variance)))
-    make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare)
+    # A warm start copies the parent's knots with its other variables; each worker of a team has its own
+    # share of the rows, and the chief's quantiles stand for all.
+    knots = _training_quantiles(spec, checkpoint.row_file, len(data.columns)) if parent_model is None else None
+    mean, variance, knots = team.from_chief((mean, variance, knots))
+    mean, variance, knots = np.asarray(mean), np.asarray(variance), None if knots is None else np.asarray(knots)
+    make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare, knots)
     model = team.build(make_model)
     # On the chief; a checkpoint it refuses stops every worker with its message.
     restored = team.check_in(lambda: checkpoint.restore(model) if state is not None else None)
