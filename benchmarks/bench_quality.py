@@ -80,6 +80,12 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "dropout-0.05": (("--dropout", "0.05"), {}),
     "patience-12": (("--patience", "12"), {}),
     "batch-512-lr-0.004": (("--batch-size", "512", "--learning-rate", "0.004"), {}),
+    # The member designs (network.MEMBER_DESIGNS), with the L1 loss; the default before them:
+    "huber-all-standardized": (("--loss", "huber"), {"designs": ("standardized",)}),
+    "all-standardized": ((), {"designs": ("standardized",)}),
+    "all-quantile": ((), {"designs": ("quantile",)}),
+    "standardized-quantile": ((), {"designs": ("standardized", "quantile")}),
+    "standardized-distance-rate": ((), {"designs": ("standardized", "distance-rate")}),
 }
 LIGHTGBM_GRID = (
     {"num_leaves": 31, "learning_rate": 0.05},
