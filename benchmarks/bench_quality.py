@@ -59,11 +59,11 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "no-scalars": ((), {"scalars": False}),
     "layers-256-128-64": (("--hidden-units", "256,128,64"), {}),
     "layers-256-128": (("--hidden-units", "256,128"), {}),
-    "scale-0.1": ((), {"frequency_scale": 0.1}),
-    "scale-2.0": ((), {"frequency_scale": 2.0}),
+    "scale-0.1": ((), {"frequency_scales": (0.1,)}),
+    "scale-2.0": ((), {"frequency_scales": (2.0,)}),
     "32-frequencies": ((), {"frequencies": 32}),
     "dims-16": ((), {"embedding_dims": 16}),
-    "scale-0.5": ((), {"frequency_scale": 0.5}),
+    "scale-0.5": ((), {"frequency_scales": (0.5,)}),
     "loss-mae": (("--loss", "mae"), {}),
     "batch-128": (("--batch-size", "128"), {}),
     "batch-512": (("--batch-size", "512"), {}),
@@ -86,6 +86,7 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "all-quantile": ((), {"designs": ("quantile",)}),
     "standardized-quantile": ((), {"designs": ("standardized", "quantile")}),
     "standardized-distance-rate": ((), {"designs": ("standardized", "distance-rate")}),
+    "one-frequency-scale": ((), {"frequency_scales": (0.25,)}),
 }
 LIGHTGBM_GRID = (
     {"num_leaves": 31, "learning_rate": 0.05},

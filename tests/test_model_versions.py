@@ -102,6 +102,10 @@ def test_members_take_turns_at_the_designs_and_a_single_network_is_of_the_first(
     assert spec.member_designs() == ["standardized", "quantile", "distance-rate", "standardized", "quantile"]
     assert ModelSpec((8,), 0.0, "mae", members=1).member_designs() == ["standardized"]
     assert "5 networks (2 standardized, 2 quantile, 1 distance-rate)" in spec.describe()
+    # The second round of designs draws its frequencies at another scale.
+    assert spec.member_scales() == [0.25, 0.25, 0.25, 0.75, 0.75]
+    model = build_model(spec, 0.01, 1, np.zeros(FEATURES), np.ones(FEATURES), 10.0)
+    assert [model.get_layer(f"member_{member}_numeric_embedding").sigma for member in range(1, 6)] == spec.member_scales()
 
 
 def test_quantile_members_see_normal_scores_of_the_training_quantiles():

@@ -43,7 +43,10 @@ OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "QuantileNormal", "DistanceRate
 # train for no better validation MAE.
 FREQUENCIES = 16
 EMBEDDING_DIMS = 8
-FREQUENCY_SCALE = 0.25
+# The frequency scale of each round of the member designs in turn: members 1-3 draw their frequencies
+# from N(0, 0.25), members 4-6 from N(0, 0.75). Finer periods for the second round: its members err
+# otherwise again (on validation, about half a cent better than every member at 0.25).
+FREQUENCY_SCALES = (0.25, 0.75)
 # What the members of an ensemble see and how they price, in turn (member 1 the first, member 4 the first
 # again): "standardized" inputs; the numeric features as normal scores of their training quantiles
 # ("quantile", QuantileNormal); standardized inputs with a fare of base + rate x the ride's Manhattan
@@ -82,7 +85,7 @@ class ModelSpec:
     members: int  # networks trained side by side, each on its own loss; the prediction is their mean
     frequencies: int = FREQUENCIES  # 0: the numeric features go in as standardized scalars
     embedding_dims: int = EMBEDDING_DIMS
-    frequency_scale: float = FREQUENCY_SCALE
+    frequency_scales: tuple[float, ...] = FREQUENCY_SCALES  # of the rounds of designs in turn
     scalars: bool = True  # the numeric features also go in as standardized scalars, beside their embeddings
     designs: tuple[str, ...] = MEMBER_DESIGNS  # of the members in turn; a single network is of the first
 
@@ -92,9 +95,10 @@ class ModelSpec:
 
     def describe(self) -> str:
         dropout = f" -> Dropout({self.dropout:g})" if self.dropout else ""
+        scales = " or ".join(f"{scale:g}" for scale in dict.fromkeys(self.member_scales()))
         hidden = "".join(f" -> Dense({units}, relu){dropout}" for units in self.hidden_units)
         embedding = (
-            f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {self.frequency_scale:g}), "
+            f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {scales}), "
             f"Dense({self.embedding_dims}, relu) each{', beside the scalars' if self.scalars else ''})"
             if self.frequencies
             else ""
@@ -110,6 +114,10 @@ class ModelSpec:
 
     def member_designs(self) -> list[str]:
         return [self.designs[index % len(self.designs)] for index in range(self.members)]
+
+    def member_scales(self) -> list[float]:
+        rounds = [index // len(self.designs) for index in range(self.members)]
+        return [self.frequency_scales[round_ % len(self.frequency_scales)] for round_ in rounds]
 
 
 def numeric_columns(feature_count: int) -> list[int]:
@@ -171,7 +179,8 @@ def build_model(spec: ModelSpec, learning_rate: float, seed: int, mean: np.ndarr
         scored = QuantileNormal(numeric, knots.shape[1] - 1, knots, name="quantile_normal")([inputs, standardized])
     member_inputs = {"standardized": standardized, "quantile": scored, "distance-rate": standardized}
     prefixes = [""] if spec.members == 1 else [f"member_{member}_" for member in range(1, spec.members + 1)]
-    fares = [_member(spec, inputs, member_inputs[design], design, initial_fare, prefix) for design, prefix in zip(designs, prefixes)]
+    plan = zip(designs, spec.member_scales(), prefixes)
+    fares = [_member(spec, inputs, member_inputs[design], design, scale, initial_fare, prefix) for design, scale, prefix in plan]
     if spec.members == 1:
         output = fares[0]
     else:
@@ -186,9 +195,9 @@ def build_model(spec: ModelSpec, learning_rate: float, seed: int, mean: np.ndarr
     return model
 
 
-def _member(spec: ModelSpec, inputs, member_inputs, design: str, initial_fare: float, prefix: str):
-    """One network of the ensemble, of `design` (MEMBER_DESIGNS), from its inputs to a fare; its layers' names
-    start with `prefix`."""
+def _member(spec: ModelSpec, inputs, member_inputs, design: str, frequency_scale: float, initial_fare: float, prefix: str):
+    """One network of the ensemble, of `design` (MEMBER_DESIGNS) and `frequency_scale`, from its inputs to a
+    fare; its layers' names start with `prefix`."""
     from keras import initializers, layers
 
     flow = member_inputs
@@ -199,7 +208,7 @@ def _member(spec: ModelSpec, inputs, member_inputs, design: str, initial_fare: f
         # QuantileNormal puts the numeric features' scores first.
         embedded = list(range(len(numeric))) if design == "quantile" else numeric
         flow = PeriodicEmbedding(
-            embedded, spec.frequencies, spec.embedding_dims, spec.frequency_scale, spec.scalars, name=f"{prefix}numeric_embedding"
+            embedded, spec.frequencies, spec.embedding_dims, frequency_scale, spec.scalars, name=f"{prefix}numeric_embedding"
         )(flow)
     for index, units in enumerate(spec.hidden_units, 1):
         flow = layers.Dense(units, activation="relu", name=f"{prefix}hidden_{index}")(flow)
