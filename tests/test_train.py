@@ -17,7 +17,7 @@ from taxifare.preprocessing.sink import manifest_path
 from taxifare.registry import store as registry_module
 from taxifare.registry.store import RUN_FILES, Registry
 from taxifare.sources.demo import write_demo_rides
-from taxifare.training.data import open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
+from taxifare.training.data import evenly_spaced_rows, open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
 from taxifare.training.loop import checkpoint_folder, train
 from taxifare.training.state import MIN_IMPROVEMENT, TrainingState
 from tests.conftest import write_csv
@@ -113,6 +113,15 @@ def test_model_standardizes_with_the_training_statistics(demo, tmp_path):
     constant = statistics.variance[:-1] < 1e-12
     np.testing.assert_allclose(variance[~constant], statistics.variance[:-1][~constant], rtol=1e-6)
     assert (variance[constant] == 1).all()
+
+
+def test_the_quantile_sample_is_every_row_or_runs_spread_from_first_to_last(tmp_path):
+    rows = np.arange(5000 * 3, dtype=np.float32).reshape(5000, 3)
+    rows.tofile(tmp_path / "rows.f32")
+    np.testing.assert_array_equal(evenly_spaced_rows(tmp_path / "rows.f32", 3, 5000), rows)
+    sample = evenly_spaced_rows(tmp_path / "rows.f32", 3, 1000, runs=100)[:, 0] / 3
+    assert len(sample) == len(np.unique(sample)) == 1000
+    assert sample[0] == 0 and sample[-1] == 4999 and np.all(np.diff(sample)[:9] == 1)
 
 
 def test_quantile_members_read_the_training_rows_quantiles(demo, tmp_path):

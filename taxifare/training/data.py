@@ -266,13 +266,21 @@ def read_prepared_rows(row_file: Path, columns: int, prepared: PreparedRows, spa
     return _stack(parts, columns)
 
 
-def evenly_spaced_rows(row_file: Path, columns: int, limit: int) -> np.ndarray:
-    """At most `limit` rows of a `prepare_rows` file, evenly spaced through it (memory-mapped: only their pages are read)."""
-    rows = row_file.stat().st_size // (columns * np.dtype(np.float32).itemsize)
-    if not rows:
-        return np.empty((0, columns), dtype=np.float32)
-    table = np.memmap(row_file, dtype=np.float32, mode="r", shape=(rows, columns))
-    return np.array(table[np.linspace(0, rows - 1, min(rows, limit)).astype(np.int64)])
+def evenly_spaced_rows(row_file: Path, columns: int, limit: int, runs: int = 1000) -> np.ndarray:
+    """At most `limit` rows of a `prepare_rows` file: all of them, or `runs` runs of consecutive rows evenly
+    spaced through it. Read, not memory-mapped: single rows spaced a page apart would map up to every page
+    of the file into the process (hundreds of MB at millions of rows)."""
+    row_bytes = columns * np.dtype(np.float32).itemsize
+    rows = row_file.stat().st_size // row_bytes
+    with row_file.open("rb") as file:
+        if rows <= limit:
+            return np.fromfile(file, dtype=np.float32, count=rows * columns).reshape(-1, columns)
+        length = max(limit // runs, 1)
+        parts = []
+        for start in np.linspace(0, rows - length, min(runs, limit)).astype(np.int64):
+            file.seek(int(start) * row_bytes)
+            parts.append(np.fromfile(file, dtype=np.float32, count=length * columns).reshape(-1, columns))
+    return np.concatenate(parts)
 
 
 def chunk_plan(span_count: int, seed: int, pass_index: int) -> list[list[int]]:
