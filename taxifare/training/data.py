@@ -256,31 +256,31 @@ def _stack(parts: list[np.ndarray], columns: int) -> np.ndarray:
 
 def read_prepared_rows(row_file: Path, columns: int, prepared: PreparedRows, span_indices: Sequence[int]) -> np.ndarray:
     """The trainable rows of the spans `span_indices` from a `prepare_rows` file."""
-    row_bytes = columns * np.dtype(np.float32).itemsize
-    with row_file.open("rb") as file:
-        parts = []
-        for index in span_indices:
-            start, end = int(prepared.span_starts[index]), int(prepared.span_starts[index + 1])
-            file.seek(start * row_bytes)
-            parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * columns).reshape(-1, columns))
-    return _stack(parts, columns)
+    ranges = [(int(prepared.span_starts[index]), int(prepared.span_starts[index + 1])) for index in span_indices]
+    return _read_row_ranges(row_file, columns, ranges)
 
 
 def evenly_spaced_rows(row_file: Path, columns: int, limit: int, runs: int = 1000) -> np.ndarray:
     """At most `limit` rows of a `prepare_rows` file: all of them, or `runs` runs of consecutive rows evenly
     spaced through it. Read, not memory-mapped: single rows spaced a page apart would map up to every page
     of the file into the process (hundreds of MB at millions of rows)."""
+    rows = row_file.stat().st_size // (columns * np.dtype(np.float32).itemsize)
+    if rows <= limit:
+        return _read_row_ranges(row_file, columns, [(0, rows)])
+    length = max(limit // runs, 1)
+    starts = np.linspace(0, rows - length, min(runs, limit)).astype(np.int64)
+    return _read_row_ranges(row_file, columns, [(int(start), int(start) + length) for start in starts])
+
+
+def _read_row_ranges(row_file: Path, columns: int, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The rows [start, end) of each range of a `prepare_rows` file, in the order given."""
     row_bytes = columns * np.dtype(np.float32).itemsize
-    rows = row_file.stat().st_size // row_bytes
     with row_file.open("rb") as file:
-        if rows <= limit:
-            return np.fromfile(file, dtype=np.float32, count=rows * columns).reshape(-1, columns)
-        length = max(limit // runs, 1)
         parts = []
-        for start in np.linspace(0, rows - length, min(runs, limit)).astype(np.int64):
-            file.seek(int(start) * row_bytes)
-            parts.append(np.fromfile(file, dtype=np.float32, count=length * columns).reshape(-1, columns))
-    return np.concatenate(parts)
+        for start, end in ranges:
+            file.seek(start * row_bytes)
+            parts.append(np.fromfile(file, dtype=np.float32, count=(end - start) * columns).reshape(-1, columns))
+    return _stack(parts, columns)
 
 
 def chunk_plan(span_count: int, seed: int, pass_index: int) -> list[list[int]]:

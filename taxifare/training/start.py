@@ -169,9 +169,11 @@ def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, pare
     parent_model = load_model(parent.model_path, compile=True) if parent else None
     if parent_model is not None:
         mean, variance = input_statistics(parent_model)
-    # A warm start copies the parent's knots with its other variables; each worker of a team has its own
-    # share of the rows, and the chief's quantiles stand for all.
-    knots = _training_quantiles(spec, checkpoint.row_file, len(data.columns)) if parent_model is None else None
+    # Only a fresh run needs them: a warm start copies the parent's knots with its other variables, a resumed
+    # run restores its own. Each worker of a team has its own share of the rows; the chief's quantiles stand
+    # for all, so only the chief computes them.
+    fresh = parent_model is None and state is None and team.is_chief
+    knots = _training_quantiles(spec, checkpoint.row_file, len(data.columns)) if fresh else None
     mean, variance, knots = team.from_chief((mean, variance, knots))
     mean, variance, knots = np.asarray(mean), np.asarray(variance), None if knots is None else np.asarray(knots)
     make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare, knots)
