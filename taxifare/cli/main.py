@@ -18,6 +18,7 @@ from taxifare.cli import data, models, scoring, training
 from taxifare.cli.options import Debug, LocalDataPath, LocalRegistryPath, Quiet, Verbose
 from taxifare.cli.quiet import pass_on_captured_output, quiet_libraries
 from taxifare.core.errors import ROW_WARNINGS, InputError, Interrupted, TaxifareError, first_line, stop_received
+from taxifare.core.malloc import use_few_arenas
 
 log = logging.getLogger("taxifare")
 
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str]) -> None:
     debug = "--debug" in argv
+    use_few_arenas()
     _configure_logging()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, functools.partial(_on_stop_signal, os.getpid(), "--force" in argv))
