@@ -1,9 +1,9 @@
 """The C heap's arenas: fewer of them, so that memory freed by TensorFlow's threads is reused.
 
 glibc's malloc gives a thread that finds the heap locked an arena of its own, up to eight per core, and
-keeps what is freed in each. TensorFlow's thread pools allocate and free from many threads, so a default
-`taxifare train` on the real sample held ~50 MB more at its peak (1,156 MB) than with two arenas
-(1,101-1,109 MB), for the same model and the same speed. Two arenas is what MALLOC_ARENA_MAX=2 would
+keeps what is freed in each. TensorFlow's thread pools allocate and free from many threads: the default
+`taxifare train` on the real sample peaked at 1,093-1,168 MB with glibc's arenas and at 1,070-1,109 MB
+with two, for the same model and at the same speed. Two arenas is what MALLOC_ARENA_MAX=2 would
 set; a MALLOC_ARENA_MAX of the user's own is left alone, and so is a C library that is not glibc.
 """
 
