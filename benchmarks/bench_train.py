@@ -37,6 +37,7 @@ from taxifare.core.config import load_settings  # noqa: E402
 from taxifare.model.network import ModelSpec, build_model  # noqa: E402
 from taxifare.preprocessing.run import preprocess  # noqa: E402
 from taxifare.preprocessing.sink import manifest_path, processed_fingerprint, read_manifest  # noqa: E402
+from taxifare.rides.features import FEATURE_NAMES  # noqa: E402
 from taxifare.sources.demo import write_demo_rides  # noqa: E402
 from taxifare.training.data import SPANS_PER_CHUNK, FeatureStatistics, open_processed, read_rows, span_rows  # noqa: E402
 from taxifare.training.loop import train  # noqa: E402
@@ -90,7 +91,9 @@ def in_memory_throughput(processed: Path, settings) -> dict:
     statistics = FeatureStatistics.empty(rows.shape[1])
     statistics.add(rows)
     spec = ModelSpec.of(settings)
-    model = build_model(spec, settings.learning_rate, settings.seed, statistics.mean[:-1], statistics.variance[:-1], statistics.mean[-1])
+    day = FEATURE_NAMES.index("days_since_2009")
+    dates = (statistics.minimum[day], statistics.maximum[day])
+    model = build_model(spec, settings.learning_rate, settings.seed, statistics.mean[:-1], statistics.variance[:-1], statistics.mean[-1], None, dates)
     started = time.perf_counter()
     # The fares as a column, as the streamed loop feeds them (an ensemble's loss compares each member with it).
     model.fit(rows[:, :-1], rows[:, -1:], batch_size=settings.batch_size, epochs=1, verbose=0)

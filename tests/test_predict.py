@@ -13,7 +13,9 @@ import pytest
 
 from taxifare.core.errors import InputError
 from taxifare.core.lines import kept_line_numbers
+from taxifare.model.network import load_model, predict_fares
 from taxifare.registry.store import Registry
+from taxifare.rides.features import FEATURE_NAMES, days_feature, feature_matrix, ride_features
 from taxifare.serving.predict import REFERENCE_RIDE, predict_csv, predict_ride
 from tests.conftest import RAW_HEADER, REFERENCE_ROW, assert_clean_error, cli_env, run_cli, write_csv
 from tests.training_data import trained_demo, with_registry
@@ -128,10 +130,29 @@ def test_one_ride_outside_the_training_window_is_predicted_with_a_warning(traine
     assert first < dt.datetime(2013, 7, 6, tzinfo=dt.timezone.utc) < last
     assert 0 < predict_ride(trained, _ride_at(last + dt.timedelta(days=30)))
     window = f"{first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} New York time"
-    assert f"outside the training window of run {run.run_id} ({window})" in caplog.text
+    assert f"outside the training window of run {run.run_id} ({window}): priced as on the window's nearest day" in caplog.text
     caplog.clear()
     predict_ride(trained, REFERENCE_RIDE)
     assert "outside the training window" not in caplog.text
+
+
+def test_a_ride_outside_the_training_window_is_priced_as_on_its_nearest_day(trained):
+    run = Registry(trained.local_registry_path).latest()
+    model = load_model(run.model_path)
+    first, last = (moment.replace(tzinfo=None) for moment in run.pickup_window)
+    ride = {name: [value] for name, value in REFERENCE_RIDE.items() if name != "pickup_datetime"}
+    features = feature_matrix(ride_features({**ride, "pickup_datetime": np.array(["2013-07-06T17:18"], dtype="datetime64[s]")}))
+    day = FEATURE_NAMES.index("days_since_2009")
+
+    def fare_on(days: float) -> float:
+        on_day = features.copy()
+        on_day[:, day] = days
+        return float(predict_fares(model, on_day)[0])
+
+    start, end = days_feature(first), days_feature(last)
+    assert fare_on(end + 0.5) == fare_on(end + 3.0) == fare_on(end)
+    assert fare_on(start - 2.0) == fare_on(start)
+    assert fare_on(end - 0.2) != fare_on(end)  # inside the window, the date counts
 
 
 def test_csv_flags_and_counts_rides_outside_the_training_window(trained, tmp_path):

@@ -3,6 +3,7 @@ starts, determinism and registry publishing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 
@@ -16,6 +17,7 @@ from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import manifest_path
 from taxifare.registry import store as registry_module
 from taxifare.registry.store import RUN_FILES, Registry
+from taxifare.rides.features import days_feature
 from taxifare.sources.demo import write_demo_rides
 from taxifare.training.data import evenly_spaced_rows, open_processed, prepare_rows, read_prepared_rows, row_hashes, span_rows
 from taxifare.training.loop import checkpoint_folder, train
@@ -181,7 +183,21 @@ def test_warm_start_continues_the_parent_on_new_data(demo, tmp_path):
     for mine, theirs in zip(input_statistics(load_model(warm.model_path)), input_statistics(load_model(parent.model_path))):
         np.testing.assert_array_equal(mine, theirs)
     assert warm.metrics["final"]["test_mae"] < fresh.metrics["final"]["test_mae"]
+    # Each model holds the date within its run's window; a warm start's window holds its parent's too.
+    for run in (parent, warm, fresh):
+        assert _held_dates(run) == pytest.approx(_window_days(run))
+    (parent_first, parent_last), (new_first, new_last) = _window_days(parent), _window_days(fresh)
+    assert _window_days(warm) == (min(parent_first, new_first), max(parent_last, new_last))
     assert train(with_registry(newer, tmp_path / "registry", **budget), from_run="latest").run.params["parent_run_id"] == warm.run_id
+
+
+def _window_days(run) -> tuple[float, float]:
+    return tuple(days_feature(dt.datetime.fromisoformat(run.params["data"][end])) for end in ("pickup_first", "pickup_last"))
+
+
+def _held_dates(run) -> tuple[float, float]:
+    config = load_model(run.model_path).get_layer("training_range").get_config()
+    return config["low"][0], config["high"][0]
 
 
 def test_warm_start_from_an_incompatible_run_is_refused(demo, tmp_path):

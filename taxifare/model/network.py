@@ -35,7 +35,7 @@ STEPS_PER_EXECUTION = 32
 _EAGER_ROWS = 1024
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
 # The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
-OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "QuantileNormal", "DistanceRate")
+OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "QuantileNormal", "DistanceRate", "TrainingRange")
 # Periodic embeddings of the numeric features (embeddings.py) with the numeric scalars beside them: chosen
 # on the validation split of the real sample against the variants in benchmarks/bench_quality.py (with
 # the default learning rate and ensemble size of config.py, chosen the same way).
@@ -110,7 +110,7 @@ class ModelSpec:
             counts = ", ".join(f"{designs.count(design)} {design}" for design in dict.fromkeys(designs))
             member = f" -> {self.members} networks ({counts}), mean of their fares: ({member.removeprefix(' -> ')})"
         quantiles = " and QuantileNormal(training-row quantiles)" if "quantile" in designs else ""
-        return f"Normalization(training-row mean and variance){quantiles}{member}"
+        return f"TrainingRange(date within the training window) -> Normalization(training-row mean and variance){quantiles}{member}"
 
     def member_designs(self) -> list[str]:
         return [self.designs[index % len(self.designs)] for index in range(self.members)]
@@ -126,6 +126,12 @@ def numeric_columns(feature_count: int) -> list[int]:
     if feature_count == len(FEATURE_NAMES):
         return [column for column, name in enumerate(FEATURE_NAMES) if not is_one_hot(name)]
     return list(range(feature_count))
+
+
+def date_column(feature_count: int) -> int | None:
+    """The processed table's date column (version 3's columns are the first of every later version's); None
+    for inputs that are not that table."""
+    return FEATURE_NAMES.index("days_since_2009") if feature_count in (len(FEATURE_NAMES), *PREFIX_VERSIONS.values()) else None
 
 
 def distance_column(feature_count: int) -> int:
@@ -157,30 +163,44 @@ def fare_loss(name: str, reduction: str | None = "sum_over_batch_size"):
     return losses[name](reduction=reduction, **options)
 
 
-def build_model(spec: ModelSpec, learning_rate: float, seed: int, mean: np.ndarray, variance: np.ndarray, initial_fare: float, knots: np.ndarray | None = None):
+def build_model(
+    spec: ModelSpec,
+    learning_rate: float,
+    seed: int,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    initial_fare: float,
+    knots: np.ndarray | None = None,
+    date_range: tuple[float, float] | None = None,
+):
     """A compiled model for features with the given training-row `mean` and `variance`, and numeric features'
     quantile `knots` (quantile_knots; by default those of normal features); a standardized member's output
-    starts at `initial_fare` (the mean fare), so training begins at the predict-the-mean baseline."""
+    starts at `initial_fare` (the mean fare), so training begins at the predict-the-mean baseline. The date
+    feature is held within `date_range` (its values at the training window's first and last pickup)."""
     keras = import_keras()
     from keras import layers
 
-    from taxifare.model.embeddings import MemberMean, QuantileNormal
+    from taxifare.model.embeddings import MemberMean, QuantileNormal, TrainingRange
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((len(mean),))
+    features = inputs
+    date = date_column(len(mean))
+    if date_range is not None and date is not None:
+        features = TrainingRange([date], [date_range[0]], [date_range[1]], name="training_range")(inputs)
     # A constant column (a district no training ride touched) would be divided by ~0 at prediction.
     scale = np.where(variance > 1e-12, variance, 1.0)
-    standardized = layers.Normalization(mean=mean, variance=scale, name="standardize")(inputs)
+    standardized = layers.Normalization(mean=mean, variance=scale, name="standardize")(features)
     designs = spec.member_designs()
     numeric = numeric_columns(len(mean))
     scored = None
     if "quantile" in designs:
         knots = normal_knots(mean, variance) if knots is None else knots
-        scored = QuantileNormal(numeric, knots.shape[1] - 1, knots, name="quantile_normal")([inputs, standardized])
+        scored = QuantileNormal(numeric, knots.shape[1] - 1, knots, name="quantile_normal")([features, standardized])
     member_inputs = {"standardized": standardized, "quantile": scored, "distance-rate": standardized}
     prefixes = [""] if spec.members == 1 else [f"member_{member}_" for member in range(1, spec.members + 1)]
     plan = zip(designs, spec.member_scales(), prefixes)
-    fares = [_member(spec, inputs, member_inputs[design], design, scale, initial_fare, prefix) for design, scale, prefix in plan]
+    fares = [_member(spec, features, member_inputs[design], design, scale, initial_fare, prefix) for design, scale, prefix in plan]
     if spec.members == 1:
         output = fares[0]
     else:
@@ -221,6 +241,12 @@ def _member(spec: ModelSpec, inputs, member_inputs, design: str, frequency_scale
     starts = initializers.Constant([START_BASE_FARE, START_RATE_PER_KM])
     priced = layers.Dense(2, bias_initializer=starts, name=f"{prefix}base_and_rate")(flow)
     return DistanceRate(distance_column(inputs.shape[-1]), DISTANCE_SCALE_KM, name=f"{prefix}fare")([inputs, priced])
+
+
+def holds_dates(model) -> bool:
+    """Whether a model holds the date feature within its training window (TrainingRange): runs before it
+    extrapolate the fare trend instead."""
+    return any(layer.name == "training_range" for layer in model.layers)
 
 
 def input_statistics(model) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ Bump PREPROCESSOR_VERSION whenever a feature's definition, order or scaling chan
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 
 import numpy as np
@@ -214,6 +215,11 @@ def ride_features(rides: Mapping) -> dict[str, np.ndarray]:
 
     names = iter(FEATURE_NAMES)
     return {next(names): np.ascontiguousarray(block[:, j]) for block in columns for j in range(block.shape[1])}
+
+
+def days_feature(wall_clock: dt.datetime) -> float:
+    """The days_since_2009 feature of a pickup at this New York wall-clock time (naive)."""
+    return float((np.datetime64(wall_clock, "s") - EPOCH_2009) / np.timedelta64(1, "s") / 86400 / DAYS_SCALE)
 
 
 def feature_matrix(features: Mapping[str, np.ndarray], count: int = len(FEATURE_NAMES)) -> np.ndarray:

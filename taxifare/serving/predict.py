@@ -5,7 +5,8 @@ Rides go through exactly the preprocessing the run was trained on: `parse_rides`
 the features' names. A run of an earlier version whose features are this version's first columns
 (features.PREFIX_VERSIONS) is handed those columns only, so it predicts as it did; another version is refused. A ride picked up outside the run's training window
 (its first..last pickup) is still predicted, but flagged: a warning for one ride, a 0/1 column
-`outside_training_window` and a count for a CSV.
+`outside_training_window` and a count for a CSV. The run's model prices it as on the window's nearest day
+(embeddings.TrainingRange; runs before it extrapolate).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from taxifare.core.config import Settings, parse_date
 from taxifare.core.errors import InputError, TaxifareError
 from taxifare.core.files import StagedFile, describe_os_error
 from taxifare.core.progress import Progress, log_summary
-from taxifare.model.network import load_model, predict_fares
+from taxifare.model.network import holds_dates, load_model, predict_fares
 from taxifare.registry.store import Registry, Run
 from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, PREPROCESSOR_VERSION, feature_matrix, ride_features
 from taxifare.rides.layout import CsvFormat
@@ -104,9 +105,10 @@ def predict_ride(settings: Settings, ride: dict, run_spec: str | None = None, da
     run, model = load_run(settings, run_spec, data_set)
     fare = float(predict_fares(model, trained_features(run, rides))[0])
     if outside_training_window(rides, _training_window(run))[0]:
+        how = "priced as on the window's nearest day" if holds_dates(model) else "the fare is extrapolated"
         log.warning(
-            "pickup %s is outside the training window of run %s (%s): the fare is extrapolated",
-            f"{pickup:%Y-%m-%d %H:%M:%S} New York time", run.run_id, format_window(run.pickup_window),
+            "pickup %s is outside the training window of run %s (%s): %s",
+            f"{pickup:%Y-%m-%d %H:%M:%S} New York time", run.run_id, format_window(run.pickup_window), how,
         )
     return fare
 

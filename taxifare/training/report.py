@@ -74,9 +74,11 @@ def _training_sample(prepared: PreparedRows, parent: Run | None) -> tuple[Traini
     return sample, bool(recorded.get("covers_parents"))
 
 
-def _pickup_range(data: ProcessedData, prepared: PreparedRows, parent: Run | None) -> tuple[str, str]:
-    """The first and last pickup of the processed data (with a parent's, for a warm start): as preprocess
-    parsed them, or, for a file made by an older taxifare, from the date feature (within ~10 s)."""
+def pickup_range(data: ProcessedData, prepared: PreparedRows, parent: Run | None) -> tuple[dt.datetime, dt.datetime]:
+    """The first and last pickup of the processed data (with a parent's, for a warm start), New York wall
+    clock without a zone: as preprocess parsed them, or, for a file made by an older taxifare, from the date
+    feature (within ~10 s). The run's training window: recorded in its params, and its model holds the date
+    feature within it."""
     recorded = data.manifest.get("pickup_first"), data.manifest.get("pickup_last")
     if all(recorded):
         first, last = (dt.datetime.fromisoformat(text) for text in recorded)
@@ -86,7 +88,7 @@ def _pickup_range(data: ProcessedData, prepared: PreparedRows, parent: Run | Non
     if parent is not None and parent.params.get("data", {}).get("pickup_first"):
         first = min(_naive(first), _naive(dt.datetime.fromisoformat(parent.params["data"]["pickup_first"])))
         last = max(_naive(last), _naive(dt.datetime.fromisoformat(parent.params["data"]["pickup_last"])))
-    return _naive(first).isoformat(timespec="seconds"), _naive(last).isoformat(timespec="seconds")
+    return _naive(first), _naive(last)
 
 
 def _naive(moment: dt.datetime) -> dt.datetime:
@@ -115,7 +117,7 @@ def synthetic_rides(manifest: dict) -> bool | None:
 def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, state: TrainingState, parent: Run | None) -> dict:
     manifest = data.manifest
     spec = ModelSpec.of(settings)
-    pickup_first, pickup_last = _pickup_range(data, prepared, parent)
+    pickup_first, pickup_last = (moment.isoformat(timespec="seconds") for moment in pickup_range(data, prepared, parent))
     return {
         "run_id": state.run_id,
         "started_at": state.started_at,

@@ -19,8 +19,10 @@ from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
 from taxifare.model.network import QUANTILE_SAMPLE_ROWS, ModelSpec, build_model, input_statistics, load_model, quantile_knots
 from taxifare.registry.store import Registry, Run, new_run_id
+from taxifare.rides.features import days_feature
 from taxifare.training.checkpoint import Checkpoint, copy_training_variables, framework_versions
 from taxifare.training.data import PreparedRows, ProcessedData, evenly_spaced_rows, open_processed, span_rows
+from taxifare.training.report import pickup_range
 from taxifare.training.splits import ALL_COLUMNS_METHOD, SPLIT_METHOD, hashed_as_now, recorded_method
 from taxifare.training.state import TrainingState, now_utc
 
@@ -174,9 +176,10 @@ def _start_model(settings, data, prepared: PreparedRows, checkpoint, state, pare
     # for all, so only the chief computes them.
     fresh = parent_model is None and state is None and team.is_chief
     knots = _training_quantiles(spec, checkpoint.row_file, len(data.columns)) if fresh else None
-    mean, variance, knots = team.from_chief((mean, variance, knots))
+    date_range = tuple(days_feature(moment) for moment in pickup_range(data, prepared, parent))
+    mean, variance, knots, date_range = team.from_chief((mean, variance, knots, date_range))
     mean, variance, knots = np.asarray(mean), np.asarray(variance), None if knots is None else np.asarray(knots)
-    make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare, knots)
+    make_model = functools.partial(build_model, spec, settings.learning_rate, settings.seed, mean, variance, mean_fare, knots, tuple(date_range))
     model = team.build(make_model)
     # On the chief; a checkpoint it refuses stops every worker with its message.
     restored = team.check_in(lambda: checkpoint.restore(model) if state is not None else None)
