@@ -68,7 +68,7 @@ bench-train: install
 ## Test MAE of the default run on the real sample (3 seeds), outside rows, warm start against fresh.
 bench-quality: install
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs previous-default one-network 3-networks lr-0.001 --warm-passes 2
+	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs previous-default one-network 3-networks lr-0.001 --warm-passes 2 --later-check
 
 ## One worker against two on this machine; all-reduce cost per step; projection to N machines.
 bench-distributed: install
