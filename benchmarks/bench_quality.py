@@ -17,7 +17,8 @@ Everything runs through the real CLI in a scratch folder, as a new user would:
   3. LightGBM (L1 objective) on exactly the same training, validation and test rows and features (read
      with taxifare's own split code), a small grid, each entry at the same seeds as the default (its bagging
      and feature sampling draw from them), early-stopped and chosen on median validation MAE, in a process
-     of its own for its peak memory; the default's test MAE minus LightGBM's, seed by seed. A benchmark-only dependency: `pip install -e '.[bench]'`.
+     of its own for its peak memory; the default's test MAE minus LightGBM's, seed by seed. A benchmark-only
+     dependency: `pip install -e '.[bench]'`.
   4. Warm start: a parent trained with defaults on 2009-2011, then on 2012-2014 a run `--from` the parent
      against a fresh run, both with `--warm-passes` passes, scored on the 2012-2014 test split.
   5. Rides after the window (--later-check, what chose to hold the date within the training window): a
@@ -278,8 +279,9 @@ def print_table(runs: list[dict], lightgbm: dict | None, outside_names: list[str
     for entry in lightgbm["runs"] if lightgbm else []:
         name = f"LightGBM L1, {entry['params']['num_leaves']} leaves" + (" *" if entry["params"]["num_leaves"] == lightgbm["chosen"]["num_leaves"] else "")
         line(name, entry["seed"], entry, entry, entry["train_seconds"], lightgbm["peak_mb"], entry["trees"])
-    print("outside columns: MAE on those rows. * LightGBM's choice on median validation MAE over the seeds (its own seeds: bagging and feature sampling); its passes column is trees, its time "
-          "excludes reading the rows, its peak memory is its process's over the whole grid")
+    print("outside columns: MAE on those rows. * LightGBM's choice on median validation MAE over the seeds (its seed draws "
+          "its bagging and feature sampling); its passes column is trees, its time excludes reading the rows, its peak "
+          "memory is its process's over the whole grid")
 
 
 def main() -> None:
