@@ -232,7 +232,7 @@ def warm_start(workdir: Path, passes: int) -> dict:
 
 def later_check(workdir: Path, split: dict[str, np.ndarray], seeds: list[int]) -> dict:
     """Step 5 of the docstring: per seed, the 2014 rides' MAE with the date held and let through."""
-    from taxifare.model.network import load_model, predict_fares
+    from taxifare.model.network import DATE_HOLD_LAYER, load_model, predict_fares
     from taxifare.rides.features import FEATURE_NAMES, days_feature
 
     window = ("--min-date", "2009-01-01", "--max-date", "2014-01-01", "--data-size", "before_2014")
@@ -244,7 +244,7 @@ def later_check(workdir: Path, split: dict[str, np.ndarray], seeds: list[int]) -
     for seed in seeds:
         folder = Path(taxifare(workdir, "train", *window, "--force", SEED=str(seed))[0].splitlines()[-1])
         held, let_through = load_model(folder / "model.keras"), load_model(folder / "model.keras")
-        layer = let_through.get_layer("training_range")
+        layer = let_through.get_layer(DATE_HOLD_LAYER)
         layer.bounds = tuple([bound] * len(bounds) for bound, bounds in zip((-np.inf, np.inf), layer.bounds))
         errors = [np.abs(predict_fares(model, later[:, :-1]) - later[:, -1]) for model in (held, let_through)]
         figures.append({"seed": seed, "held_mae": float(errors[0].mean()), "extrapolated_mae": float(errors[1].mean()),

@@ -12,7 +12,7 @@ import pytest
 
 from taxifare.core.errors import InputError, TaxifareError
 from taxifare.core.lock import lock_path
-from taxifare.model.network import input_statistics, load_model, predict_fares, quantile_knots
+from taxifare.model.network import DATE_HOLD_LAYER, input_statistics, load_model, predict_fares, quantile_knots
 from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import manifest_path
 from taxifare.registry import store as registry_module
@@ -196,7 +196,7 @@ def _window_days(run) -> tuple[float, float]:
 
 
 def _held_dates(run) -> tuple[float, float]:
-    config = load_model(run.model_path).get_layer("training_range").get_config()
+    config = load_model(run.model_path).get_layer(DATE_HOLD_LAYER).get_config()
     return config["low"][0], config["high"][0]
 
 

@@ -60,6 +60,8 @@ QUANTILE_SAMPLE_ROWS = 100_000
 # Where a distance-rate member's fare starts: NYC's meter drops its flag at $2.50 (plus surcharges) and
 # charges $2.50 a mile, about $1.55 a kilometre.
 START_BASE_FARE, START_RATE_PER_KM = 3.0, 1.5
+# The name of the layer that holds the date within the training window (embeddings.TrainingRange).
+DATE_HOLD_LAYER = "training_range"
 
 
 def import_keras():
@@ -128,17 +130,21 @@ def numeric_columns(feature_count: int) -> list[int]:
     return list(range(feature_count))
 
 
+def _processed_table(feature_count: int) -> bool:
+    """Whether inputs of this width are the processed table's features, of this or an earlier version (version
+    3's columns are the first of every later version's), so that a feature's column is its index in FEATURE_NAMES."""
+    return feature_count in (len(FEATURE_NAMES), *PREFIX_VERSIONS.values())
+
+
 def date_column(feature_count: int) -> int | None:
-    """The processed table's date column (version 3's columns are the first of every later version's); None
-    for inputs that are not that table."""
-    return FEATURE_NAMES.index("days_since_2009") if feature_count in (len(FEATURE_NAMES), *PREFIX_VERSIONS.values()) else None
+    """The processed table's date column; None for inputs that are not that table."""
+    return FEATURE_NAMES.index("days_since_2009") if _processed_table(feature_count) else None
 
 
 def distance_column(feature_count: int) -> int:
-    """The column a distance-rate member multiplies: the processed table's Manhattan distance (version 3's
-    columns are the first of every later version's), or the first column of inputs that are not that table."""
-    column = FEATURE_NAMES.index("manhattan_distance")
-    return column if feature_count in (len(FEATURE_NAMES), *PREFIX_VERSIONS.values()) else 0
+    """The column a distance-rate member multiplies: the processed table's Manhattan distance, or the first
+    column of inputs that are not that table."""
+    return FEATURE_NAMES.index("manhattan_distance") if _processed_table(feature_count) else 0
 
 
 def quantile_knots(rows: np.ndarray, intervals: int = QUANTILE_INTERVALS) -> np.ndarray:
@@ -187,7 +193,7 @@ def build_model(
     features = inputs
     date = date_column(len(mean))
     if date_range is not None and date is not None:
-        features = TrainingRange([date], [date_range[0]], [date_range[1]], name="training_range")(inputs)
+        features = TrainingRange([date], [date_range[0]], [date_range[1]], name=DATE_HOLD_LAYER)(inputs)
     # A constant column (a district no training ride touched) would be divided by ~0 at prediction.
     scale = np.where(variance > 1e-12, variance, 1.0)
     standardized = layers.Normalization(mean=mean, variance=scale, name="standardize")(features)
@@ -246,7 +252,7 @@ def _member(spec: ModelSpec, inputs, member_inputs, design: str, frequency_scale
 def holds_dates(model) -> bool:
     """Whether a model holds the date feature within its training window (TrainingRange): runs before it
     extrapolate the fare trend instead."""
-    return any(layer.name == "training_range" for layer in model.layers)
+    return any(layer.name == DATE_HOLD_LAYER for layer in model.layers)
 
 
 def input_statistics(model) -> tuple[np.ndarray, np.ndarray]:

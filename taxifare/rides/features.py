@@ -190,7 +190,7 @@ def ride_features(rides: Mapping) -> dict[str, np.ndarray]:
     pickup = _wall_clock(rides["pickup_datetime"])
     hour, weekday, month = _calendar(pickup)
     hour_sin, hour_cos = _HOUR_SIN_COS[:, hour]
-    seconds_since_2009 = (pickup - EPOCH_2009) / np.timedelta64(1, "s")
+    days = days_feature(pickup)
 
     ends = ("pickup_latitude", "pickup_longitude", "dropoff_latitude", "dropoff_longitude")
     plat, plon, dlat, dlon = (np.asarray(rides[name], dtype=np.float64) for name in ends)
@@ -202,7 +202,7 @@ def ride_features(rides: Mapping) -> dict[str, np.ndarray]:
         hour_cos[:, None],
         _one_hot(weekday, 7),
         _one_hot(month - 1, 12),
-        _as_float32(seconds_since_2009 / 86400 / DAYS_SCALE)[:, None],
+        _as_float32(days)[:, None],
         _as_float32(_haversine(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
         _as_float32(_manhattan(pickup, dropoff) / DISTANCE_SCALE_KM)[:, None],
         _district_one_hot(plat, plon),
@@ -217,9 +217,11 @@ def ride_features(rides: Mapping) -> dict[str, np.ndarray]:
     return {next(names): np.ascontiguousarray(block[:, j]) for block in columns for j in range(block.shape[1])}
 
 
-def days_feature(wall_clock: dt.datetime) -> float:
-    """The days_since_2009 feature of a pickup at this New York wall-clock time (naive)."""
-    return float((np.datetime64(wall_clock, "s") - EPOCH_2009) / np.timedelta64(1, "s") / 86400 / DAYS_SCALE)
+def days_feature(wall_clock: np.ndarray | dt.datetime) -> np.ndarray | float:
+    """The days_since_2009 feature (float64) of pickups at these New York wall-clock times: a datetime64 array,
+    or one naive datetime."""
+    moment = wall_clock if isinstance(wall_clock, np.ndarray) else np.datetime64(wall_clock, "s")
+    return (moment - EPOCH_2009) / np.timedelta64(1, "s") / 86400 / DAYS_SCALE
 
 
 def feature_matrix(features: Mapping[str, np.ndarray], count: int = len(FEATURE_NAMES)) -> np.ndarray:
