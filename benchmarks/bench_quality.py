@@ -159,7 +159,8 @@ def maes(predict, sets: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def train_run(workdir: Path, name: str, seed: int, outside: dict[str, np.ndarray]) -> dict:
-    from taxifare.model.network import load_model, predict_fares
+    from taxifare.model.network import predict_fares
+    from taxifare.model.saved import load_model
 
     flags, model = CONFIGS[name]
     stdout, stderr, seconds = taxifare(workdir, "train", "--data-size", "sample", "--force", *flags, model=model, SEED=str(seed))
@@ -232,7 +233,8 @@ def warm_start(workdir: Path, passes: int) -> dict:
 
 def later_check(workdir: Path, split: dict[str, np.ndarray], seeds: list[int]) -> dict:
     """Step 5 of the docstring: per seed, the 2014 rides' MAE with the date held and let through."""
-    from taxifare.model.network import DATE_HOLD_LAYER, load_model, predict_fares
+    from taxifare.model.network import DATE_HOLD_LAYER, predict_fares
+    from taxifare.model.saved import load_model
     from taxifare.rides.features import FEATURE_NAMES, days_feature
 
     window = ("--min-date", "2009-01-01", "--max-date", "2014-01-01", "--data-size", "before_2014")

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import load_model, predict_fares
+from taxifare.model.network import predict_fares
+from taxifare.model.saved import load_model
 from taxifare.preprocessing.run import preprocess
 from taxifare.registry.store import SAMPLE_FILE, Registry
 from taxifare.rides.features import haversine_km, ride_features

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model, load_model, numeric_columns, predict_fares, quantile_knots
+from taxifare.model.network import ModelSpec, build_model, numeric_columns, predict_fares, quantile_knots
+from taxifare.model.saved import load_model
 from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, ride_features
 from taxifare.serving.predict import REFERENCE_RIDE
 from taxifare.training.loop import train
@@ -57,7 +58,7 @@ def _earlier_version_model():
 def _predicted_in_a_new_process(paths, rows_path) -> list[np.ndarray]:
     """Predictions of each model file in `paths` by one fresh Python process, through taxifare's load_model."""
     script = (
-        "import sys, numpy as np; from taxifare.model.network import load_model, predict_fares; rows = np.load(sys.argv[1]); "
+        "import sys, numpy as np; from taxifare.model.network import predict_fares; from taxifare.model.saved import load_model; rows = np.load(sys.argv[1]); "
         "[np.save(path + '.npy', predict_fares(load_model(path), rows)) for path in sys.argv[2:]]"
     )
     done = subprocess.run([sys.executable, "-c", script, str(rows_path), *map(str, paths)], cwd=REPO, capture_output=True, text=True, timeout=120)

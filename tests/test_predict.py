@@ -13,7 +13,8 @@ import pytest
 
 from taxifare.core.errors import InputError
 from taxifare.core.lines import kept_line_numbers
-from taxifare.model.network import load_model, predict_fares
+from taxifare.model.network import predict_fares
+from taxifare.model.saved import load_model
 from taxifare.registry.store import Registry
 from taxifare.rides.features import FEATURE_NAMES, days_feature, feature_matrix, ride_features
 from taxifare.serving.predict import REFERENCE_RIDE, predict_csv, predict_ride

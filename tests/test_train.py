@@ -12,7 +12,8 @@ import pytest
 
 from taxifare.core.errors import InputError, TaxifareError
 from taxifare.core.lock import lock_path
-from taxifare.model.network import DATE_HOLD_LAYER, input_statistics, load_model, predict_fares, quantile_knots
+from taxifare.model.network import DATE_HOLD_LAYER, input_statistics, predict_fares, quantile_knots
+from taxifare.model.saved import load_model
 from taxifare.preprocessing.run import preprocess
 from taxifare.preprocessing.sink import manifest_path
 from taxifare.registry import store as registry_module

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from taxifare.core.lock import OutputLock
-from taxifare.model.network import load_model
+from taxifare.model.saved import load_model
 from taxifare.registry.store import Registry
 from taxifare.training.loop import checkpoint_folder
 from tests.conftest import assert_clean_error, cli_env, run_cli, stop_when

@@ -15,7 +15,8 @@ import pytest
 
 from taxifare.core.config import LOSSES
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model, load_model
+from taxifare.model.network import ModelSpec, build_model
+from taxifare.model.saved import load_model
 from taxifare.registry.store import RUN_FILES, Registry
 from taxifare.training.distributed import _train_steps
 from taxifare.training.loop import checkpoint_folder

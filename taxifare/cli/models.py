@@ -47,7 +47,7 @@ def models_show(context: typer.Context, run: RunSpec, data_size: RunDataSize = N
     """Print one run's params and metrics as JSON (after checking its model file)."""
     import json
 
-    from taxifare.model.network import check_model_file
+    from taxifare.model.saved import check_model_file
     from taxifare.registry.store import Registry
 
     found = Registry(settings_from(context).local_registry_path).resolve(run, data_size)

@@ -12,7 +12,7 @@ let the network extrapolate to rides longer than most it trained on.
 
 Imported only when a model is built or loaded (it imports Keras). The layers are registered for Keras
 serialization, so a saved model loads in safe mode with no extra argument, wherever this module is
-imported first (model.load_model does it).
+imported first (saved.load_model does it).
 """
 
 from __future__ import annotations

@@ -11,17 +11,12 @@ Keras (and TensorFlow under it) is imported inside these functions only, so that
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from taxifare import __version__
 from taxifare.core.config import Settings
-from taxifare.core.errors import InputError, first_line
 from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, PREFIX_VERSIONS, is_one_hot
 
 # Huber's loss is squared below this error and linear above it: dollars, so that it trains towards
@@ -33,9 +28,6 @@ PREDICT_BATCH_SIZE = 16384
 STEPS_PER_EXECUTION = 32
 # Below this many rows a direct call beats `predict`, which compiles a function first.
 _EAGER_ROWS = 1024
-_KERAS_MEMBERS = ("config.json", "model.weights.h5")
-# The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
-OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "QuantileNormal", "DistanceRate", "TrainingRange")
 # Periodic embeddings of the numeric features (embeddings.py) with the numeric scalars beside them: chosen
 # on the validation split of the real sample against the variants in benchmarks/bench_quality.py (with
 # the default learning rate and ensemble size of config.py, chosen the same way).
@@ -259,55 +251,6 @@ def input_statistics(model) -> tuple[np.ndarray, np.ndarray]:
     """The mean and variance a model standardizes its inputs with."""
     layer = model.get_layer("standardize")
     return np.asarray(layer.mean, dtype=np.float64).reshape(-1), np.asarray(layer.variance, dtype=np.float64).reshape(-1)
-
-
-def check_model_file(path: Path) -> None:
-    """A cheap check that needs no TensorFlow: zip checksums, the expected members, and no layer of
-    taxifare's own that this version does not have."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-            names = set(archive.namelist())
-            config = archive.read("config.json") if "config.json" in names and not damaged else b"{}"
-    except FileNotFoundError:
-        raise InputError(f"{path}: model file missing") from None
-    except (OSError, zipfile.BadZipFile) as error:
-        raise InputError(f"{path}: model file is corrupt ({error})") from None
-    missing = [name for name in _KERAS_MEMBERS if name not in names]
-    if damaged or missing:
-        raise InputError(f"{path}: model file is corrupt ({'bad checksum in ' + damaged if damaged else 'no ' + ', '.join(missing)})")
-    try:
-        unknown = sorted(_taxifare_layers(json.loads(config)) - {f"taxifare>{name}" for name in OWN_LAYERS})
-    except ValueError as error:
-        raise InputError(f"{path}: model file is corrupt (config.json: {error})") from None
-    if unknown:
-        raise InputError(
-            f"{path}: the model has layer {unknown[0]}, which this taxifare ({__version__}) does not know: another "
-            "version saved it; predict with the taxifare that trained it, or train a new run"
-        )
-
-
-def _taxifare_layers(config) -> set[str]:
-    """The registered names of taxifare's own layers in a saved model's config (Keras' are "keras>...")."""
-    if isinstance(config, dict):
-        found = {config["registered_name"]} if str(config.get("registered_name")).startswith("taxifare>") else set()
-        return found.union(*(_taxifare_layers(value) for value in config.values()))
-    if isinstance(config, list):
-        return set().union(*(_taxifare_layers(value) for value in config))
-    return set()
-
-
-def load_model(path: Path, compile: bool = False):
-    """A saved model, loaded in Keras safe mode (no arbitrary code); a damaged file is an InputError."""
-    check_model_file(path)
-    keras = import_keras()
-    import taxifare.model.embeddings  # noqa: F401  (registers the layer that Keras looks up by name)
-
-    try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a damaged archive
-        reason = first_line(error) or type(error).__name__
-        raise InputError(f"{path}: model file is unreadable ({reason[:200]})") from None
 
 
 def predict_fares(model, features: np.ndarray) -> np.ndarray:

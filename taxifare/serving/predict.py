@@ -26,7 +26,8 @@ from taxifare.core.config import Settings, parse_date
 from taxifare.core.errors import InputError, TaxifareError
 from taxifare.core.files import StagedFile, describe_os_error
 from taxifare.core.progress import Progress, log_summary
-from taxifare.model.network import holds_dates, load_model, predict_fares
+from taxifare.model.network import holds_dates, predict_fares
+from taxifare.model.saved import load_model
 from taxifare.registry.store import Registry, Run
 from taxifare.rides.features import FEATURE_NAMES, PREFIX_VERSIONS, PREPROCESSOR_VERSION, feature_matrix, ride_features
 from taxifare.rides.layout import CsvFormat
