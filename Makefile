@@ -65,10 +65,11 @@ bench-preprocess: install
 bench-train: install
 	$(PY) benchmarks/bench_train.py --throughput-rows 2000000 --repeats 5 --rss-rows 1000000 4000000
 
-## Test MAE of the default run on the real sample (3 seeds), outside rows, warm start against fresh.
+## Test MAE of the default run on the real sample (3 seeds), outside rows, warm start against fresh, later dates,
+## and the default against LightGBM on held-out rows that chose nothing.
 bench-quality: install
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs previous-default one-network 3-networks lr-0.001 --warm-passes 2 --later-check
+	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs previous-default one-network 3-networks lr-0.001 --warm-passes 2 --later-check --dev-check
 
 ## One worker against two on this machine; all-reduce cost per step; projection to N machines.
 bench-distributed: install
