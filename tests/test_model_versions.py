@@ -98,6 +98,41 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean():
     np.testing.assert_allclose(predict_fares(model, rows), members.mean(axis=1), rtol=1e-6)
 
 
+def test_numeric_embeddings_and_their_gradients_are_those_of_the_plr_formula():
+    """ReLU(W_f [sin(2 pi c_f x), cos(2 pi c_f x)] + b_f) per numeric feature f, then the columns passed
+    through: the layer's own layout and gradient (which reuses the forward sines and cosines) must give what
+    automatic differentiation of the plain formula gives."""
+    import math
+
+    import tensorflow as tf
+
+    from taxifare.model.embeddings import PeriodicEmbedding
+
+    numeric, features = [0, 2, 3], 5
+    layer = PeriodicEmbedding(numeric, frequencies=4, dims=3, sigma=0.5, scalars=True)
+    rows = tf.constant(np.random.default_rng(4).normal(size=(7, features)).astype(np.float32))
+    layer.build(rows.shape)
+
+    def plain(inputs):
+        angles = 2 * math.pi * tf.gather(inputs, numeric, axis=1)[:, :, None] * layer.frequencies[None]
+        periodic = tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
+        embedded = tf.nn.relu(tf.einsum("bfp,fpd->bfd", periodic, layer.kernel) + layer.bias)
+        return tf.concat([tf.reshape(embedded, (len(rows), -1)), inputs], axis=1)
+
+    weights = rows * tf.range(1.0, features + 1)[None]  # a loss that weighs every output differently
+    gradients = []
+    for embed in (layer, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(rows)
+            output = embed(rows)
+            loss = tf.reduce_sum(output * tf.tile(weights, [1, output.shape[1] // features + 1])[:, : output.shape[1]])
+        gradients.append([np.asarray(g) for g in tape.gradient(loss, [rows, *layer.trainable_weights])])
+        np.testing.assert_allclose(np.asarray(output), np.asarray(plain(rows)), rtol=1e-5, atol=1e-6)
+    for own, reference in zip(*gradients):
+        np.testing.assert_allclose(own, reference, rtol=1e-4, atol=1e-5)
+    assert all(np.abs(reference).max() > 0 for reference in gradients[1])
+
+
 def test_members_take_turns_at_the_designs_and_a_single_network_is_of_the_first():
     spec = ModelSpec((8,), 0.0, "mae", members=5)
     assert spec.member_designs() == ["standardized", "quantile", "distance-rate", "standardized", "quantile"]
