@@ -110,7 +110,7 @@ def gradient_size() -> int:
     from taxifare.rides.features import FEATURE_NAMES
 
     settings = load_settings({}, environ={}, dotenv_path=None)
-    spec = ModelSpec(settings.hidden_units, settings.dropout, settings.loss)
+    spec = ModelSpec.of(settings)
     features = len(FEATURE_NAMES)
     model = build_model(spec, 0.001, 1, np.zeros(features), np.ones(features), 10.0)
     return int(sum(np.prod(variable.shape) for variable in model.trainable_variables))
