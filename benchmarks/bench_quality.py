@@ -164,6 +164,11 @@ def processed_rows(path: Path) -> np.ndarray:
     return pd.read_csv(path, dtype=np.float32).to_numpy()
 
 
+def paired_standard_error(errors: np.ndarray, other: np.ndarray) -> float:
+    """The standard error of the mean difference between two models' absolute errors on the same rows."""
+    return float((errors - other).std() / np.sqrt(len(errors)))
+
+
 def maes(predict, sets: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(np.mean(np.abs(predict(rows[:, :-1]) - rows[:, -1]))) for name, rows in sets.items()}
 
@@ -263,7 +268,7 @@ def later_check(workdir: Path, split: dict[str, np.ndarray], seeds: list[int]) -
         layer.bounds = tuple([bound] * len(bounds) for bound, bounds in zip((-np.inf, np.inf), layer.bounds))
         errors = [np.abs(predict_fares(model, later[:, :-1]) - later[:, -1]) for model in (held, let_through)]
         figures.append({"seed": seed, "held_mae": float(errors[0].mean()), "extrapolated_mae": float(errors[1].mean()),
-                        "paired_standard_error": float((errors[0] - errors[1]).std() / np.sqrt(len(later)))})
+                        "paired_standard_error": paired_standard_error(*errors)})
     return {"rows": len(later), "runs": figures}
 
 
@@ -272,24 +277,26 @@ def dev_check(workdir: Path, seeds: list[int], leaves: list[int]) -> dict:
     from taxifare.model.network import predict_fares
     from taxifare.model.saved import load_model
 
+    folder = workdir / "dev-check"  # its own, so that the main split's row file stays as it is
+    folder.mkdir(exist_ok=True)
     header, *lines = TRAINING_FILE.read_bytes().splitlines(keepends=True)
     is_dev = [int(hashlib.md5(line.rstrip(b"\r\n")).hexdigest(), 16) % DEV_SHARE == 0 for line in lines]
     for name, wanted in (("less_dev", False), ("dev", True)):
-        (workdir / f"sample_{name}.csv").write_bytes(header + b"".join(line for line, dev in zip(lines, is_dev) if dev == wanted))
-    kept = processed(workdir, workdir / "sample_less_dev.csv", "sample_less_dev")
-    dev = processed_rows(processed(workdir, workdir / "sample_dev.csv", "dev"))
-    lightgbm = lightgbm_in_subprocess({**split_rows(kept, workdir), "dev": dev}, workdir / "lightgbm-dev", leaves, seeds)
+        (folder / f"sample_{name}.csv").write_bytes(header + b"".join(line for line, dev in zip(lines, is_dev) if dev == wanted))
+    kept = processed(workdir, folder / "sample_less_dev.csv", "sample_less_dev")
+    dev = processed_rows(processed(workdir, folder / "sample_dev.csv", "dev"))
+    lightgbm = lightgbm_in_subprocess({**split_rows(kept, folder), "dev": dev}, folder / "lightgbm", leaves, seeds)
     chosen = chosen_lightgbm(lightgbm["runs"])["num_leaves"]
     figures = []
     for seed in seeds:
-        folder = Path(taxifare(workdir, "train", "--data-size", "sample_less_dev", "--force", SEED=str(seed))[0].splitlines()[-1])
-        errors = np.abs(predict_fares(load_model(folder / "model.keras"), dev[:, :-1]) - dev[:, -1])
-        booster = np.abs(np.load(workdir / "lightgbm-dev" / f"predicted-{chosen}-{seed}-dev.npy") - dev[:, -1])
-        validation = json.loads((folder / "metrics.json").read_text())["final"]["validation_mae"]
+        run_folder = Path(taxifare(workdir, "train", "--data-size", "sample_less_dev", "--force", SEED=str(seed))[0].splitlines()[-1])
+        errors = np.abs(predict_fares(load_model(run_folder / "model.keras"), dev[:, :-1]) - dev[:, -1])
+        booster = np.abs(np.load(folder / "lightgbm" / f"predicted-{chosen}-{seed}-dev.npy") - dev[:, -1])
+        validation = json.loads((run_folder / "metrics.json").read_text())["final"]["validation_mae"]
         run = next(entry for entry in lightgbm["runs"] if entry["params"]["num_leaves"] == chosen and entry["seed"] == seed)
         figures.append({"seed": seed, "validation_mae": validation, "dev_mae": float(errors.mean()),
                         "lightgbm_validation_mae": run["validation_mae"], "lightgbm_dev_mae": float(booster.mean()),
-                        "paired_standard_error": float((errors - booster).std() / np.sqrt(len(dev)))})
+                        "paired_standard_error": paired_standard_error(errors, booster)})
     return {"rows": len(dev), "lightgbm_leaves": chosen, "runs": figures}
 
 
