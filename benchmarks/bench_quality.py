@@ -104,6 +104,8 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "standardized-quantile": ((), {"designs": ("standardized", "quantile")}),
     "standardized-distance-rate": ((), {"designs": ("standardized", "distance-rate")}),
     "one-frequency-scale": ((), {"frequency_scales": (0.25,)}),
+    # Without the flat-fare heads for JFK's rides (network.FLAT_FARES), the default before them:
+    "no-flat-fares": ((), {"flat_fares": ()}),
 }
 LIGHTGBM_GRID = (
     {"num_leaves": 31, "learning_rate": 0.05},

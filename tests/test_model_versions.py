@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model, numeric_columns, predict_fares, quantile_knots
+from taxifare.model.network import FLAT_FARES, ModelSpec, build_model, numeric_columns, predict_fares, quantile_knots
 from taxifare.model.saved import load_model
 from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, ride_features
 from taxifare.serving.predict import REFERENCE_RIDE
@@ -69,11 +69,13 @@ def _predicted_in_a_new_process(paths, rows_path) -> list[np.ndarray]:
 def test_saved_models_of_this_and_earlier_versions_predict_the_same_in_a_new_process(tmp_path):
     single, ensemble = (_trained(ModelSpec((16, 8), 0.1, "mae", members=members)) for members in (1, 3))
     assert single.get_layer("numeric_embedding") and ensemble.get_layer("member_3_numeric_embedding")
-    assert [type(ensemble.get_layer(name)).__name__ for name in ("quantile_normal", "member_3_fare")] == ["QuantileNormal", "DistanceRate"]
-    # The ensemble of the versions before the member designs: every member on standardized inputs.
-    alike = _trained(ModelSpec((16, 8), 0.1, "huber", members=3, designs=("standardized",)))
+    kinds = [type(ensemble.get_layer(name)).__name__ for name in ("quantile_normal", "member_3_fare", "member_3_flat_fare")]
+    assert kinds == ["QuantileNormal", "DistanceRate", "FlatFare"]
+    # The versions before the flat-fare heads; the ensemble of those before the member designs: every member on
+    # standardized inputs.
+    alike = _trained(ModelSpec((16, 8), 0.1, "huber", members=3, designs=("standardized",), flat_fares=()))
     # The first embeddings' version: no scalars beside them (its saved layer config has no "scalars").
-    embeddings_only = _trained(ModelSpec((16, 8), 0.1, "huber", scalars=False, members=1))
+    embeddings_only = _trained(ModelSpec((16, 8), 0.1, "huber", scalars=False, members=1, flat_fares=()))
     earlier = _earlier_version_model()
     rows = _features()
     models = {"single": single, "ensemble": ensemble, "alike": alike, "embeddings_only": embeddings_only, "earlier": earlier}
@@ -87,15 +89,26 @@ def test_saved_models_of_this_and_earlier_versions_predict_the_same_in_a_new_pro
         np.testing.assert_array_equal(fares, predict_fares(model, rows))
 
 
-def test_an_ensemble_trains_each_member_and_predicts_their_mean():
+def test_an_ensemble_trains_each_member_and_predicts_their_mean_or_near_jfk_their_median():
     import keras
 
     model = _trained(ModelSpec((16, 8), 0.1, "huber", members=3))
-    rows = _features()[:50]
+    rows = np.abs(_features()[:50])
+    near = np.arange(50) % 2 == 0
+    for column in ("pickup_distance_jfk", "dropoff_distance_jfk"):
+        rows[:, FEATURE_NAMES.index(column)] = 0.05  # 5 km
+    rows[near, FEATURE_NAMES.index("dropoff_distance_jfk")] = 0.01
     assert np.asarray(model(rows, training=True)).shape == (50, 3)  # what the loss sees: every member's fare
     members = np.asarray(keras.Model(model.inputs[0], model.get_layer("members").output)(rows, training=False))
     assert np.ptp(members, axis=1).min() > 0  # members of their own, not copies
-    np.testing.assert_allclose(predict_fares(model, rows), members.mean(axis=1), rtol=1e-6)
+    predicted = predict_fares(model, rows)
+    np.testing.assert_allclose(predicted[~near], members[~near].mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(predicted[near], np.median(members[near], axis=1), rtol=1e-6)
+    assert np.abs(members[near].mean(axis=1) - predicted[near]).min() > 1e-4
+    # Without flat-fare heads, the mean everywhere.
+    alike = _trained(ModelSpec((16, 8), 0.1, "huber", members=3, flat_fares=()))
+    members = np.asarray(keras.Model(alike.inputs[0], alike.get_layer("members").output)(rows, training=False))
+    np.testing.assert_allclose(predict_fares(alike, rows), members.mean(axis=1), rtol=1e-6)
 
 
 def test_numeric_embeddings_and_their_gradients_are_those_of_the_plr_formula():
@@ -176,6 +189,31 @@ def test_a_distance_rate_member_prices_base_plus_rate_times_the_distance_in_kilo
     fares = np.asarray(keras.Model(model.inputs[0], model.get_layer("member_3_fare").output)(rows))[:, 0]
     kilometres = rows[:, FEATURE_NAMES.index("manhattan_distance")] * DISTANCE_SCALE_KM
     np.testing.assert_allclose(fares, priced[:, 0] + priced[:, 1] * kilometres, rtol=1e-5)
+
+
+def test_a_flat_fare_head_moves_only_the_fares_of_rides_near_jfk_towards_its_learned_fares():
+    import keras
+
+    features = len(FEATURE_NAMES)
+    model = build_model(ModelSpec((8,), 0.0, "mae", members=2), 0.01, 1, np.zeros(features), np.ones(features), 10.0)
+    rows = np.random.default_rng(7).uniform(0.05, 0.3, size=(6, features)).astype(np.float32)
+    pickup, dropoff = FEATURE_NAMES.index("pickup_distance_jfk"), FEATURE_NAMES.index("dropoff_distance_jfk")
+    rows[0, pickup] = rows[1, dropoff] = 1.5 / DISTANCE_SCALE_KM  # an end 1.5 km from JFK; the others 5 km or more
+    rows[2, pickup] = rows[2, dropoff] = 2.5 / DISTANCE_SCALE_KM
+    for member in (1, 2):
+        layer = model.get_layer(f"member_{member}_flat_fare")
+        np.testing.assert_allclose(np.asarray(layer.fares), FLAT_FARES)
+        inner = keras.Model(model.inputs[0], [model.get_layer(f"member_{member}_{name}").output for name in ("fare", "flat_fare_logits")])
+        fare, logits = (np.asarray(output, dtype=np.float64) for output in inner(rows))
+        gate = 1 / (1 + np.exp(-logits[:, 0]))
+        choice = np.exp(logits[:, 1:]) / np.exp(logits[:, 1:]).sum(axis=1, keepdims=True)
+        near = np.array([1, 1, 0, 0, 0, 0])
+        expected = fare[:, 0] + near * gate * (choice @ np.array(FLAT_FARES) - fare[:, 0])
+        got = np.asarray(keras.Model(model.inputs[0], layer.output)(rows))[:, 0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+        assert np.all(np.abs(got[:2] - fare[:2, 0]) > 0.1)
+    assert "FlatFare(within 2 km of JFK: a gate towards 6 learned flat fares)" in ModelSpec((8,), 0.0, "mae", members=2).describe()
+    assert "FlatFare" not in ModelSpec((8,), 0.0, "mae", members=2, flat_fares=()).describe()
 
 
 def _with_config_text_replaced(path, old: str, new: str) -> None:

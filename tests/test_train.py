@@ -218,6 +218,11 @@ def test_warm_start_from_an_incompatible_run_is_refused(demo, tmp_path):
     (parent.path / "params.json").write_text(json.dumps({**params, "hyperparameters": hyper}))
     with pytest.raises(InputError, match="its networks are standardized, standardized; this taxifare's are standardized, quantile"):
         train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)
+    # A run from before the flat-fare heads.
+    hyper = {key: value for key, value in params["hyperparameters"].items() if key != "flat_fares"}
+    (parent.path / "params.json").write_text(json.dumps({**params, "hyperparameters": hyper}))
+    with pytest.raises(InputError, match=r"it has no flat-fare heads; this taxifare's start from \[45.0, 49.57"):
+        train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)
     (parent.path / "params.json").write_text(json.dumps({**params, "preprocessor_version": 1}))
     with pytest.raises(InputError, match="preprocessor version 1"):
         train(with_registry(demo, tmp_path, **SMALL), from_run=parent.run_id)

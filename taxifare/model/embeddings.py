@@ -1,6 +1,7 @@
 """The model's own layers: periodic embeddings of the numeric features, learned inside the model ("PLR":
 periodic, linear, ReLU); the members' mean; what the member designs of network.py add (quantile
-normal scores, a base-plus-rate-times-distance fare); and the date held to the training rows' range.
+normal scores, a base-plus-rate-times-distance fare); the flat fares of rides to or from JFK; and the date
+held to the training rows' range.
 
 An MLP on standardized scalars draws sharp price steps (flat airport fares, distance bands, surcharge
 hours) poorly. Gorishniy, Rubachev and Babenko ("On Embeddings for Numerical Features in Tabular Deep
@@ -81,10 +82,32 @@ class PeriodicEmbedding(layers.Layer):
 @keras.saving.register_keras_serializable(package="taxifare")
 class MemberMean(layers.Layer):
     """The members' fares (batch, members) as they are while training, so that the loss trains each member on
-    its own; their mean (batch, 1) otherwise: the ensemble's prediction."""
+    its own; their mean (batch, 1) otherwise: the ensemble's prediction.
 
-    def call(self, fares, training=False):
-        return fares if training else ops.mean(fares, axis=-1, keepdims=True)
+    With `columns` (the ends' distances to JFK) and `radius`, the inputs are [inputs, fares], and a ride
+    within `radius` of JFK takes the members' median instead: there fares gather on a few flat values
+    (FlatFare), and the mean of members that picked different ones is a fare between them."""
+
+    def __init__(self, columns=(), radius: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.columns, self.radius = [int(column) for column in columns], float(radius)
+
+    def call(self, inputs, training=False):
+        raw, fares = inputs if self.columns else (None, inputs)
+        if training:
+            return fares
+        mean = ops.mean(fares, axis=-1, keepdims=True)
+        if not self.columns:
+            return mean
+        return ops.where(_near(raw, self.columns, self.radius), ops.median(fares, axis=-1, keepdims=True), mean)
+
+    def get_config(self):
+        return {**super().get_config(), "columns": self.columns, "radius": self.radius}
+
+
+def _near(raw, columns: list[int], radius: float):
+    """(batch, 1): whether the smaller of the rides' values in `columns` (distances) is below `radius`."""
+    return ops.min(ops.take(raw, columns, axis=1), axis=1, keepdims=True) < radius
 
 
 def normal_scores(intervals: int) -> list[float]:
@@ -150,6 +173,37 @@ class DistanceRate(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "column": self.column, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="taxifare")
+class FlatFare(layers.Layer):
+    """[inputs, fare (batch, 1), logits (batch, 1 + len(starts))] -> (batch, 1): on a ride with an end within
+    `radius` of JFK (the smaller of inputs' columns `columns`, its ends' distances to the airport), the fare
+    moved towards a learned flat fare by a learned gate (the first logit; the others choose among the flat
+    fares, which start at `starts`); on any other ride the fare as it is.
+
+    A trip between JFK and Manhattan is a flat fare, alone or with a tunnel's toll: the fares of such rides
+    gather on a few exact values, between which a network on the absolute error settles, where the median
+    is one of them."""
+
+    def __init__(self, columns, radius: float, starts, **kwargs):
+        super().__init__(**kwargs)
+        self.columns, self.radius, self.starts = [int(column) for column in columns], float(radius), [float(start) for start in starts]
+
+    def build(self, input_shape):
+        self.fares = self.add_weight(shape=(len(self.starts),), initializer=initializers.Constant(self.starts), name="fares")
+
+    def call(self, inputs):
+        raw, fare, logits = inputs
+        gate = ops.sigmoid(logits[:, :1]) * ops.cast(_near(raw, self.columns, self.radius), fare.dtype)
+        flat = ops.sum(ops.softmax(logits[:, 1:], axis=-1) * self.fares, axis=-1, keepdims=True)
+        return fare + gate * (flat - fare)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        return {**super().get_config(), "columns": self.columns, "radius": self.radius, "starts": self.starts}
 
 
 @keras.saving.register_keras_serializable(package="taxifare")

@@ -52,6 +52,15 @@ QUANTILE_SAMPLE_ROWS = 100_000
 # Where a distance-rate member's fare starts: NYC's meter drops its flag at $2.50 (plus surcharges) and
 # charges $2.50 a mile, about $1.55 a kilometre.
 START_BASE_FARE, START_RATE_PER_KM = 3.0, 1.5
+# Where each member's flat-fare head (embeddings.FlatFare) starts, on rides with an end within
+# FLAT_FARE_RADIUS_KM of JFK (its terminals and their roads): the flat fare between JFK and Manhattan, $45
+# until 4 September 2012 and $52 since, alone or with a tunnel's toll added ($49.57, $49.80, $56.80 and
+# $57.33 as the tolls rose), the six commonest fares of such rides in the real sample. The network alone
+# lost most of its gap to LightGBM on these rides (benchmarks/model-selection.md).
+FLAT_FARES = (45.0, 49.57, 49.80, 52.0, 56.80, 57.33)
+FLAT_FARE_RADIUS_KM = 2.0
+_JFK_COLUMNS = [FEATURE_NAMES.index("pickup_distance_jfk"), FEATURE_NAMES.index("dropoff_distance_jfk")]
+_FLAT_FARE_RADIUS = FLAT_FARE_RADIUS_KM / DISTANCE_SCALE_KM  # in the processed table's distance units
 # The name of the layer that holds the date within the training window (embeddings.TrainingRange).
 DATE_HOLD_LAYER = "training_range"
 
@@ -82,6 +91,7 @@ class ModelSpec:
     frequency_scales: tuple[float, ...] = FREQUENCY_SCALES  # of the rounds of designs in turn
     scalars: bool = True  # the numeric features also go in as standardized scalars, beside their embeddings
     designs: tuple[str, ...] = MEMBER_DESIGNS  # of the members in turn; a single network is of the first
+    flat_fares: tuple[float, ...] = FLAT_FARES  # where the JFK flat-fare heads start; () for none
 
     @classmethod
     def of(cls, settings: Settings) -> "ModelSpec":
@@ -99,10 +109,16 @@ class ModelSpec:
         )
         designs = self.member_designs()
         head = " -> Dense(1)" + (", or Dense(2) -> base + rate x distance" if "distance-rate" in designs else "")
-        member = f"{embedding}{hidden}{head}"
+        flat = (
+            f" -> FlatFare(within {FLAT_FARE_RADIUS_KM:g} km of JFK: a gate towards {len(self.flat_fares)} learned flat fares)"
+            if self.flat_fares
+            else ""
+        )
+        member = f"{embedding}{hidden}{head}{flat}"
         if self.members > 1:
             counts = ", ".join(f"{designs.count(design)} {design}" for design in dict.fromkeys(designs))
-            member = f" -> {self.members} networks ({counts}), mean of their fares: ({member.removeprefix(' -> ')})"
+            median = f" (their median within {FLAT_FARE_RADIUS_KM:g} km of JFK)" if self.flat_fares else ""
+            member = f" -> {self.members} networks ({counts}), mean of their fares{median}: ({member.removeprefix(' -> ')})"
         quantiles = " and QuantileNormal(training-row quantiles)" if "quantile" in designs else ""
         return f"TrainingRange(date within the training window) -> Normalization(training-row mean and variance){quantiles}{member}"
 
@@ -201,6 +217,8 @@ def build_model(
     fares = [_member(spec, features, member_inputs[design], design, scale, initial_fare, prefix) for design, scale, prefix in plan]
     if spec.members == 1:
         output = fares[0]
+    elif _has_flat_fares(spec, len(mean)):
+        output = MemberMean(_JFK_COLUMNS, _FLAT_FARE_RADIUS, name="member_mean")([features, layers.Concatenate(name="members")(fares)])
     else:
         output = MemberMean(name="member_mean")(layers.Concatenate(name="members")(fares))
     model = keras.Model(inputs, output, name="taxifare")
@@ -216,7 +234,7 @@ def build_model(
 def _member(spec: ModelSpec, inputs, member_inputs, design: str, frequency_scale: float, initial_fare: float, prefix: str):
     """One network of the ensemble, of `design` (MEMBER_DESIGNS) and `frequency_scale`, from its inputs to a
     fare; its layers' names start with `prefix`."""
-    from keras import initializers, layers
+    from keras import layers
 
     flow = member_inputs
     if spec.frequencies:
@@ -232,6 +250,25 @@ def _member(spec: ModelSpec, inputs, member_inputs, design: str, frequency_scale
         flow = layers.Dense(units, activation="relu", name=f"{prefix}hidden_{index}")(flow)
         if spec.dropout:
             flow = layers.Dropout(spec.dropout, name=f"{prefix}dropout_{index}")(flow)
+    fare = _fare(inputs, flow, design, initial_fare, prefix)
+    if not _has_flat_fares(spec, inputs.shape[-1]):
+        return fare
+    from taxifare.model.embeddings import FlatFare
+
+    # The gate's and the choice's logits; the gate starts half open, each flat fare equally likely.
+    logits = layers.Dense(1 + len(spec.flat_fares), name=f"{prefix}flat_fare_logits")(flow)
+    return FlatFare(_JFK_COLUMNS, _FLAT_FARE_RADIUS, spec.flat_fares, name=f"{prefix}flat_fare")([inputs, fare, logits])
+
+
+def _has_flat_fares(spec: ModelSpec, feature_count: int) -> bool:
+    """Whether the model has flat-fare heads: inputs other than the processed table have no distances to JFK."""
+    return bool(spec.flat_fares) and _processed_table(feature_count)
+
+
+def _fare(inputs, flow, design: str, initial_fare: float, prefix: str):
+    """A member's own fare, from its last hidden layer `flow`."""
+    from keras import initializers, layers
+
     if design != "distance-rate":
         return layers.Dense(1, bias_initializer=initializers.Constant(initial_fare), name=f"{prefix}fare")(flow)
     from taxifare.model.embeddings import DistanceRate

@@ -138,6 +138,7 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "dropout": spec.dropout,
             "members": spec.members,
             "member_designs": spec.member_designs(),
+            "flat_fares": list(spec.flat_fares),
             "loss": spec.loss,
             "huber_delta": HUBER_DELTA if spec.loss == "huber" else None,
             "architecture": spec.describe(),

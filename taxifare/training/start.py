@@ -86,13 +86,22 @@ def _parent_run(registry: Registry, settings: Settings, data: ProcessedData, spe
             f"{theirs[1]}, {theirs[2]} network(s); this run asks for hidden units {_units(ours[0])}, dropout {ours[1]}, "
             f"{ours[2]} network(s) (pass the same --hidden-units, --dropout and --members, or train afresh without --from)"
         )
-    designs = ModelSpec.of(settings).member_designs()
+    spec = ModelSpec.of(settings)
+    designs = spec.member_designs()
     # Runs from before the member designs had every network on standardized inputs.
     their_designs = hyper.get("member_designs", ["standardized"] * ours[2])
     if their_designs != designs:
         raise InputError(
             f"cannot continue run {parent.run_id}: its networks are {', '.join(their_designs)}; this taxifare's are "
             f"{', '.join(designs)} (an earlier version trained it): train afresh without --from"
+        )
+    # Runs from before the flat-fare heads have none.
+    their_flat_fares = hyper.get("flat_fares", [])
+    if their_flat_fares != list(spec.flat_fares):
+        recorded = f"its flat-fare heads start from {their_flat_fares}" if their_flat_fares else "it has no flat-fare heads"
+        raise InputError(
+            f"cannot continue run {parent.run_id}: {recorded}; this taxifare's start from {list(spec.flat_fares)} "
+            "(an earlier version trained it): train afresh without --from"
         )
     return parent
 
