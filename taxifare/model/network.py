@@ -55,8 +55,8 @@ START_BASE_FARE, START_RATE_PER_KM = 3.0, 1.5
 # Where each member's flat-fare head (embeddings.FlatFare) starts, on rides with an end within
 # FLAT_FARE_RADIUS_KM of JFK (its terminals and their roads): the flat fare between JFK and Manhattan, $45
 # until 4 September 2012 and $52 since, alone or with a tunnel's toll added ($49.57, $49.80, $56.80 and
-# $57.33 as the tolls rose), the six commonest fares of such rides in the real sample. The network alone
-# lost most of its gap to LightGBM on these rides (benchmarks/model-selection.md).
+# $57.33 as the tolls rose), the six commonest fares of such rides in the real sample. Without the heads,
+# these rides made most of the network's gap to LightGBM (benchmarks/model-selection.md).
 FLAT_FARES = (45.0, 49.57, 49.80, 52.0, 56.80, 57.33)
 FLAT_FARE_RADIUS_KM = 2.0
 _JFK_COLUMNS = [FEATURE_NAMES.index("pickup_distance_jfk"), FEATURE_NAMES.index("dropoff_distance_jfk")]
