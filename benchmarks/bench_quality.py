@@ -171,8 +171,9 @@ def paired_standard_error(errors: np.ndarray, other: np.ndarray) -> float:
     return float((errors - other).std() / np.sqrt(len(errors)))
 
 
-def maes(predict, sets: dict[str, np.ndarray]) -> dict[str, float]:
-    return {name: float(np.mean(np.abs(predict(rows[:, :-1]) - rows[:, -1]))) for name, rows in sets.items()}
+def maes(predicted: dict[str, np.ndarray], sets: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each set's MAE, of the `predicted` fares of its rows (features, then fare)."""
+    return {name: float(np.mean(np.abs(predicted[name] - rows[:, -1]))) for name, rows in sets.items()}
 
 
 def train_run(workdir: Path, name: str, seed: int, outside: dict[str, np.ndarray]) -> dict:
@@ -187,7 +188,7 @@ def train_run(workdir: Path, name: str, seed: int, outside: dict[str, np.ndarray
     peak = float(re.search(r"peak memory:\s+([\d,]+) MB", stderr).group(1).replace(",", ""))
     figures = {key: final[key] for key in ("validation_mae", "test_mae", "baseline_test_mae", "passes", "stopped_early")}
     trained = load_model(folder / "model.keras")
-    outside_figures = maes(lambda features: predict_fares(trained, features), outside)
+    outside_figures = maes({name: predict_fares(trained, rows[:, :-1]) for name, rows in outside.items()}, outside)
     return {"config": name, "seed": seed, "train_seconds": seconds, "peak_mb": peak, **figures, "outside": outside_figures, "architecture": architecture}
 
 
@@ -221,7 +222,7 @@ def lightgbm_runs(folder: Path, leaves: list[int], seeds: list[int]) -> list[dic
         predictions = {name: booster.predict(rows[:, :-1], num_iteration=booster.best_iteration) for name, rows in sets.items()}
         for name, predicted in predictions.items():
             np.save(folder / f"predicted-{params['num_leaves']}-{seed}-{name}.npy", predicted)
-        figures = {name: float(np.mean(np.abs(predicted - sets[name][:, -1]))) for name, predicted in predictions.items()}
+        figures = maes(predictions, sets)
         figures["validation_mae"], figures["test_mae"] = figures.pop("validation"), figures.pop("test")
         runs.append({"params": params, "seed": seed, "trees": booster.best_iteration, "train_seconds": time.perf_counter() - started, **figures})
     return runs
