@@ -106,7 +106,8 @@ def allreduce_ms(size: int, repeats: int) -> float:
 def gradient_size() -> int:
     import numpy as np
 
-    from taxifare.model.network import ModelSpec, build_model
+    from taxifare.model.network import build_model
+    from taxifare.model.spec import ModelSpec
     from taxifare.rides.features import FEATURE_NAMES
 
     settings = load_settings({}, environ={}, dotenv_path=None)

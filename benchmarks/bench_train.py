@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from taxifare.core.config import load_settings  # noqa: E402
-from taxifare.model.network import ModelSpec, build_model  # noqa: E402
+from taxifare.model.network import build_model  # noqa: E402
+from taxifare.model.spec import ModelSpec  # noqa: E402
 from taxifare.preprocessing.run import preprocess  # noqa: E402
 from taxifare.preprocessing.sink import manifest_path, processed_fingerprint, read_manifest  # noqa: E402
 from taxifare.rides.features import FEATURE_NAMES  # noqa: E402

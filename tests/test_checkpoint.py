@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import EMBEDDING_DIMS, ModelSpec, build_model, training_variables
+from taxifare.model.network import build_model, training_variables
+from taxifare.model.spec import EMBEDDING_DIMS, ModelSpec
 from taxifare.training.checkpoint import Checkpoint
 from taxifare.training.loop import checkpoint_folder, train
 from taxifare.training.state import TrainingState

@@ -5,6 +5,7 @@ layers this version does not know is refused in one line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -15,9 +16,10 @@ import pandas as pd
 import pytest
 
 from taxifare.core.errors import InputError
-from taxifare.model.network import FLAT_FARES, ModelSpec, build_model, numeric_columns, predict_fares, quantile_knots
+from taxifare.model.network import build_model, numeric_columns, predict_fares, quantile_knots
 from taxifare.model.saved import load_model
-from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, ride_features
+from taxifare.model.spec import FLAT_FARES, ModelSpec
+from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, days_feature, ride_features
 from taxifare.serving.predict import REFERENCE_RIDE
 from taxifare.training.loop import train
 from tests.conftest import REPO, assert_clean_error, cli_env, run_cli
@@ -101,12 +103,12 @@ def test_an_ensemble_trains_each_member_and_predicts_their_mean_or_near_jfk_thei
     assert np.asarray(model(rows, training=True)).shape == (50, 3)  # what the loss sees: every member's fare
     members = np.asarray(keras.Model(model.inputs[0], model.get_layer("members").output)(rows, training=False))
     assert np.ptp(members, axis=1).min() > 0  # members of their own, not copies
-    predicted = predict_fares(model, rows)
+    predicted = np.asarray(keras.Model(model.inputs[0], model.get_layer("member_mean").output)(rows, training=False))[:, 0]
     np.testing.assert_allclose(predicted[~near], members[~near].mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(predicted[near], np.median(members[near], axis=1), rtol=1e-6)
     assert np.abs(members[near].mean(axis=1) - predicted[near]).min() > 1e-4
     # Without flat-fare heads, the mean everywhere.
-    alike = _trained(ModelSpec((16, 8), 0.1, "huber", members=3, flat_fares=()))
+    alike = _trained(ModelSpec((16, 8), 0.1, "huber", members=3, flat_fares=(), meter_steps=False))
     members = np.asarray(keras.Model(alike.inputs[0], alike.get_layer("members").output)(rows, training=False))
     np.testing.assert_allclose(predict_fares(alike, rows), members.mean(axis=1), rtol=1e-6)
 
@@ -214,6 +216,33 @@ def test_a_flat_fare_head_moves_only_the_fares_of_rides_near_jfk_towards_its_lea
         assert np.all(np.abs(got[:2] - fare[:2, 0]) > 0.1)
     assert "FlatFare(within 2 km of JFK: a gate towards 6 learned flat fares)" in ModelSpec((8,), 0.0, "mae", members=2).describe()
     assert "FlatFare" not in ModelSpec((8,), 0.0, "mae", members=2, flat_fares=()).describe()
+
+
+def test_fares_are_given_at_the_meters_nearest_step_of_their_date_except_near_jfk_and_in_training():
+    import keras
+
+    model = _trained(ModelSpec((16, 8), 0.0, "mae", members=3))  # no dropout: a call in training is repeatable
+    rows = np.abs(_features()[:60])
+    for column in ("pickup_distance_jfk", "dropoff_distance_jfk"):
+        rows[:, FEATURE_NAMES.index(column)] = 0.05  # 5 km
+    near = np.arange(60) % 3 == 0
+    rows[near, FEATURE_NAMES.index("pickup_distance_jfk")] = 0.01
+    after = np.arange(60) % 2 == 0
+    days = [days_feature(dt.datetime(2012, 9, day)) for day in (3, 4)]  # the last day of $0.40 steps, the first of $0.50
+    rows[:, FEATURE_NAMES.index("days_since_2009")] = np.where(after, days[1], days[0])
+    between = np.asarray(keras.Model(model.inputs[0], model.get_layer("member_mean").output)(rows, training=False), dtype=np.float64)[:, 0]
+    step = np.where(after, 0.50, 0.40)
+    expected = np.where(near, between, 2.50 + np.round((between - 2.50) / step) * step)
+    predicted = predict_fares(model, rows)
+    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+    assert np.median(np.abs(predicted - between)[~near]) > 0.05  # they moved
+    # What the loss sees: every member's fare, as the members give it.
+    members = np.asarray(keras.Model(model.inputs[0], model.get_layer("members").output)(rows, training=True))
+    np.testing.assert_array_equal(np.asarray(model(rows, training=True)), members)
+    assert "MeterSteps($2.50 + steps of $0.40, of $0.50 from 2012-09-04, not within 2 km of JFK)" in ModelSpec((8,), 0.0, "mae", 3).describe()
+    # Without them, the fares between the steps.
+    unstepped = _trained(ModelSpec((16, 8), 0.1, "mae", members=3, meter_steps=False))
+    assert "meter_steps" not in [layer.name for layer in unstepped.layers] and "MeterSteps" not in ModelSpec((8,), 0.0, "mae", 3, meter_steps=False).describe()
 
 
 def _with_config_text_replaced(path, old: str, new: str) -> None:

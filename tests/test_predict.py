@@ -13,7 +13,6 @@ import pytest
 
 from taxifare.core.errors import InputError
 from taxifare.core.lines import kept_line_numbers
-from taxifare.model.network import predict_fares
 from taxifare.model.saved import load_model
 from taxifare.registry.store import Registry
 from taxifare.rides.features import FEATURE_NAMES, days_feature, feature_matrix, ride_features
@@ -138,17 +137,21 @@ def test_one_ride_outside_the_training_window_is_predicted_with_a_warning(traine
 
 
 def test_a_ride_outside_the_training_window_is_priced_as_on_its_nearest_day(trained):
+    import keras
+
     run = Registry(trained.local_registry_path).latest()
     model = load_model(run.model_path)
     first, last = (moment.replace(tzinfo=None) for moment in run.pickup_window)
     ride = {name: [value] for name, value in REFERENCE_RIDE.items() if name != "pickup_datetime"}
     features = feature_matrix(ride_features({**ride, "pickup_datetime": np.array(["2013-07-06T17:18"], dtype="datetime64[s]")}))
     day = FEATURE_NAMES.index("days_since_2009")
+    # The fare before the meter's step (embeddings.MeterSteps), where a fifth of a day moves it by cents.
+    unstepped = keras.Model(model.inputs, model.get_layer("meter_steps").input[1])
 
     def fare_on(days: float) -> float:
         on_day = features.copy()
         on_day[:, day] = days
-        return float(predict_fares(model, on_day)[0])
+        return float(np.asarray(unstepped(on_day, training=False))[0, 0])
 
     start, end = days_feature(first), days_feature(last)
     assert fare_on(end + 0.5) == fare_on(end + 3.0) == fare_on(end)

@@ -15,8 +15,9 @@ import pytest
 
 from taxifare.core.config import LOSSES
 from taxifare.core.errors import InputError
-from taxifare.model.network import ModelSpec, build_model
+from taxifare.model.network import build_model
 from taxifare.model.saved import load_model
+from taxifare.model.spec import ModelSpec
 from taxifare.registry.store import RUN_FILES, Registry
 from taxifare.training.distributed import _train_steps
 from taxifare.training.loop import checkpoint_folder

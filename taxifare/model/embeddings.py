@@ -1,7 +1,7 @@
 """The model's own layers: periodic embeddings of the numeric features, learned inside the model ("PLR":
 periodic, linear, ReLU); the members' mean; what the member designs of network.py add (quantile
-normal scores, a base-plus-rate-times-distance fare); the flat fares of rides to or from JFK; and the date
-held to the training rows' range.
+normal scores, a base-plus-rate-times-distance fare); the flat fares of rides to or from JFK; the meter's
+steps; and the date held to the training rows' range.
 
 An MLP on standardized scalars draws sharp price steps (flat airport fares, distance bands, surcharge
 hours) poorly. Gorishniy, Rubachev and Babenko ("On Embeddings for Numerical Features in Tabular Deep
@@ -204,6 +204,41 @@ class FlatFare(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "columns": self.columns, "radius": self.radius, "starts": self.starts}
+
+
+@keras.saving.register_keras_serializable(package="taxifare")
+class MeterSteps(layers.Layer):
+    """[inputs, fare (batch, 1)] -> (batch, 1): at prediction, the fare at the nearest step of the meter in
+    force on the ride's date (inputs' column `date_column`): `start` plus a whole number of `steps[0]` before
+    the day `change` (in the date feature's units), of `steps[1]` from it. Rides with an end within `radius`
+    of JFK (the smaller of inputs' columns `jfk_columns`) keep their fare: flat fares, off those steps.
+    In training the fare passes unchanged, so that the loss has a gradient.
+
+    The meter adds a step at a time, so a metered fare is one of these values and so is the median, the
+    best guess under the absolute error, of the fares a ride could have; a fare between two steps is off by
+    up to half a step more than the nearer step would be on most rides."""
+
+    def __init__(self, date_column: int, change: float, steps, start: float, jfk_columns, radius: float, **kwargs):
+        super().__init__(**kwargs)
+        self.date_column, self.change, self.steps, self.start = int(date_column), float(change), [float(step) for step in steps], float(start)
+        self.jfk_columns, self.radius = [int(column) for column in jfk_columns], float(radius)
+
+    def call(self, inputs, training=False):
+        raw, fare = inputs
+        if training:
+            return fare
+        step = ops.where(raw[:, self.date_column : self.date_column + 1] < self.change, self.steps[0], self.steps[1])
+        stepped = self.start + ops.round((fare - self.start) / step) * step
+        return ops.where(_near(raw, self.jfk_columns, self.radius), fare, ops.cast(stepped, fare.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            **{name: getattr(self, name) for name in ("date_column", "change", "steps", "start", "jfk_columns", "radius")},
+        }
 
 
 @keras.saving.register_keras_serializable(package="taxifare")

@@ -12,12 +12,11 @@ Keras (and TensorFlow under it) is imported inside these functions only, so that
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from taxifare.core.config import Settings
-from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, PREFIX_VERSIONS, is_one_hot
+from taxifare.model.spec import FLAT_FARE_RADIUS_KM, METER_RISE, METER_START, METER_STEPS, ModelSpec
+from taxifare.rides.features import DISTANCE_SCALE_KM, FEATURE_NAMES, PREFIX_VERSIONS, days_feature, is_one_hot
 
 # Huber's loss is squared below this error and linear above it: dollars, so that it trains towards
 # the absolute error that users read while big fare outliers pull on it no harder than any other error.
@@ -28,39 +27,15 @@ PREDICT_BATCH_SIZE = 16384
 STEPS_PER_EXECUTION = 32
 # Below this many rows a direct call beats `predict`, which compiles a function first.
 _EAGER_ROWS = 1024
-# Periodic embeddings of the numeric features (embeddings.py) with the numeric scalars beside them: chosen
-# on the validation split of the real sample against the variants in benchmarks/bench_quality.py (with
-# the default learning rate and ensemble size of config.py, chosen the same way).
-# 8 dimensions per feature since preprocessor version 4's 38 numeric features: 16 took 10-40% longer to
-# train for no better validation MAE.
-FREQUENCIES = 16
-EMBEDDING_DIMS = 8
-# The frequency scale of each round of the member designs in turn: members 1-3 draw their frequencies
-# from N(0, 0.25), members 4-6 from N(0, 0.75). Finer periods for the second round: its members err
-# otherwise again (on validation, about half a cent better than every member at 0.25).
-FREQUENCY_SCALES = (0.25, 0.75)
-# What the members of an ensemble see and how they price, in turn (member 1 the first, member 4 the first
-# again): "standardized" inputs; the numeric features as normal scores of their training quantiles
-# ("quantile", QuantileNormal); standardized inputs with a fare of base + rate x the ride's Manhattan
-# distance, both learned per ride ("distance-rate": a meter's shape, which a ReLU network draws poorly).
-# Members that differ err differently, so their mean gains more than that of as many alike: on the real
-# sample's validation split, 5 such members (with the L1 loss) beat 5 standardized ones by about a cent.
-MEMBER_DESIGNS = ("standardized", "quantile", "distance-rate")
 QUANTILE_INTERVALS = 64
 # At most this many training rows, evenly spaced through the row file, give the quantiles.
 QUANTILE_SAMPLE_ROWS = 100_000
 # Where a distance-rate member's fare starts: NYC's meter drops its flag at $2.50 (plus surcharges) and
 # charges $2.50 a mile, about $1.55 a kilometre.
 START_BASE_FARE, START_RATE_PER_KM = 3.0, 1.5
-# Where each member's flat-fare head (embeddings.FlatFare) starts, on rides with an end within
-# FLAT_FARE_RADIUS_KM of JFK (its terminals and their roads): the flat fare between JFK and Manhattan, $45
-# until 4 September 2012 and $52 since, alone or with a tunnel's toll added ($49.57, $49.80, $56.80 and
-# $57.33 as the tolls rose), the six commonest fares of such rides in the real sample. Without the heads,
-# these rides made most of the network's gap to LightGBM (benchmarks/model-selection.md).
-FLAT_FARES = (45.0, 49.57, 49.80, 52.0, 56.80, 57.33)
-FLAT_FARE_RADIUS_KM = 2.0
 _JFK_COLUMNS = [FEATURE_NAMES.index("pickup_distance_jfk"), FEATURE_NAMES.index("dropoff_distance_jfk")]
 _FLAT_FARE_RADIUS = FLAT_FARE_RADIUS_KM / DISTANCE_SCALE_KM  # in the processed table's distance units
+_METER_RISE_DAY = float(days_feature(METER_RISE))  # in the date feature's units
 # The name of the layer that holds the date within the training window (embeddings.TrainingRange).
 DATE_HOLD_LAYER = "training_range"
 
@@ -76,58 +51,6 @@ def import_keras():
     import keras
 
     return keras
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What fixes the model's shape and objective; recorded in every run's params.json."""
-
-    hidden_units: tuple[int, ...]
-    dropout: float
-    loss: str
-    members: int  # networks trained side by side, each on its own loss; the prediction is their mean
-    frequencies: int = FREQUENCIES  # 0: the numeric features go in as standardized scalars
-    embedding_dims: int = EMBEDDING_DIMS
-    frequency_scales: tuple[float, ...] = FREQUENCY_SCALES  # of the rounds of designs in turn
-    scalars: bool = True  # the numeric features also go in as standardized scalars, beside their embeddings
-    designs: tuple[str, ...] = MEMBER_DESIGNS  # of the members in turn; a single network is of the first
-    flat_fares: tuple[float, ...] = FLAT_FARES  # where the JFK flat-fare heads start; () for none
-
-    @classmethod
-    def of(cls, settings: Settings) -> "ModelSpec":
-        return cls(settings.hidden_units, settings.dropout, settings.loss, settings.members)
-
-    def describe(self) -> str:
-        dropout = f" -> Dropout({self.dropout:g})" if self.dropout else ""
-        scales = " or ".join(f"{scale:g}" for scale in dict.fromkeys(self.member_scales()))
-        hidden = "".join(f" -> Dense({units}, relu){dropout}" for units in self.hidden_units)
-        embedding = (
-            f" -> PeriodicEmbedding(numeric features: {self.frequencies} frequencies ~ N(0, {scales}), "
-            f"Dense({self.embedding_dims}, relu) each{', beside the scalars' if self.scalars else ''})"
-            if self.frequencies
-            else ""
-        )
-        designs = self.member_designs()
-        head = " -> Dense(1)" + (", or Dense(2) -> base + rate x distance" if "distance-rate" in designs else "")
-        flat = (
-            f" -> FlatFare(within {FLAT_FARE_RADIUS_KM:g} km of JFK: a gate towards {len(self.flat_fares)} learned flat fares)"
-            if self.flat_fares
-            else ""
-        )
-        member = f"{embedding}{hidden}{head}{flat}"
-        if self.members > 1:
-            counts = ", ".join(f"{designs.count(design)} {design}" for design in dict.fromkeys(designs))
-            median = f" (their median within {FLAT_FARE_RADIUS_KM:g} km of JFK)" if self.flat_fares else ""
-            member = f" -> {self.members} networks ({counts}), mean of their fares{median}: ({member.removeprefix(' -> ')})"
-        quantiles = " and QuantileNormal(training-row quantiles)" if "quantile" in designs else ""
-        return f"TrainingRange(date within the training window) -> Normalization(training-row mean and variance){quantiles}{member}"
-
-    def member_designs(self) -> list[str]:
-        return [self.designs[index % len(self.designs)] for index in range(self.members)]
-
-    def member_scales(self) -> list[float]:
-        rounds = [index // len(self.designs) for index in range(self.members)]
-        return [self.frequency_scales[round_ % len(self.frequency_scales)] for round_ in rounds]
 
 
 def numeric_columns(feature_count: int) -> list[int]:
@@ -194,7 +117,7 @@ def build_model(
     keras = import_keras()
     from keras import layers
 
-    from taxifare.model.embeddings import MemberMean, QuantileNormal, TrainingRange
+    from taxifare.model.embeddings import MemberMean, MeterSteps, QuantileNormal, TrainingRange
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((len(mean),))
@@ -221,6 +144,11 @@ def build_model(
         output = MemberMean(_JFK_COLUMNS, _FLAT_FARE_RADIUS, name="member_mean")([features, layers.Concatenate(name="members")(fares)])
     else:
         output = MemberMean(name="member_mean")(layers.Concatenate(name="members")(fares))
+    if spec.meter_steps and _processed_table(len(mean)):
+        # Without flat-fare heads, a radius of 0: every ride is on the meter.
+        radius = _FLAT_FARE_RADIUS if spec.flat_fares else 0.0
+        steps = MeterSteps(date, _METER_RISE_DAY, METER_STEPS, METER_START, _JFK_COLUMNS, radius, name="meter_steps")
+        output = steps([features, output])
     model = keras.Model(inputs, output, name="taxifare")
     model.compile(
         loss=fare_loss(spec.loss),

@@ -13,7 +13,7 @@ from taxifare.model.network import import_keras
 
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
 # The layers of embeddings.py, which Keras looks up as "taxifare>NAME" when loading.
-OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "QuantileNormal", "DistanceRate", "FlatFare", "TrainingRange")
+OWN_LAYERS = ("PeriodicEmbedding", "MemberMean", "QuantileNormal", "DistanceRate", "FlatFare", "MeterSteps", "TrainingRange")
 
 
 def check_model_file(path: Path) -> None:

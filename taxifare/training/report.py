@@ -18,7 +18,8 @@ from taxifare import __version__
 from taxifare.core.config import Settings
 from taxifare.core.files import atomic_write_json
 from taxifare.core.progress import log_summary, peak_rss_mb
-from taxifare.model.network import HUBER_DELTA, ModelSpec, predict_fares
+from taxifare.model.network import HUBER_DELTA, predict_fares
+from taxifare.model.spec import ModelSpec
 from taxifare.registry.store import SAMPLE_FILE, Registry, Run
 from taxifare.rides.features import DAYS_SCALE, FEATURE_NAMES
 from taxifare.training.data import SPANS_PER_CHUNK, PreparedRows, ProcessedData
@@ -139,6 +140,7 @@ def _params(settings: Settings, data: ProcessedData, prepared: PreparedRows, sta
             "members": spec.members,
             "member_designs": spec.member_designs(),
             "flat_fares": list(spec.flat_fares),
+            "meter_steps": spec.meter_steps,
             "loss": spec.loss,
             "huber_delta": HUBER_DELTA if spec.loss == "huber" else None,
             "architecture": spec.describe(),

@@ -17,8 +17,9 @@ import numpy as np
 
 from taxifare.core.config import Settings
 from taxifare.core.errors import InputError
-from taxifare.model.network import QUANTILE_SAMPLE_ROWS, ModelSpec, build_model, input_statistics, quantile_knots
+from taxifare.model.network import QUANTILE_SAMPLE_ROWS, build_model, input_statistics, quantile_knots
 from taxifare.model.saved import load_model
+from taxifare.model.spec import ModelSpec
 from taxifare.registry.store import Registry, Run, new_run_id
 from taxifare.rides.features import days_feature
 from taxifare.training.checkpoint import Checkpoint, copy_training_variables, framework_versions
