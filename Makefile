@@ -69,7 +69,7 @@ bench-train: install
 ## and the default against LightGBM on held-out rows that chose nothing.
 bench-quality: install
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs no-flat-fares previous-default one-network 3-networks lr-0.001 --warm-passes 2 --later-check --dev-check
+	$(PY) benchmarks/bench_quality.py --seeds 42 7 11 --variant-seeds 1 --configs no-meter-steps no-flat-fares previous-default one-network 3-networks lr-0.001 --warm-passes 2 --later-check --dev-check
 
 ## One worker against two on this machine; all-reduce cost per step; projection to N machines.
 bench-distributed: install

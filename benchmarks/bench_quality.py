@@ -97,15 +97,17 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "dropout-0.05": (("--dropout", "0.05"), {}),
     "patience-12": (("--patience", "12"), {}),
     "batch-512-lr-0.004": (("--batch-size", "512", "--learning-rate", "0.004"), {}),
-    # The member designs (network.MEMBER_DESIGNS), with the L1 loss; the default before them:
+    # The member designs (spec.MEMBER_DESIGNS), with the L1 loss; the default before them:
     "huber-all-standardized": (("--loss", "huber"), {"designs": ("standardized",)}),
     "all-standardized": ((), {"designs": ("standardized",)}),
     "all-quantile": ((), {"designs": ("quantile",)}),
     "standardized-quantile": ((), {"designs": ("standardized", "quantile")}),
     "standardized-distance-rate": ((), {"designs": ("standardized", "distance-rate")}),
     "one-frequency-scale": ((), {"frequency_scales": (0.25,)}),
-    # Without the flat-fare heads for JFK's rides (network.FLAT_FARES), the default before them:
+    # Without the flat-fare heads for JFK's rides (spec.FLAT_FARES), the default before them:
     "no-flat-fares": ((), {"flat_fares": ()}),
+    # Fares between the meter's steps (spec.METER_STEPS), the default before them:
+    "no-meter-steps": ((), {"meter_steps": False}),
 }
 LIGHTGBM_GRID = (
     {"num_leaves": 31, "learning_rate": 0.05},
@@ -129,7 +131,7 @@ def taxifare(workdir: Path, *args: str, model: dict | None = None, **env: str) -
 def cli_with_model_defaults(model: dict, args: list[str]) -> None:
     """The CLI, in this process, with `model` replacing ModelSpec's defaults (the fields that are no setting)."""
     from taxifare.cli import main as cli_main
-    from taxifare.model.network import ModelSpec
+    from taxifare.model.spec import ModelSpec
 
     with_defaults = [field for field in dataclasses.fields(ModelSpec) if field.default is not dataclasses.MISSING]
     unknown = set(model) - {field.name for field in with_defaults}
