@@ -2,7 +2,7 @@
 
 Inputs are standardized inside the model (a Normalization layer holding the training rows' per-feature
 mean and variance), or for some members of the ensemble read as normal scores of the training rows'
-quantiles (MEMBER_DESIGNS); then each numeric feature is embedded (embeddings.py). A saved model takes
+quantiles (spec.MEMBER_DESIGNS); then each numeric feature is embedded (embeddings.py). A saved model takes
 the processed features as they are, and prediction needs nothing but the model file.
 
 Keras (and TensorFlow under it) is imported inside these functions only, so that `taxifare --help` and
@@ -160,7 +160,7 @@ def build_model(
 
 
 def _member(spec: ModelSpec, inputs, member_inputs, design: str, frequency_scale: float, initial_fare: float, prefix: str):
-    """One network of the ensemble, of `design` (MEMBER_DESIGNS) and `frequency_scale`, from its inputs to a
+    """One network of the ensemble, of `design` (spec.MEMBER_DESIGNS) and `frequency_scale`, from its inputs to a
     fare; its layers' names start with `prefix`."""
     from keras import layers
 
