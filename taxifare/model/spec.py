@@ -1,5 +1,5 @@
-"""What a fare model is: its shape, objective and pricing rules (ModelSpec), recorded in every run's params.json;
-network.py builds it. No Keras here, so that reading a run's parameters never imports it."""
+"""What a fare model is: its shape, objective and pricing rules (ModelSpec, recorded in every run's
+params.json), and the choices they default to, each with why; network.py builds it."""
 
 from __future__ import annotations
 
