@@ -146,7 +146,7 @@ def test_a_ride_outside_the_training_window_is_priced_as_on_its_nearest_day(trai
     features = feature_matrix(ride_features({**ride, "pickup_datetime": np.array(["2013-07-06T17:18"], dtype="datetime64[s]")}))
     day = FEATURE_NAMES.index("days_since_2009")
     # The fare before the meter's step (embeddings.MeterSteps), where a fifth of a day moves it by cents.
-    unstepped = keras.Model(model.inputs, model.get_layer("meter_steps").input[1])
+    unstepped = keras.Model(model.inputs[0], model.get_layer("meter_steps").input[1])
 
     def fare_on(days: float) -> float:
         on_day = features.copy()
