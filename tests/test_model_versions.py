@@ -230,12 +230,19 @@ def test_fares_are_given_at_the_meters_nearest_step_of_their_date_except_near_jf
     after = np.arange(60) % 2 == 0
     days = [days_feature(dt.datetime(2012, 9, day)) for day in (3, 4)]  # the last day of $0.40 steps, the first of $0.50
     rows[:, FEATURE_NAMES.index("days_since_2009")] = np.where(after, days[1], days[0])
-    between = np.asarray(keras.Model(model.inputs[0], model.get_layer("member_mean").output)(rows, training=False), dtype=np.float64)[:, 0]
     step = np.where(after, 0.50, 0.40)
-    expected = np.where(near, between, 2.50 + np.round((between - 2.50) / step) * step)
+
+    def between_and_stepped(ensemble):
+        between = np.asarray(keras.Model(ensemble.inputs[0], ensemble.get_layer("member_mean").output)(rows, training=False), dtype=np.float64)[:, 0]
+        return between, 2.50 + np.round((between - 2.50) / step) * step
+
+    between, stepped = between_and_stepped(model)
     predicted = predict_fares(model, rows)
-    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+    np.testing.assert_allclose(predicted, np.where(near, between, stepped), atol=1e-4)
     assert np.median(np.abs(predicted - between)[~near]) > 0.05  # they moved
+    # Without flat-fare heads, the rides near JFK are on the meter too.
+    metered = _trained(ModelSpec((16, 8), 0.0, "mae", members=3, flat_fares=()))
+    np.testing.assert_allclose(predict_fares(metered, rows), between_and_stepped(metered)[1], atol=1e-4)
     # What the loss sees: every member's fare, as the members give it.
     members = np.asarray(keras.Model(model.inputs[0], model.get_layer("members").output)(rows, training=True))
     np.testing.assert_array_equal(np.asarray(model(rows, training=True)), members)

@@ -210,15 +210,15 @@ class FlatFare(layers.Layer):
 class MeterSteps(layers.Layer):
     """[inputs, fare (batch, 1)] -> (batch, 1): at prediction, the fare at the nearest step of the meter in
     force on the ride's date (inputs' column `date_column`): `start` plus a whole number of `steps[0]` before
-    the day `change` (in the date feature's units), of `steps[1]` from it. Rides with an end within `radius`
-    of JFK (the smaller of inputs' columns `jfk_columns`) keep their fare: flat fares, off those steps.
-    In training the fare passes unchanged, so that the loss has a gradient.
+    the day `change` (in the date feature's units), of `steps[1]` from it. With `jfk_columns` (the ends'
+    distances to JFK) and `radius`, rides with an end within `radius` of JFK keep their fare: flat fares,
+    off those steps. In training the fare passes unchanged, so that the loss has a gradient.
 
     The meter adds a step at a time, so a metered fare is one of these values and so is the median, the
     best guess under the absolute error, of the fares a ride could have; a fare between two steps is off by
     up to half a step more than the nearer step would be on most rides."""
 
-    def __init__(self, date_column: int, change: float, steps, start: float, jfk_columns, radius: float, **kwargs):
+    def __init__(self, date_column: int, change: float, steps, start: float, jfk_columns=(), radius: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.date_column, self.change, self.steps, self.start = int(date_column), float(change), [float(step) for step in steps], float(start)
         self.jfk_columns, self.radius = [int(column) for column in jfk_columns], float(radius)
@@ -228,8 +228,10 @@ class MeterSteps(layers.Layer):
         if training:
             return fare
         step = ops.where(raw[:, self.date_column : self.date_column + 1] < self.change, self.steps[0], self.steps[1])
-        stepped = self.start + ops.round((fare - self.start) / step) * step
-        return ops.where(_near(raw, self.jfk_columns, self.radius), fare, ops.cast(stepped, fare.dtype))
+        stepped = ops.cast(self.start + ops.round((fare - self.start) / step) * step, fare.dtype)
+        if not self.jfk_columns:
+            return stepped
+        return ops.where(_near(raw, self.jfk_columns, self.radius), fare, stepped)
 
     def compute_output_shape(self, input_shape):
         return input_shape[1]

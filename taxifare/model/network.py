@@ -145,10 +145,9 @@ def build_model(
     else:
         output = MemberMean(name="member_mean")(layers.Concatenate(name="members")(fares))
     if spec.meter_steps and _processed_table(len(mean)):
-        # Without flat-fare heads, a radius of 0: every ride is on the meter.
-        radius = _FLAT_FARE_RADIUS if spec.flat_fares else 0.0
-        steps = MeterSteps(date, _METER_RISE_DAY, METER_STEPS, METER_START, _JFK_COLUMNS, radius, name="meter_steps")
-        output = steps([features, output])
+        # Without flat-fare heads, every ride is on the meter.
+        near_jfk = (_JFK_COLUMNS, _FLAT_FARE_RADIUS) if _has_flat_fares(spec, len(mean)) else ()
+        output = MeterSteps(date, _METER_RISE_DAY, METER_STEPS, METER_START, *near_jfk, name="meter_steps")([features, output])
     model = keras.Model(inputs, output, name="taxifare")
     model.compile(
         loss=fare_loss(spec.loss),
